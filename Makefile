@@ -1,0 +1,43 @@
+# pneumocxr — every set-up step a fresh machine needs is here.
+#   make demo   install, link/download data, execute the three notebooks, write model, plots, report PDF
+#   make test   install, link/download data, run the test suite (slow tests included)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/pneumocxr
+export PYTHONHASHSEED := 0
+export TF_CPP_MIN_LOG_LEVEL := 2
+export MPLBACKEND := Agg
+
+.PHONY: install data test test-fast demo bench fuzz clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+data: install
+	$(CLI) data setup
+
+test: data
+	$(PY) -m pytest -q --durations=15
+
+test-fast: data
+	$(PY) -m pytest -q -m "not slow"
+
+demo: data
+	$(PY) -m pneumocxr.demo
+
+bench: data
+	$(PY) bench/run.py
+
+fuzz: data
+	PNEUMOCXR_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -m fuzz tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info
