@@ -1,0 +1,29 @@
+"""Shared fixtures. Real-data tests read the data root made by `pneumocxr data setup`
+(``data/`` of the project, or ``$PNEUMOCXR_DATA``), which links ../shared/data here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pneumocxr.config import data_root  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real data root; fails (never skips) when `pneumocxr data setup` has not been run."""
+    root = data_root()
+    if not (root / "test_dicoms").exists():
+        pytest.fail(f"{root}: real data missing; run `make data` (pneumocxr data setup) first")
+    return root
+
+
+@pytest.fixture(scope="session")
+def test_dicoms(real_data: Path) -> list[Path]:
+    """The six classic test DICOMs (real NIH pixels), test1..test6 in order."""
+    return [real_data / "test_dicoms" / f"test{i}.dcm" for i in range(1, 7)]
