@@ -1,0 +1,53 @@
+"""Run directory helpers: stable JSON, threshold record, manifest and data hash."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pneumocxr.config import Config
+from pneumocxr.runs import (
+    RunError, create_run_dir, data_list_hash, load_run_config, load_threshold, read_json, save_threshold,
+    sha256_file, write_json, write_manifest,
+)
+
+
+def test_write_json_is_stable_and_nan_safe(tmp_path):
+    path = write_json(tmp_path / "m.json", {"b": np.float32(0.5), "a": float("nan"), "c": (1, 2)})
+    assert path.read_text() == '{\n  "a": null,\n  "b": 0.5,\n  "c": [\n    1,\n    2\n  ]\n}\n'
+
+
+def test_threshold_round_trip_and_validation(tmp_path):
+    save_threshold(tmp_path, {"threshold": 0.42, "rule": "max_f1"})
+    assert load_threshold(tmp_path) == {"rule": "max_f1", "threshold": 0.42}
+    with pytest.raises(ValueError, match="lacks"):
+        save_threshold(tmp_path, {"threshold": 0.4})
+
+
+def test_missing_artifacts_are_named(tmp_path):
+    with pytest.raises(RunError, match="threshold.json: missing"):
+        load_threshold(tmp_path)
+    with pytest.raises(RunError, match="config.toml: missing"):
+        load_run_config(tmp_path)
+
+
+def test_run_dir_and_manifest(tmp_path):
+    config = Config(name="unit")
+    run = create_run_dir(tmp_path / "r", config)
+    assert (run / "plots").is_dir() and load_run_config(run) == config
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"abc")
+    digest = data_list_hash([("a.png", 1, "train"), ("b.png", 0, "val")])
+    manifest = write_manifest(run, config, digest, str(weights))
+    assert manifest["weights_sha256"] == sha256_file(weights) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert read_json(run / "manifest.json")["data_list_sha256"] == digest
+    assert set(manifest["packages"]) >= {"tensorflow", "keras", "pydicom", "python"}
+    assert json.loads((run / "manifest.json").read_text())["seed"] == config.data.seed
+
+
+def test_data_list_hash_ignores_order_but_not_content():
+    rows = [("a.png", 1, "train"), ("b.png", 0, "val")]
+    assert data_list_hash(rows) == data_list_hash(rows[::-1])
+    assert data_list_hash(rows) != data_list_hash([("a.png", 0, "train"), ("b.png", 0, "val")])
