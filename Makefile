@@ -31,7 +31,7 @@ test-fast: data
 	$(PY) -m pytest -q -m "not slow"
 
 demo: data
-	$(PY) -m pneumocxr.demo
+	$(CLI) demo
 
 bench: data
 	$(PY) bench/run.py
