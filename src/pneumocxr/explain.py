@@ -1,0 +1,121 @@
+"""Explanation step: Grad-CAM heatmaps over the last convolutional block, and overlays a reader can see.
+
+Grad-CAM (Selvaraju et al. 2017, as in the keras-io example): the gradient of the pneumonia
+probability with respect to the last convolutional feature map, averaged over space, weights that
+map's channels; the ReLU of the weighted sum is the heatmap, scaled to [0, 1] per image. The model
+must be one flat functional graph so that the last conv layer's output is reachable.
+
+Overlays are drawn with matplotlib's object API (no pyplot state), so they can be rendered in any
+thread and saved as PNG or turned into RGB pixels for a DICOM Secondary Capture. Titles carry the
+file name, probability, threshold and decision, never a patient's name, id or birth date.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+AID_NOTICE = "Decision aid, not a diagnosis"
+
+
+def last_conv_layer_name(model) -> str:
+    """Name of the model's last Conv2D layer (the block Grad-CAM looks at)."""
+    try:  # the model builders know their own last block when they are installed
+        from pneumocxr.models import last_conv_layer_name as from_builder
+
+        return from_builder(model)
+    except (ImportError, AttributeError, TypeError, ValueError, KeyError):
+        pass
+    import keras
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.Conv2D):
+            return layer.name
+    raise ValueError(f"model '{model.name}' has no Conv2D layer at its top level; Grad-CAM needs a flat functional model")
+
+
+def gradcam_model(model, layer_name: str | None = None):
+    """A model mapping the input to (last conv feature map, model output)."""
+    import keras
+
+    layer = model.get_layer(layer_name or last_conv_layer_name(model))
+    return keras.Model(model.inputs, [layer.output, model.output], name=f"{model.name}_gradcam")
+
+
+def gradcam_heatmaps(grad_model, inputs) -> np.ndarray:
+    """Grad-CAM heatmaps for a batch of model inputs: float32 (N, h, w) in [0, 1] at feature-map size."""
+    import tensorflow as tf
+
+    batch = tf.convert_to_tensor(inputs, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        features, output = grad_model(batch, training=False)
+        score = tf.reshape(tf.cast(output, tf.float32), (tf.shape(batch)[0], -1))[:, -1]
+    grads = tf.cast(tape.gradient(score, features), tf.float32)
+    features = tf.cast(features, tf.float32)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel per image
+    cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1)).numpy()
+    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
+    return np.where(peak > 0, cam / np.where(peak > 0, peak, 1.0), 0.0).astype(np.float32)
+
+
+def resize_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A heatmap resized (bilinear) to an image's (rows, columns), float32 in [0, 1]."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(np.asarray(heatmap, np.float32)[..., None], shape, method="bilinear")
+    return np.clip(resized.numpy()[..., 0], 0.0, 1.0)
+
+
+def heatmap_peak(heatmap: np.ndarray) -> tuple[float, float]:
+    """Where a heatmap is hottest, as (row, column) fractions of its height and width (cell centres)."""
+    row, col = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    return (row + 0.5) / heatmap.shape[0], (col + 0.5) / heatmap.shape[1]
+
+
+def decision_title(name: str, probability: float | None, threshold: float | None, label: str | None) -> str:
+    """Overlay title: file name, probability, threshold and decision (no patient identity)."""
+    if probability is None:
+        return f"{name}: not analysed"
+    return f"{name}: P(pneumonia) = {probability:.3f}, threshold {threshold:.3f} -> {label}"
+
+
+def overlay_figure(pixels: np.ndarray, heatmap: np.ndarray | None, title: str, alpha: float = 0.4):
+    """A matplotlib Figure of the grey image with the heatmap (if any) on top and a colour bar."""
+    from matplotlib.figure import Figure
+
+    rows, columns = pixels.shape
+    fig = Figure(figsize=(6.4, 6.4 * rows / columns + 0.6), dpi=100)
+    ax = fig.add_subplot()
+    ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="lanczos")
+    if heatmap is not None:
+        hot = ax.imshow(resize_heatmap(heatmap, (rows, columns)), cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha)
+        fig.colorbar(hot, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM relevance (0-1, unitless)")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(f"column (pixels)    {AID_NOTICE}", fontsize=8)
+    ax.set_ylabel("row (pixels)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_rgb(fig) -> np.ndarray:
+    """The rendered figure as uint8 RGB pixels (rows, columns, 3)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a figure as PNG (parent folders made) and return the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    path.write_bytes(buffer.getvalue())
+    return path
