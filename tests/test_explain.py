@@ -111,7 +111,7 @@ def test_overlay_png_and_rgb(tmp_path):
     title = explain.decision_title("test1.dcm", 0.7312, 0.5, "pneumonia")
     assert title == "test1.dcm: P(pneumonia) = 0.731, threshold 0.500 -> pneumonia"
     fig = explain.overlay_figure(pixels, heatmap, title)
-    assert fig.axes[0].get_title() == title
+    assert fig.axes[0].get_title() == f"{title}\nDecision aid, not a diagnosis"
     assert len(fig.axes) == 2  # image and colour bar
     rgb = explain.figure_rgb(fig)
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.std() > 10

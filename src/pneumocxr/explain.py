@@ -87,14 +87,14 @@ def overlay_figure(pixels: np.ndarray, heatmap: np.ndarray | None, title: str, a
     from matplotlib.figure import Figure
 
     rows, columns = pixels.shape
-    fig = Figure(figsize=(6.4, 6.4 * rows / columns + 0.6), dpi=100)
+    fig = Figure(figsize=(7.6, 6.2 * rows / columns + 0.9), dpi=100)
     ax = fig.add_subplot()
     ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="lanczos")
     if heatmap is not None:
         hot = ax.imshow(resize_heatmap(heatmap, (rows, columns)), cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha)
         fig.colorbar(hot, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM relevance (0-1, unitless)")
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(f"column (pixels)    {AID_NOTICE}", fontsize=8)
+    ax.set_title(f"{title}\n{AID_NOTICE}", fontsize=9)
+    ax.set_xlabel("column (pixels)", fontsize=8)
     ax.set_ylabel("row (pixels)", fontsize=8)
     fig.tight_layout()
     return fig
@@ -119,3 +119,64 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     FigureCanvasAgg(fig).print_png(buffer)
     path.write_bytes(buffer.getvalue())
     return path
+
+
+# --- presentation of one prediction row for a reader (Inference.ipynb) -----------------------
+
+HEADER_FIELDS = ("modality", "body_part", "view_position", "patient_position", "photometric", "rows", "columns",
+                 "bits_stored", "age")
+
+
+def case_summary(row: dict) -> dict:
+    """The header values the gate judged, its decision and reasons, and the model's output for one row."""
+    decision = "accepted" if row["accepted"] else "rejected: " + "; ".join(row["reasons"])
+    output = {"decision": decision, "probability": row.get("probability"), "threshold": row.get("threshold"),
+              "label": row.get("label")}
+    return {"file": Path(row["path"]).name, **{k: row.get(k) for k in HEADER_FIELDS}, **output}
+
+
+def case_figure(row: dict):
+    """A Figure for one row: its saved overlay when it has one, else the image titled with why it was not analysed.
+
+    Returns None when the input has no decodable image to show.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    name = Path(row["path"]).name
+    if row.get("heatmap") and Path(row["heatmap"]).is_file():
+        overlay = imread(row["heatmap"])
+        fig = Figure(figsize=(overlay.shape[1] / 100, overlay.shape[0] / 100), dpi=100)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow(overlay)
+        ax.set_axis_off()
+        return fig
+    from pneumocxr.preprocess import ImageReadError, load_pixels
+
+    try:
+        pixels = load_pixels(row["path"])
+    except (ImageReadError, OSError, ValueError):
+        return None
+    reasons = "; ".join(row["reasons"]) or "no model output"
+    return overlay_figure(pixels, None, f"{name}: not analysed ({reasons})")
+
+
+def probability_figure(rows: list[dict], threshold: float):
+    """Bar chart of each analysed file's pneumonia probability against the operating threshold."""
+    from matplotlib.figure import Figure
+
+    scored = [r for r in rows if r.get("probability") is not None]
+    fig = Figure(figsize=(max(4.0, 0.8 * len(scored) + 2), 3.6), dpi=100)
+    ax = fig.add_subplot()
+    names = [Path(r["path"]).name for r in scored]
+    colours = ["tab:red" if r["label"] == "pneumonia" else "tab:blue" for r in scored]
+    ax.bar(names, [r["probability"] for r in scored], color=colours)
+    ax.axhline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_ylim(0, 1)
+    ax.set_title("Pneumonia probability per analysed file (red = above threshold)")
+    ax.set_xlabel("file")
+    ax.set_ylabel("P(pneumonia) (0-1)")
+    ax.legend(loc="upper right")
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
