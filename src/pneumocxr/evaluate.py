@@ -49,11 +49,6 @@ def _require_both_classes(labels: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} needs both classes; all {labels.size} labels are {labels[0]}")
 
 
-def _ratio(num: float, den: float) -> float:
-    """``num / den``, NaN when the denominator is 0 (written as null in JSON)."""
-    return float(num) / float(den) if den else float("nan")
-
-
 def confusion_counts(y_true: Any, y_prob: Any, threshold: float) -> dict[str, int]:
     """``{tp, fp, tn, fn}`` when ``probability >= threshold`` is called pneumonia."""
     labels, scores = validate_scores(y_true, y_prob)
@@ -76,6 +71,8 @@ def metrics_at_threshold(y_true: Any, y_prob: Any, threshold: float) -> dict[str
 
     Ratios with a zero denominator (e.g. precision when nothing is called positive) are NaN.
     """
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     counts = confusion_counts(y_true, y_prob, threshold)
     return {"threshold": float(threshold), **rates_from_counts(**counts), **counts}
 
@@ -115,21 +112,12 @@ def _widest_near_best_interval(scores: np.ndarray, labels: np.ndarray, tolerance
     cells_ba = np.append(curves["balanced_accuracy"].to_numpy(), 0.5)  # cell m: nothing positive
     edges = np.concatenate([[0.0], curves["threshold"].to_numpy(), [1.0]])  # edges[k] = u_{k-1}
     best = cells_ba.max()
-    ok = cells_ba >= best - tolerance
-    best_span = (-1.0, 0.0, 0.0)
-    k = 0
-    while k < ok.size:
-        if not ok[k]:
-            k += 1
-            continue
-        start = k
-        while k + 1 < ok.size and ok[k + 1]:
-            k += 1
-        low, high = edges[start], edges[k + 1]
-        if high - low > best_span[0]:
-            best_span = (high - low, low, high)
-        k += 1
-    return best_span[1], best_span[2], float(best)
+    ok = np.concatenate([[0], (cells_ba >= best - tolerance).astype(int), [0]])
+    starts = np.flatnonzero(np.diff(ok) == 1)  # first cell of each run of qualifying cells
+    ends = np.flatnonzero(np.diff(ok) == -1)  # one past its last cell
+    widths = edges[ends] - edges[starts]
+    widest = int(np.argmax(widths))  # ties: the lowest run
+    return float(edges[starts[widest]]), float(edges[ends[widest]]), float(best)
 
 
 def choose_threshold(y_true: Any, y_prob: Any, rule: str = "max_f1", target: float | None = None,
@@ -307,8 +295,9 @@ def expected_calibration_error(y_true: Any, y_prob: Any, n_bins: int = 10) -> fl
 
 
 def age_band(age: Any) -> pd.Series:
-    """Age band label per age in years (0-17, 18-39, 40-59, 60-79, 80+); missing/negative -> NaN."""
+    """Age band label per age in years (0-17, 18-39, 40-59, 60-79, 80+); missing or outside 0-120 -> NaN."""
     years = pd.to_numeric(pd.Series(age), errors="coerce")
+    years = years.where((years >= 0) & (years <= 120))  # NIH metadata has a few ages like 414
     edges = [low for low, _, _ in AGE_BANDS] + [np.inf]
     bands = pd.cut(years, bins=edges, right=False, labels=[name for _, _, name in AGE_BANDS])
     return bands.astype(object).where(bands.notna(), np.nan)
@@ -359,6 +348,8 @@ def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 10
         raise ValueError(f"prediction frame lacks column(s) {sorted(missing)}")
     labels, scores = validate_scores(frame["label"], frame["probability"])
     groups = frame["patient_id"].to_numpy()
+    if pd.isna(groups).any():
+        raise ValueError(f"patient_id is missing for {int(pd.isna(groups).sum())} image(s); the bootstrap resamples patients")
     both = labels.min() != labels.max()
     counts = confusion_counts(labels, scores, threshold)
     rates = rates_from_counts(**counts)

@@ -100,7 +100,7 @@ def plot_threshold_curves(y_true: Any, y_prob: Any, metrics: dict[str, Any] | No
         ax.axvline(metrics["threshold"], color="crimson", lw=1.2, label=f"threshold {metrics['threshold']:.3f} ({rule})")
     ax.set(xlabel="Decision threshold on P(pneumonia)", ylabel="Metric value", xlim=(0, 1), ylim=(0, 1.02),
            title=_title("Metrics vs decision threshold", metrics))
-    ax.legend(loc="lower center", fontsize=8, ncol=2)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(alpha=0.3)
     return fig
 
@@ -135,7 +135,7 @@ def plot_calibration(y_true: Any, y_prob: Any, metrics: dict[str, Any] | None = 
     ax.grid(alpha=0.3)
     width = curve["bin_high"] - curve["bin_low"]
     hist.bar(curve["bin_low"], curve["count"], width=width, align="edge", color="tab:blue", alpha=0.6, edgecolor="white")
-    hist.set(xlabel="Mean predicted P(pneumonia)", ylabel="Images", xlim=(0, 1), yscale="log")
+    hist.set(xlabel=f"Predicted P(pneumonia), {n_bins} equal-width bins", ylabel="Images (log)", xlim=(0, 1), yscale="log")
     fig.tight_layout()
     return fig
 
@@ -160,7 +160,7 @@ def plot_subgroups(metrics: dict[str, Any]) -> Figure:
     ax.invert_yaxis()
     ax.set(xlabel=f"Metric value (threshold {metrics['threshold']:.3f}; missing AUC drawn as 0)", xlim=(0, 1),
            title=_title("Subgroup performance", metrics))
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
