@@ -35,6 +35,8 @@ def load_rsna(root: Path, val_fraction: float = 0.15, seed: int = 42) -> pd.Data
         "boxes": grouped.apply(lambda g: [tuple(r) for r in g[["x", "y", "width", "height"]].dropna().to_numpy()],
                                include_groups=False).to_numpy(),
     })
+    # stage_2_detailed_class_info.csv lacks one positive image; Target 1 is by definition "Lung Opacity"
+    df["class"] = df["class"].where(df["class"].notna() | (df["label"] == 0), "Lung Opacity")
     headers_path = base / "kaggle_stage_2_train_images_dicom_headers.csv.gz"
     if headers_path.exists():
         names = {"PatientID": "patient_id", "PatientAge": "age", "PatientSex": "sex", "ViewPosition": "view",
