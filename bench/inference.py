@@ -1,0 +1,103 @@
+"""Benchmark, inference end to end: the package's ``predict`` path against the classic notebook loop.
+
+The classic loop is what the original project's Inference notebook did for each file: read it with
+pydicom, scale the pixels, resize with ``skimage.transform.resize``, call ``model.predict`` on a
+batch of one image, in float32. Both paths use the same model and the same files; the model is
+loaded (and warmed up) before the clock starts, so images/s measures the per-file work.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from bench.timing import ratio, timed
+
+
+def classic_probability(model, path: str | os.PathLike, size: int = 224) -> float:
+    """The classic notebook's probability for one DICOM file: pydicom, skimage resize, predict on one image."""
+    import keras
+    import pydicom
+    from skimage.transform import resize
+
+    ds = pydicom.dcmread(path)
+    if ds.Modality not in ("DX", "CR") or ds.BodyPartExamined != "CHEST":
+        raise ValueError(f"{path}: not a chest X-ray ({ds.Modality}, {ds.BodyPartExamined})")
+    pixels = ds.pixel_array.astype(np.float32) / 255.0
+    image = resize(pixels, (size, size))
+    rgb = np.repeat(image[np.newaxis, :, :, np.newaxis], 3, axis=-1) * 255.0
+    batch = keras.applications.vgg16.preprocess_input(rgb)
+    return float(model.predict(batch, verbose=0).reshape(-1)[-1])
+
+
+def classic_probabilities(model, paths: list[str], size: int = 224) -> np.ndarray:
+    """Classic-loop probabilities for every file, in order."""
+    return np.array([classic_probability(model, path, size) for path in paths], dtype=np.float32)
+
+
+def package_probabilities(predictor, paths: list[str], batch_size: int = 16, workers: int = 2) -> np.ndarray:
+    """``pneumocxr.infer.predict_paths`` probabilities for every file, in order (NaN where rejected)."""
+    from pneumocxr.infer import predict_paths
+
+    rows = predict_paths(predictor, paths, batch_size=batch_size, workers=workers, progress=False)
+    return np.array([np.nan if r["probability"] is None else r["probability"] for r in rows], dtype=np.float32)
+
+
+def auc_or_none(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """ROC AUC, or None when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    return float(roc_auc_score(labels, probabilities)) if len(set(labels.tolist())) == 2 else None
+
+
+def compare_precisions(fp32: np.ndarray, bf16: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """bf16 against float32 on the same files: max |probability difference| and the AUC change."""
+    auc32, auc16 = auc_or_none(labels, fp32), auc_or_none(labels, bf16)
+    return {
+        "bf16_max_abs_prob_diff": float(np.nanmax(np.abs(fp32 - bf16))),
+        "bf16_mean_abs_prob_diff": float(np.nanmean(np.abs(fp32 - bf16))),
+        "auc_fp32": auc32,
+        "auc_bf16": auc16,
+        "bf16_auc_change": None if auc32 is None or auc16 is None else auc16 - auc32,
+    }
+
+
+def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct: int | None = None,
+                      n_classic: int | None = None, batch_size: int = 16, workers: int = 2) -> dict[str, Any]:
+    """Images/s of the classic loop and of ``predict`` (float32, bf16) on the same files, with ratios.
+
+    The files may repeat images: the bf16 comparison uses the first ``n_distinct`` (default all);
+    the slow classic loop runs on the first ``n_classic`` files (default all).
+    """
+    from pneumocxr.infer import load_predictor
+
+    classic_paths = paths[: n_classic or len(paths)]
+    distinct = slice(0, n_distinct or len(paths))
+    fp32 = load_predictor(run_dir, "float32")
+    bf16 = load_predictor(run_dir, "bfloat16")
+    warm = paths[:batch_size]
+    classic_probabilities(fp32.model, warm[:2])
+    package_probabilities(fp32, warm, batch_size, workers)
+    package_probabilities(bf16, warm, batch_size, workers)
+
+    classic, classic_s = timed(classic_probabilities, fp32.model, classic_paths)
+    prob32, fp32_s = timed(package_probabilities, fp32, paths, batch_size, workers)
+    prob16, bf16_s = timed(package_probabilities, bf16, paths, batch_size, workers)
+    n_classic = len(classic_paths)
+    result = {
+        "inference_files": len(paths),
+        "inference_classic_files": n_classic,
+        "inference_batch_size": batch_size,
+        "inference_classic_img_s": n_classic / classic_s,
+        "inference_img_s": len(paths) / fp32_s,
+        "inference_bf16_img_s": len(paths) / bf16_s,
+        "inference_accepted": int(np.isfinite(prob32).sum()),
+        "classic_vs_package_max_abs_prob_diff": float(np.nanmax(np.abs(classic - prob32[:n_classic]))),
+        **compare_precisions(prob32[distinct], prob16[distinct], np.asarray(labels)[distinct]),
+    }
+    result["inference_ratio_vs_classic"] = ratio(result["inference_img_s"], result["inference_classic_img_s"])
+    result["inference_bf16_ratio_vs_classic"] = ratio(result["inference_bf16_img_s"], result["inference_classic_img_s"])
+    return result

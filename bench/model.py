@@ -1,0 +1,79 @@
+"""Benchmark model: one VGG16 classifier shared by every measurement, as a run directory.
+
+A finished run (``runs/*/`` with a VGG16 ``model.keras`` and ``threshold.json``) is used when one
+exists, so the probabilities are a trained model's; otherwise the project's model builder makes a
+VGG16 classifier from the local ImageNet weights (head untrained, fixed seed) and writes it as a
+run directory with a 0.5 threshold. Speed and memory do not depend on the head's training.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from pneumocxr import runs
+from pneumocxr.config import PROJECT_ROOT, Config, ModelConfig, data_root
+
+WEIGHTS_NAME = "vgg16_imagenet_notop.weights.h5"
+
+
+def local_vgg16_weights(root: Path | None = None) -> Path:
+    """The local ImageNet VGG16 conv weights: ``DATA/weights``, ``DATA/../weights`` or /work/shared/weights."""
+    root = root or data_root()
+    candidates = [root / "weights" / WEIGHTS_NAME, root.resolve().parent / "weights" / WEIGHTS_NAME,
+                  Path("/work/shared/weights") / WEIGHTS_NAME]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{candidates[0]}: ImageNet VGG16 weights not found (also looked in {candidates[1:]})")
+
+
+def trained_vgg16_run(runs_root: Path = PROJECT_ROOT / "runs") -> Path | None:
+    """The most recent finished VGG16 run directory at 224 px, or None."""
+    finished = []
+    for run in runs_root.glob("*/"):
+        if not all((run / name).is_file() for name in ("model.keras", "threshold.json", "config.toml")):
+            continue
+        try:
+            config = runs.load_run_config(run)
+        except Exception:  # noqa: BLE001 - a broken run is simply not chosen
+            continue
+        if config.model.backbone == "vgg16" and config.data.image_size == 224:
+            finished.append(run)
+    return max(finished, key=lambda r: (r / "model.keras").stat().st_mtime) if finished else None
+
+
+def bench_config(weights: Path, trainable_from: str = "none") -> Config:
+    """The benchmark's config: VGG16 at 224 px from local weights, default head."""
+    return replace(Config(name="bench"), model=ModelConfig(backbone="vgg16", weights=str(weights),
+                                                           trainable_from=trainable_from))
+
+
+def build_classifier(config: Config):
+    """The project's VGG16 classifier for ``config`` (``pneumocxr.models``)."""
+    from pneumocxr.models import build_model
+
+    return build_model(config)
+
+
+def write_bench_run(run_dir: str | os.PathLike, weights: Path) -> Path:
+    """A run directory (config, model, 0.5 threshold, manifest) holding an ImageNet-VGG16 classifier."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    config = bench_config(weights)
+    run = runs.create_run_dir(run_dir, config)
+    build_classifier(config).save(run / "model.keras")
+    runs.save_threshold(run, {"threshold": 0.5, "rule": "fixed (benchmark; head untrained)"})
+    runs.write_manifest(run, config, data_hash="none (untrained head)", weights_path=str(weights))
+    return run
+
+
+def benchmark_run(workdir: str | os.PathLike, root: Path | None = None, prefer_trained: bool = True) -> tuple[Path, str]:
+    """The run directory to benchmark and a phrase saying where it came from."""
+    trained = trained_vgg16_run() if prefer_trained else None
+    if trained is not None:
+        return trained, f"trained run {trained.name}"
+    weights = local_vgg16_weights(root)
+    return write_bench_run(Path(workdir) / "bench-run", weights), f"ImageNet VGG16 from {weights} (head untrained)"
