@@ -221,6 +221,8 @@ def test_subgroup_table_on_sex_age_and_view():
     assert table["age_band"]["80+"]["auc"] is None  # one class only
     assert table["view"]["AP"]["n"] == 3
     assert set(ev.subgroup_table(frame[["label", "probability", "patient_id"]], 0.5)) == set()
+    repeated_index = ev.subgroup_table(frame.set_axis([0, 0, 1, 1, 2, 2]), 0.5)  # e.g. a concatenated frame
+    assert json.dumps(repeated_index, sort_keys=True) == json.dumps(table, sort_keys=True)  # (NaN != NaN in ==)
 
 
 def test_evaluate_predictions_returns_the_design_metrics_object():

@@ -311,6 +311,7 @@ def _safe_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
 def subgroup_table(frame: pd.DataFrame, threshold: float) -> dict[str, dict[str, dict[str, Any]]]:
     """``{column: {value: {n, n_pos, prevalence, auc, sensitivity, specificity, accuracy}}}`` for the
     ``sex``, age band (from ``age``) and ``view`` columns present; rows with a missing value are left out."""
+    frame = frame.reset_index(drop=True)  # a concatenated frame may repeat index labels
     columns = {"sex": frame.get("sex"), "age_band": age_band(frame["age"]) if "age" in frame else None,
                "view": frame.get("view")}
     table: dict[str, dict[str, dict[str, Any]]] = {}
