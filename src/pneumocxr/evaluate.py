@@ -177,13 +177,13 @@ def choose_threshold(y_true: Any, y_prob: Any, rule: str = "max_f1", target: flo
         if not 0 <= tolerance < 0.5:
             raise ValueError(f"tolerance must be in [0, 0.5), got {tolerance!r}")
         low, high, best_ba = _widest_near_best_interval(scores, labels, tolerance)
-        threshold, criterion = (low + high) / 2, "balanced_accuracy"
-        value = rates_from_counts(**confusion_counts(labels, scores, threshold))
-        value = (value["sensitivity"] + value["specificity"]) / 2
-        extra = {"tolerance": float(tolerance), "low": float(low), "high": float(high), "best_balanced_accuracy": best_ba}
+        threshold, criterion, value = (low + high) / 2, "balanced_accuracy", None  # value: at the midpoint, below
+        extra = {"tolerance": float(tolerance), "low": low, "high": high, "best_balanced_accuracy": best_ba}
     else:
         raise ValueError(f"unknown threshold rule {rule!r}; expected one of {', '.join(THRESHOLD_RULES)}")
     at = metrics_at_threshold(labels, scores, float(threshold))
+    if value is None:
+        value = (at["sensitivity"] + at["specificity"]) / 2
     return {"threshold": float(threshold), "rule": rule, "target": target, "n": int(labels.size),
             "n_pos": int(labels.sum()), "criterion": criterion, "criterion_value": float(value),
             "sensitivity": at["sensitivity"], "specificity": at["specificity"], **extra}
@@ -350,7 +350,8 @@ def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 10
     labels, scores = validate_scores(frame["label"], frame["probability"])
     groups = frame["patient_id"].to_numpy()
     if pd.isna(groups).any():
-        raise ValueError(f"patient_id is missing for {int(pd.isna(groups).sum())} image(s); the bootstrap resamples patients")
+        raise ValueError(f"patient_id is missing for {int(pd.isna(groups).sum())} image(s); "
+                         "the bootstrap resamples patients")
     both = labels.min() != labels.max()
     counts = confusion_counts(labels, scores, threshold)
     rates = rates_from_counts(**counts)
@@ -364,7 +365,8 @@ def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 10
         "threshold": float(threshold), "threshold_rule": threshold_rule, "confusion": counts,
         "ece": expected_calibration_error(labels, scores),
         "calibration": reliability_curve(labels, scores).to_dict(orient="records"),
-        "ci": {"method": "percentile bootstrap", "unit": "patient" if pd.unique(groups).size < labels.size else "image", "n_boot": n_boot, "seed": seed, "alpha": alpha},
+        "ci": {"method": "percentile bootstrap", "n_boot": n_boot, "seed": seed, "alpha": alpha,
+               "unit": "patient" if pd.unique(groups).size < labels.size else "image"},
         "subgroups": subgroup_table(frame, threshold),
     }
     for name in CONFUSION_METRICS:

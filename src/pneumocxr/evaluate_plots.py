@@ -94,10 +94,12 @@ def plot_threshold_curves(y_true: Any, y_prob: Any, metrics: dict[str, Any] | No
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for column, name, style in (("f1", "F1", "-"), ("f2", "F2 (beta = 2)", "-"),
                                 ("sensitivity", "sensitivity", "--"), ("specificity", "specificity", "--")):
-        ax.plot(curves["threshold"], curves[column], style, lw=1.8, label=name, drawstyle="steps-post")
+        # the value at score u holds for thresholds just below u (down to the next score): steps-pre
+        ax.plot(curves["threshold"], curves[column], style, lw=1.8, label=name, drawstyle="steps-pre")
     if metrics and metrics.get("threshold") is not None:
         rule = metrics.get("threshold_rule") or "given"
-        ax.axvline(metrics["threshold"], color="crimson", lw=1.2, label=f"threshold {metrics['threshold']:.3f} ({rule})")
+        ax.axvline(metrics["threshold"], color="crimson", lw=1.2,
+                   label=f"threshold {metrics['threshold']:.3f} ({rule})")
     ax.set(xlabel="Decision threshold on P(pneumonia)", ylabel="Metric value", xlim=(0, 1), ylim=(0, 1.02),
            title=_title("Metrics vs decision threshold", metrics))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
@@ -134,8 +136,10 @@ def plot_calibration(y_true: Any, y_prob: Any, metrics: dict[str, Any] | None = 
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     width = curve["bin_high"] - curve["bin_low"]
-    hist.bar(curve["bin_low"], curve["count"], width=width, align="edge", color="tab:blue", alpha=0.6, edgecolor="white")
-    hist.set(xlabel=f"Predicted P(pneumonia), {n_bins} equal-width bins", ylabel="Images (log)", xlim=(0, 1), yscale="log")
+    hist.bar(curve["bin_low"], curve["count"], width=width, align="edge", color="tab:blue", alpha=0.6,
+             edgecolor="white")
+    hist.set(xlabel=f"Predicted P(pneumonia), {n_bins} equal-width bins", ylabel="Images (log)", xlim=(0, 1),
+             yscale="log")
     fig.tight_layout()
     return fig
 
@@ -153,7 +157,8 @@ def plot_subgroups(metrics: dict[str, Any]) -> Figure:
     table = pd.DataFrame(rows)
     y = np.arange(len(table))
     fig, ax = plt.subplots(figsize=(7, 1.0 + 0.55 * len(table)))
-    for k, (column, name) in enumerate((("auc", "AUC"), ("sensitivity", "sensitivity"), ("specificity", "specificity"))):
+    bars = (("auc", "AUC"), ("sensitivity", "sensitivity"), ("specificity", "specificity"))
+    for k, (column, name) in enumerate(bars):
         values = pd.to_numeric(table[column], errors="coerce").fillna(0.0)
         ax.barh(y + (k - 1) * 0.27, values, height=0.27, label=name)
     ax.set_yticks(y, table["group"], fontsize=8)
