@@ -70,17 +70,32 @@ def _to_grey_array(image: Image.Image) -> np.ndarray:
 def to_model_input(pixels, size: int = 224, backbone: str = "vgg16"):
     """Resize a [0, 1] grey image (H, W) or batch (N, H, W) to the backbone's input tensor.
 
-    Returns a float32 ``tf.Tensor`` of shape (size, size, 3) or (N, size, size, 3).
+    Returns a float32 ``tf.Tensor`` of shape (size, size, 3) or (N, size, size, 3). It is exactly
+    ``grey_to_model_input(resize_pixels(pixels, size), backbone)``; training splits the two halves
+    to cache resized images and augment them in [0, 1] before the backbone normalisation.
     """
     import tensorflow as tf
 
-    image = tf.convert_to_tensor(pixels, dtype=tf.float32)
-    batched = image.shape.rank == 3
-    image = image[..., tf.newaxis]
-    image = tf.image.resize(image, (size, size), method="area", antialias=True)
-    image = tf.image.grayscale_to_rgb(tf.clip_by_value(image, 0.0, 1.0)) * 255.0
-    image = backbone_normalize(image, backbone)
+    batched = tf.convert_to_tensor(pixels).shape.rank == 3
+    image = grey_to_model_input(resize_pixels(pixels, size), backbone)
     return image if batched else tf.ensure_shape(image, (size, size, 3))
+
+
+def resize_pixels(pixels, size: int = 224):
+    """Area-resize a [0, 1] grey image (H, W) or batch (N, H, W) to (size, size, 1) or (N, size, size, 1)."""
+    import tensorflow as tf
+
+    image = tf.convert_to_tensor(pixels, dtype=tf.float32)[..., tf.newaxis]
+    image = tf.image.resize(image, (size, size), method="area", antialias=True)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def grey_to_model_input(grey, backbone: str = "vgg16"):
+    """Grey [0, 1] images (..., H, W, 1) to 3-channel 0-255 values normalised for ``backbone``."""
+    import tensorflow as tf
+
+    image = tf.image.grayscale_to_rgb(tf.clip_by_value(tf.cast(grey, tf.float32), 0.0, 1.0)) * 255.0
+    return backbone_normalize(image, backbone)
 
 
 def backbone_normalize(image_0_255, backbone: str):
