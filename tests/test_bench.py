@@ -1,0 +1,99 @@
+"""Tests for bench/ (`make bench`): the measurement functions on tiny sizes, no timed assertions.
+
+Real-data tests read the NIH PNGs and Kermany JPEGs of the data root (``real_data`` fixture).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from bench import ceiling, images, memory, table  # noqa: E402
+
+VGG16_BLOCKS = ((64, 2, 224), (128, 2, 112), (256, 3, 56), (512, 3, 28), (512, 3, 14))
+
+
+def vgg16_conv_flops() -> float:
+    """VGG16's conv FLOPs at 224 px from its published architecture (3x3 convs, 2 FLOPs per MAC)."""
+    total, channels_in = 0.0, 3
+    for channels_out, n_convs, side in VGG16_BLOCKS:
+        for _ in range(n_convs):
+            total += 2.0 * side * side * 9 * channels_in * channels_out
+            channels_in = channels_out
+    return total
+
+
+def test_model_flops_match_vgg16_architecture():
+    import keras
+
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
+    inputs = keras.Input((224, 224, 3))
+    features = keras.layers.GlobalAveragePooling2D()(base(inputs))
+    head = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(256)(features)))
+    assert ceiling.model_flops_per_image(base) == pytest.approx(vgg16_conv_flops())
+    assert ceiling.model_flops_per_image(base) / 1e9 == pytest.approx(30.69, abs=0.01)
+    # nested model: the backbone's convs plus the head's two dense layers are counted
+    assert ceiling.model_flops_per_image(head) == pytest.approx(vgg16_conv_flops() + 2 * (512 * 256 + 256))
+
+
+def test_matmul_flop_rate_and_ceiling_are_positive():
+    rate = ceiling.matmul_flop_rate("float32", size=256, repeats=2)
+    assert 1e8 < rate < 1e14
+    assert ceiling.ceiling_img_s(rate, 1e9) == pytest.approx(rate / 1e9)
+
+
+def test_dicom_folder_repeats_real_nih_images_that_pass_the_gate(real_data, tmp_path):
+    from pneumocxr.dicom import gate_and_load
+    from pneumocxr.preprocess import load_pixels
+
+    nih = images.nih_images(real_data)
+    assert len(nih) == 98 and nih["label"].sum() == 4
+    files = images.write_dicom_folder(nih.head(2), tmp_path, 5)
+    assert len(files) == 5 and len({Path(p).name for p in files["path"]}) == 5
+    assert files["source"].tolist() == [nih["path"][i % 2] for i in range(5)]
+    result, pixels = gate_and_load(files["path"][4])
+    assert result.accepted, result.reasons
+    np.testing.assert_array_equal(pixels, load_pixels(nih["path"][0]))
+
+
+def test_kermany_images_are_a_fixed_sample_of_the_training_folder(real_data):
+    first = images.kermany_images(real_data, 8, seed=3)
+    again = images.kermany_images(real_data, 8, seed=3)
+    assert first["path"].tolist() == again["path"].tolist()
+    assert all(Path(p).is_file() and "/train/" in p for p in first["path"])
+
+
+def test_peak_rss_of_a_subprocess_sees_its_allocation():
+    command = [sys.executable, "-c", "import time, numpy; a = numpy.ones(300 * 2**20 // 8); time.sleep(0.3)"]
+    small = memory.run_with_peak_rss([sys.executable, "-c", "import time, numpy; time.sleep(0.3)"])
+    big = memory.run_with_peak_rss(command)
+    assert big["returncode"] == 0 and big["seconds"] > 0.3
+    assert big["peak_rss_mb"] - small["peak_rss_mb"] == pytest.approx(300, abs=40)
+    assert big["peak_rss_sampled_mb"] <= big["peak_rss_mb"]
+
+
+def test_linear_fit_recovers_startup_and_per_file_time():
+    fit = memory.linear_fit([100, 200, 400], [12.0 + 0.1 * n for n in (100, 200, 400)])
+    assert fit["predict_startup_s"] == pytest.approx(12.0)
+    assert fit["predict_s_per_file"] == pytest.approx(0.1)
+    assert fit["predict_linear_fit_max_rel_residual"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_generated_block_is_replaced_not_duplicated():
+    once = table.replace_generated_block("# Benchmarks\n\nprose\n", "| a |")
+    twice = table.replace_generated_block(once + "\nmore prose\n", "| b |")
+    assert twice.count(table.BEGIN) == 1 and "| b |" in twice and "| a |" not in twice
+    assert twice.startswith("# Benchmarks\n\nprose") and twice.rstrip().endswith("more prose")
+
+
+def test_machine_info_names_the_cpu_and_versions():
+    info = table.machine_info()
+    assert info["cpu_model"] and info["cpus_usable"] >= 1 and info["ram_gb"] > 0
+    assert info["versions"]["tensorflow"].startswith("2.")
