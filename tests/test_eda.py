@@ -163,6 +163,11 @@ def test_pixel_statistics_on_real_pngs(nih):
         images["pixel_spacing_x"].iloc[0] * images["width"].iloc[0] / 1024)
 
 
+def test_pixel_statistics_refuse_an_empty_image_list(nih):
+    with pytest.raises(ValueError, match="no image rows"):
+        eda.read_pixel_statistics(nih[nih["path"].notna()].head(0))
+
+
 def test_pixel_group_decisions():
     frame = pd.DataFrame({"label": [1, 0, 0], "n_findings": [2, 0, 1]})
     assert list(eda.pixel_group(frame)) == ["pneumonia", "no finding", "other finding"]

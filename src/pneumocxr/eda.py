@@ -302,7 +302,7 @@ def read_pixel_statistics(images: pd.DataFrame, bins: int = 64) -> PixelStatisti
                      "effective_pixel_spacing": row.pixel_spacing_x * row.width / pixels.shape[1]})
     table = pd.DataFrame(rows)
     if table.empty:
-        raise FileNotFoundError("no NIH PNG images found under the data root's nih/images; pixel statistics need some")
+        raise ValueError("read_pixel_statistics: no image rows with a path were given")
     n_same = int(((table["png_height"] == shape[0]) & (table["png_width"] == shape[1])).sum())
     mean = total / n_same
     std = np.sqrt(np.maximum(total_sq / n_same - mean**2, 0.0))
@@ -390,7 +390,10 @@ def run_eda(root: str | os.PathLike, out_dir: str | os.PathLike) -> EdaResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = load_eda_inputs(root)
-    pixels = read_pixel_statistics(with_images(inputs.nih))
+    images = with_images(inputs.nih)
+    if images.empty:
+        raise FileNotFoundError(f"{Path(root) / 'nih' / 'images'}: no NIH PNG images; the pixel statistics need some")
+    pixels = read_pixel_statistics(images)
     tables = compute_tables(inputs, pixels)
     summary = compute_summary(inputs, tables, pixels)
     figures = eda_plots.save_figures(eda_plots.all_figures(inputs.nih, tables, pixels, summary), out_dir)
