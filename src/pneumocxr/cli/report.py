@@ -1,0 +1,40 @@
+"""``pneumocxr report``: the FDA submission markdown (and PDF) from a run directory's artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` sub-command."""
+    parser = subparsers.add_parser(
+        "report", help="write FDA_Submission.md (and .pdf) from a run directory",
+        description="Fill every section of the FDA submission template from RUN_DIR (config.toml, threshold.json, "
+                    "history.csv, metrics.json, eval/*/metrics.json, plots/, manifest.json) and the EDA folder. "
+                    "Figures go to <OUT stem>_files/ beside the markdown; Appendix A traces every number.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `pneumocxr train`")
+    parser.add_argument("--eda", metavar="DIR", help="folder with eda.json from `pneumocxr eda --out DIR`; "
+                                                     "without it the dataset numbers come from the configured data")
+    parser.add_argument("--out", default="FDA_Submission.md", help="markdown to write (default: %(default)s)")
+    parser.add_argument("--pdf", metavar="PDF", help="also render the markdown to this PDF")
+    parser.add_argument("--author", default="pneumocxr project", help="the template's 'Your Name' (default: %(default)s)")
+    parser.add_argument("--device", default="PneumoCXR", help="the device name (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate the report; print the files written; exit 1 with the reason when the run cannot be read."""
+    from pneumocxr.report import write_report
+    from pneumocxr.runs import RunError
+
+    try:
+        files = write_report(args.run_dir, args.out, eda_dir=args.eda, pdf=args.pdf, author=args.author,
+                             device=args.device)
+    except (RunError, FileNotFoundError) as exc:
+        print(f"pneumocxr report: {exc}", file=sys.stderr)
+        return 1
+    print(f"markdown: {files.markdown}\nfigures:  {files.figures_dir}/")
+    if files.pdf:
+        print(f"pdf:      {files.pdf}")
+    return 0
