@@ -34,38 +34,56 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Backbone, its weights and which of its layers train."""
+    """Backbone, its weights, its head and which of its layers train."""
 
     backbone: str = "vgg16"  # vgg16 | densenet121 | baseline_cnn
-    weights: str = "imagenet"  # "imagenet" (Keras download or local copy), a file path, or "none"
-    trainable_from: str = "block5_conv1"  # first trainable backbone layer; "none" = frozen base
+    weights: str = "imagenet"  # "imagenet" (local copy in data/weights, else Keras download), a file path, or "none"
+    trainable_from: str = "block5_conv1"  # first backbone layer trained at any stage; "none" = frozen base
+    pooling: str = "avg"  # avg | max | flatten: how the last feature map becomes a vector
     head_units: tuple[int, ...] = (256,)
     dropout: float = 0.5
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the model is fitted."""
+    """How the model is fitted: stage 1 (on cached features or images), then an optional fine-tune on images."""
 
-    epochs: int = 10
+    epochs: int = 10  # stage 1
     batch_size: int = 16
-    learning_rate: float = 1e-4
-    optimizer: str = "adam"
-    class_weight: str = "balanced"  # balanced | none
+    learning_rate: float = 1e-4  # stage 1 peak learning rate
+    lr_schedule: str = "cosine"  # cosine | constant
+    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9)
+    class_weight: str = "balanced"  # balanced (weights inverse to class frequency) | none
     label_smoothing: float = 0.0
-    mixed_precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    mixed_precision: str = "auto"  # auto (bf16 on CPUs with AVX512-BF16/AMX, float16 on GPU) | float32 | mixed_bfloat16 | mixed_float16
     strategy: str = "default"  # default | mirrored | multi_worker
-    feature_cache: bool = False  # CPU path: cache the frozen base's outputs, train the rest on them
+    monitor: str = "val_loss"  # checkpoint / early stopping quantity: val_loss | val_auc
     early_stopping_patience: int = 4
+    stage1_trainable_from: str = "block5_conv1"  # stage 1 trains this layer onwards; "none" = head only
+    feature_cache: bool = False  # CPU path: stage 1 runs on cached outputs of the frozen layers
+    cache_layer: str = "auto"  # layer whose output is cached; auto = the one before stage1_trainable_from
+    cache_views: int = 1  # training-image views cached: view 0 plain, views 1.. augmented
+    cache_dir: str = ""  # where feature caches live ("" = RUN_DIR/features); shared dirs let runs reuse them
+    finetune_epochs: int = 0  # stage 2: train from model.trainable_from on (augmented) images
+    finetune_learning_rate: float = 1e-5
+    finetune_steps: int | None = None  # batches per stage-2 epoch (None = one pass over the training split)
     augment: bool = True
+    aug_flip: bool = False  # horizontal flip: off, chest X-rays have laterality (heart, markers)
+    aug_rotation: float = 0.03  # fraction of a full turn (0.03 = +-10.8 degrees)
+    aug_translation: float = 0.08  # fraction of the image side
+    aug_zoom: float = 0.15  # fraction: zoom in/out up to 15 %
+    aug_contrast: float = 0.3  # contrast factor range 1 +- 0.3
+    aug_brightness: float = 0.15  # brightness shift, fraction of the [0, 1] range
 
 
 @dataclass(frozen=True)
 class ThresholdConfig:
-    """How the operating point is chosen on the validation split."""
+    """How the operating point is chosen on the validation split, and how its CIs are computed."""
 
-    rule: str = "max_f1"  # max_f1 | sensitivity_target | youden
+    rule: str = "max_f1"  # max_f1 | sensitivity_target | youden | youden_midpoint
     target: float | None = None  # e.g. 0.90 for sensitivity_target
+    tolerance: float = 0.01  # youden_midpoint: balanced-accuracy slack defining the plateau
+    n_boot: int = 1000  # bootstrap resamples (of patients) for every CI
 
 
 @dataclass(frozen=True)

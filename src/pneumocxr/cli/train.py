@@ -1,0 +1,91 @@
+"""``pneumocxr train``, ``evaluate`` and ``sweep``: fit a config into a run directory, score a split, compare runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from pneumocxr.cli.table import format_table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train``, ``evaluate`` and ``sweep`` sub-commands."""
+    train = subparsers.add_parser(
+        "train", help="train a config into a run directory (model, threshold, metrics, plots, manifest)",
+        description="Fits the config's model (feature cache and fine-tune stages as configured), chooses the "
+                    "threshold on the validation split, and writes RUN_DIR. --resume continues an interrupted run.")
+    train.add_argument("--config", help="TOML config (optional with --resume: the run's own config is used)")
+    train.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--root", help="data root (default: the config's, or $PNEUMOCXR_DATA)")
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="score a dataset split with a run's model at its saved threshold",
+        description="Writes RUN_DIR/eval/DATASET-SPLIT/metrics.json, predictions.csv and plots/.")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--dataset", required=True, help="nih | kermany | rsna | pneumoniamnist")
+    evaluate.add_argument("--root", help="data root (default: the run config's, or $PNEUMOCXR_DATA)")
+    evaluate.add_argument("--split", required=True, help="train | val | official_val | test")
+    evaluate.add_argument("--limit", type=int, help="score at most N images (label mix kept)")
+    evaluate.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default: the run config's)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics object as JSON")
+    evaluate.set_defaults(func=run_evaluate)
+
+    sweep = subparsers.add_parser(
+        "sweep", help="train several configs (or a sweep TOML's variants) and write one comparison table",
+        description="Each config trains into OUT/NAME (finished runs are reused); writes OUT/sweep.csv and OUT/sweep.md.")
+    sweep.add_argument("--configs", nargs="+", required=True, metavar="TOML",
+                       help="run configs, or one sweep TOML with a [base] and [[variant]] tables")
+    sweep.add_argument("--out", default="runs/sweep", help="sweep directory (default: %(default)s)")
+    sweep.add_argument("--root", help="data root (default: each config's, or $PNEUMOCXR_DATA)")
+    sweep.set_defaults(func=run_sweep)
+
+
+def _progress_logging() -> None:
+    """Show the training modules' progress lines even without ``-v``."""
+    for name in ("pneumocxr.train", "pneumocxr.train_run", "pneumocxr.features", "pneumocxr.sweep"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train and print where the run is and its validation numbers."""
+    from pneumocxr.runs import read_json
+    from pneumocxr.train_run import train_run
+
+    _progress_logging()
+    run_dir = train_run(args.config, args.out, resume=args.resume, root=args.root)
+    metrics = read_json(run_dir / "metrics.json")
+    row = {k: metrics.get(k) for k in ("n", "auc", "threshold", "accuracy", "sensitivity", "specificity")}
+    print(format_table([{"run": str(run_dir), **{k: _fmt(v) for k, v in row.items()}}], ["run", *row]))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate and print a summary row, or the whole metrics object with ``--json``."""
+    from pneumocxr.train_run import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, args.dataset, args.split, root=args.root, limit=args.limit, n_boot=args.n_boot)
+    if args.json:
+        from pathlib import Path
+
+        print((Path(args.run_dir) / "eval" / f"{args.dataset}-{args.split}" / "metrics.json").read_text(), end="")
+    else:
+        columns = ["dataset", "split", "n", "auc", "threshold", "accuracy", "sensitivity", "specificity", "f1"]
+        print(format_table([{k: _fmt(metrics.get(k)) for k in columns}], columns))
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Run the sweep and print its table."""
+    from pneumocxr.sweep import run_sweep as sweep
+
+    _progress_logging()
+    table = sweep(args.configs, args.out, root=args.root)
+    print((table.attrs.get("markdown") or table.to_string()))
+    return 0
+
+
+def _fmt(value) -> str:
+    """Numbers to 4 significant digits for the printed table."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,164 @@
+"""Input pipeline step: file lists -> tf.data batches of model inputs, with training-only augmentation.
+
+    paths ──► decode (load_pixels, parallel) ──► resize_pixels ──► cache ──► shuffle ──► batch
+          ──► augment (Keras preprocessing layers, training only) ──► grey_to_model_input ──► prefetch
+
+The decode and the two halves of ``preprocess.to_model_input`` are the one preprocessing function that
+inference uses too; the cache holds resized [0, 1] grey images, so augmentation (exposure, contrast,
+scale, position) works on physical intensities before the backbone's normalisation. No horizontal
+flip by default: a chest X-ray has laterality (heart on the left, side markers), and a mirrored film is
+an image the device never sees. The legacy ``ImageDataGenerator`` survives only as
+``classic_imagedatagenerator``, the baseline the benchmark compares against.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pneumocxr.config import Config, DataConfig, TrainConfig, data_root
+from pneumocxr.preprocess import grey_to_model_input, load_pixels, resize_pixels
+
+# The classic project's ImageDataGenerator settings and the Keras 3 layer that replaces each one.
+CLASSIC_AUGMENTATION = {
+    "rescale=1/255": ("[0, 1] scaling in load_pixels, then the backbone's preprocess_input", None),
+    "horizontal_flip=True": ("RandomFlip('horizontal') - left out by default: chest films have laterality", "aug_flip"),
+    "vertical_flip=False": ("(no layer: never flip vertically)", None),
+    "rotation_range=20": ("RandomRotation(factor), factor in fractions of a full turn (20 deg = 0.056)", "aug_rotation"),
+    "width_shift_range=0.1, height_shift_range=0.1": ("RandomTranslation(height_factor, width_factor)", "aug_translation"),
+    "zoom_range=0.1": ("RandomZoom(height_factor, width_factor)", "aug_zoom"),
+    "shear_range=0.1": ("(no Keras 3 layer; RandomZoom + RandomTranslation cover the small geometric jitter)", None),
+    "brightness_range / featurewise normalisation": ("RandomBrightness(factor, value_range=(0, 1))", "aug_brightness"),
+    "(none in the classic set)": ("RandomContrast(factor, value_range=(0, 1)): exposure/contrast of other scanners", "aug_contrast"),
+}
+
+
+def data_frame(config: Config, root: str | os.PathLike | None = None, dataset: str | None = None) -> pd.DataFrame:
+    """The images a run uses: the configured loader (patient-wise split), present files, per-split limit."""
+    from pneumocxr.datasets import load_dataset, stratified_limit, with_images
+
+    data: DataConfig = config.data
+    name = dataset or data.dataset
+    options: dict[str, Any] = {}
+    if name in ("nih", "kermany", "rsna"):
+        options = {"val_fraction": data.val_fraction, "seed": data.seed}
+    if name == "nih" and data.nih_images:
+        options["images_dir"] = Path(data.nih_images)
+    chosen_root = root or (None if data.root == "data" else data.root)
+    frame = with_images(load_dataset(name, data_root(chosen_root), **options))
+    if frame.empty:
+        raise FileNotFoundError(f"{data_root(chosen_root)}: no image files of dataset '{name}' are present")
+    return stratified_limit(frame, data.limit_per_split, data.seed).reset_index(drop=True)
+
+
+def decode_pixels(path) -> Any:
+    """``load_pixels`` as a tf op: a path string tensor -> (H, W) float32 in [0, 1]."""
+    import tensorflow as tf
+
+    pixels = tf.numpy_function(lambda p: load_pixels(p.decode()), [path], tf.float32, stateful=False)
+    pixels.set_shape([None, None])
+    return pixels
+
+
+def augmentation_model(config: TrainConfig, seed: int = 0):
+    """Training-only random transforms of (N, H, W, 1) grey images in [0, 1], as Keras preprocessing layers."""
+    import keras
+
+    layers = []
+    if config.aug_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if config.aug_rotation:
+        layers.append(keras.layers.RandomRotation(config.aug_rotation, fill_mode="constant", seed=seed + 1))
+    if config.aug_zoom:
+        layers.append(keras.layers.RandomZoom(config.aug_zoom, fill_mode="constant", seed=seed + 2))
+    if config.aug_translation:
+        layers.append(keras.layers.RandomTranslation(config.aug_translation, config.aug_translation,
+                                                     fill_mode="constant", seed=seed + 3))
+    if config.aug_contrast:
+        layers.append(keras.layers.RandomContrast(config.aug_contrast, value_range=(0, 1), seed=seed + 4))
+    if config.aug_brightness:
+        layers.append(keras.layers.RandomBrightness(config.aug_brightness, value_range=(0, 1), seed=seed + 5))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, size: int = 224,
+                  backbone: str = "vgg16", batch_size: int = 16, augment: Any = None, shuffle: bool = False,
+                  seed: int = 0, cache: bool | str = True, repeat: bool = False):
+    """A ``tf.data.Dataset`` of model-input batches (with float32 labels when ``labels`` is given).
+
+    ``augment`` is a model from ``augmentation_model`` (training only); ``cache`` True keeps resized
+    images in memory, a string caches them in that file.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    paths = [str(p) for p in paths]
+    targets = np.zeros(len(paths)) if labels is None else np.asarray(labels)
+    ds = tf.data.Dataset.from_tensor_slices((paths, targets.astype(np.float32).reshape(-1, 1)))
+    ds = ds.map(lambda p, y: (resize_pixels(decode_pixels(p), size), y), num_parallel_calls=autotune)
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+    if repeat:
+        ds = ds.repeat()
+    if shuffle:
+        ds = ds.shuffle(min(len(paths), 2048), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=autotune)
+    ds = ds.map(lambda x, y: (grey_to_model_input(x, backbone), y), num_parallel_calls=autotune)
+    if labels is None:
+        ds = ds.map(lambda x, y: x)
+    return ds.prefetch(autotune)
+
+
+def training_dataset(frame: pd.DataFrame, config: Config, augment: bool = True, **options):
+    """Shuffled, augmented (when ``config.train.augment``) batches of a frame's images and labels."""
+    aug = augmentation_model(config.train, config.data.seed) if augment and config.train.augment else None
+    return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
+                         backbone=config.model.backbone, batch_size=config.train.batch_size, augment=aug,
+                         shuffle=True, seed=config.data.seed, **options)
+
+
+def evaluation_dataset(frame: pd.DataFrame, config: Config, **options):
+    """Plain (never augmented) batches of a frame's images and labels, in frame order."""
+    return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
+                         backbone=config.model.backbone, batch_size=config.train.batch_size, **options)
+
+
+def predict_files(model, paths: Sequence[str | os.PathLike], size: int, backbone: str,
+                  batch_size: int = 16) -> np.ndarray:
+    """Pneumonia probability (float32) for every file, in order: decode, preprocess, predict in batches."""
+    if len(paths) == 0:
+        return np.zeros(0, np.float32)
+    ds = image_dataset([str(p) for p in paths], size=size, backbone=backbone, batch_size=batch_size, cache=False)
+    scores = model.predict(ds, verbose=0)
+    return np.asarray(scores, np.float32).reshape(len(paths), -1)[:, -1]
+
+
+def score_frame(model, frame: pd.DataFrame, size: int, backbone: str, batch_size: int = 16) -> pd.DataFrame:
+    """A copy of ``frame`` with a ``probability`` column from ``predict_files``."""
+    scored = frame.copy()
+    scored["probability"] = predict_files(model, scored["path"].tolist(), size, backbone, batch_size)
+    return scored
+
+
+def classic_imagedatagenerator(frame: pd.DataFrame, size: int = 224, batch_size: int = 16, seed: int = 0):
+    """The classic project's legacy ``ImageDataGenerator`` over a frame (baseline for the benchmark only).
+
+    Returns a ``DataFrameIterator`` of (VGG16-normalised RGB batch, float label) with the classic
+    augmentation: horizontal flip, 20 degree rotation, 0.1 shifts, 0.1 shear, 0.1 zoom.
+    """
+    import keras
+    from tensorflow.keras.preprocessing.image import ImageDataGenerator  # legacy API, kept for comparison
+
+    generator = ImageDataGenerator(horizontal_flip=True, vertical_flip=False, rotation_range=20,
+                                   width_shift_range=0.1, height_shift_range=0.1, shear_range=0.1, zoom_range=0.1,
+                                   preprocessing_function=keras.applications.vgg16.preprocess_input)
+    table = pd.DataFrame({"filename": frame["path"].astype(str), "label": frame["label"].astype("float32")})
+    return generator.flow_from_dataframe(table, x_col="filename", y_col="label", class_mode="raw",
+                                         target_size=(size, size), color_mode="rgb", batch_size=batch_size,
+                                         shuffle=True, seed=seed, validate_filenames=False)

@@ -1,0 +1,268 @@
+"""Training step: fit a config's model in stages, with checkpoints, resume, precision and strategy by config.
+
+Stage 1 trains the layers from ``train.stage1_trainable_from`` on (the head, and e.g. VGG16 block5):
+on cached outputs of the frozen layers when ``train.feature_cache`` (the CPU path, ``features``), else on
+augmented images. Stage 2 (``train.finetune_epochs > 0``) unfreezes from ``model.trainable_from`` and
+fine-tunes on augmented images with a smaller learning rate. Each stage: Adam (or AdamW/SGD) with a
+cosine schedule, class weights, label smoothing, best-on-validation checkpoint, early stopping, one
+``history.csv`` row per epoch, and ``BackupAndRestore`` so ``--resume`` continues an interrupted stage at
+its next epoch; finished stages are skipped on resume. ``train_run.train_run`` writes the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from pneumocxr.config import Config, TrainConfig
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+HISTORY_FIELDS = ("stage", "epoch", "loss", "auc", "accuracy", "val_loss", "val_auc", "val_accuracy",
+                  "learning_rate", "seconds", "resumed_from_epoch")
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU advertises native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str) -> str:
+    """The Keras dtype policy for a config value: ``auto`` picks float16 on GPU, bf16 on capable CPUs."""
+    if name not in PRECISIONS:
+        raise ValueError(f"mixed_precision '{name}' is unknown; expected one of {PRECISIONS}")
+    if name != "auto":
+        return name
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+@contextlib.contextmanager
+def precision_policy(name: str) -> Iterator[str]:
+    """Build models under dtype policy ``name`` inside the block; the previous policy is restored after."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield name
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def make_strategy(name: str):
+    """The ``tf.distribute`` strategy: default, mirrored (all GPUs, else all logical CPUs) or multi-worker."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from $TF_CONFIG
+    raise ValueError(f"strategy '{name}' is unknown; expected one of {STRATEGIES}")
+
+
+def class_weights(labels: Any, mode: str) -> dict[int, float] | None:
+    """Per-class loss weights: ``balanced`` gives each class half the total weight; ``none`` gives None."""
+    if mode == "none":
+        return None
+    if mode != "balanced":
+        raise ValueError(f"class_weight '{mode}' is unknown; expected 'balanced' or 'none'")
+    labels = np.asarray(labels).astype(int)
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() == 0:
+        raise ValueError(f"training labels hold only class {int(counts.argmax())}; both classes are needed")
+    return {c: float(len(labels) / (2 * counts[c])) for c in (0, 1)}
+
+
+def make_optimizer(config: TrainConfig, learning_rate: float, total_steps: int):
+    """Adam / AdamW / SGD-momentum with a constant or cosine-decayed learning rate."""
+    import keras
+
+    rate = learning_rate
+    if config.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps), alpha=0.05)
+    elif config.lr_schedule != "constant":
+        raise ValueError(f"lr_schedule '{config.lr_schedule}' is unknown; expected 'cosine' or 'constant'")
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=1e-4)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True)
+    raise ValueError(f"optimizer '{config.optimizer}' is unknown; expected adam, adamw or sgd")
+
+
+def compile_for_training(model, config: TrainConfig, learning_rate: float, total_steps: int) -> None:
+    """Compile with binary cross-entropy (label smoothing per config), AUC and accuracy."""
+    import keras
+
+    model.compile(optimizer=make_optimizer(config, learning_rate, total_steps),
+                  loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of ``history.csv`` (empty when absent)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``history.csv`` with ``rows``."""
+    with open(run_dir / "history.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _history_logger(run_dir: Path, stage: str):
+    """A Keras callback appending one ``history.csv`` row per epoch of ``stage`` (resume-safe)."""
+    import keras
+
+    class HistoryLogger(keras.callbacks.Callback):
+        """Append epoch rows; on a resumed stage drop rows past the restored epoch first."""
+
+        def on_train_begin(self, logs=None):
+            self.resumed = int(getattr(self.model, "_initial_epoch", 0) or 0)
+            rows = [r for r in read_history(run_dir) if r["stage"] != stage or int(r["epoch"]) <= self.resumed]
+            _write_history(run_dir, rows)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            row = {"stage": stage, "epoch": epoch + 1, "seconds": round(time.perf_counter() - self.started, 1),
+                   "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
+                   "resumed_from_epoch": self.resumed or "", **{k: float(v) for k, v in (logs or {}).items()}}
+            rows = read_history(run_dir) + [row]
+            _write_history(run_dir, rows)
+
+    return HistoryLogger()
+
+
+def best_so_far(run_dir: Path, monitor: str) -> float | None:
+    """Best ``monitor`` value already logged by any stage (earlier stages, and a resumed stage's first epochs)."""
+    values = [float(r[monitor]) for r in read_history(run_dir) if r.get(monitor)]
+    if not values:
+        return None
+    return min(values) if monitor.endswith("loss") else max(values)
+
+
+@dataclass
+class Stage:
+    """One ``fit``: which model object trains, on what, for how long, from which layer."""
+
+    name: str
+    model: Any  # the full model, or its top when training on cached features
+    train_data: Any
+    val_data: Any
+    epochs: int
+    steps_per_epoch: int
+    learning_rate: float
+    trainable_from: str
+
+
+def load_state(run_dir: Path) -> dict[str, Any]:
+    """The run's ``state.json``: finished stages (empty for a new run)."""
+    path = run_dir / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else {"done": []}
+
+
+def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: Any, extra_callbacks=(),
+              previous: str | None = None) -> dict:
+    """Train one stage (skipped when already finished), keep its best epoch, mark it done; return a summary.
+
+    The checkpoint is best-on-validation over the whole run: a stage that never beats the ``previous``
+    stage's best ``monitor`` value leaves that stage's weights in place.
+    """
+    import keras
+
+    from pneumocxr.models import set_trainable_from
+
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(exist_ok=True)
+    done_weights = checkpoints / f"{stage.name}-done.weights.h5"
+    state = load_state(run_dir)
+    if stage.name in state["done"] and done_weights.is_file():
+        full_model.load_weights(done_weights)
+        log.info("stage %s already finished; weights loaded from %s", stage.name, done_weights)
+        return {"stage": stage.name, "skipped": True}
+    train_cfg = config.train
+    set_trainable_from(full_model, stage.trainable_from)
+    compile_for_training(stage.model, train_cfg, stage.learning_rate, stage.epochs * stage.steps_per_epoch)
+    monitor, mode = train_cfg.monitor, "min" if train_cfg.monitor.endswith("loss") else "max"
+    best_path = checkpoints / f"{stage.name}-best.weights.h5"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage.name)),
+        keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
+                                        save_weights_only=True,
+                                        initial_value_threshold=best_so_far(run_dir, monitor)),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.early_stopping_patience),
+        keras.callbacks.TerminateOnNaN(),
+        _history_logger(run_dir, stage.name),
+        *extra_callbacks,
+    ]
+    started = time.perf_counter()
+    log.info("stage %s: %d epoch(s) x %d steps, lr %.1e, trainable from %s, %d trainable tensors",
+                stage.name, stage.epochs, stage.steps_per_epoch, stage.learning_rate, stage.trainable_from,
+                len(stage.model.trainable_weights))
+    stage.model.fit(stage.train_data, validation_data=stage.val_data, epochs=stage.epochs,
+                    steps_per_epoch=stage.steps_per_epoch, class_weight=class_weights(labels, train_cfg.class_weight),
+                    callbacks=callbacks, shuffle=False, verbose=2)
+    improved = best_path.is_file()
+    if improved:
+        stage.model.load_weights(best_path)
+    elif previous:
+        full_model.load_weights(checkpoints / f"{previous}-done.weights.h5")
+        log.warning("stage %s never beat stage %s on %s; keeping %s's weights", stage.name, previous, monitor, previous)
+    full_model.save_weights(done_weights)
+    state["done"] = [*state["done"], stage.name]
+    (run_dir / "state.json").write_text(json.dumps(state))
+    seconds = time.perf_counter() - started
+    log.info("stage %s finished in %.0f s", stage.name, seconds)
+    return {"stage": stage.name, "seconds": round(seconds, 1), "epochs": stage.epochs, "improved_on_validation": improved,
+            "steps_per_epoch": stage.steps_per_epoch, "trainable_from": stage.trainable_from}
+
+
+def plot_history(rows: list[dict[str, str]]):
+    """Figure of training/validation loss and AUC per epoch, stages one after another."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    x = np.arange(1, len(rows) + 1)
+    for ax, metric, label in ((axes[0], "loss", "binary cross-entropy"), (axes[1], "auc", "ROC AUC")):
+        for prefix, style in (("", "-o"), ("val_", "--s")):
+            values = [float(r[prefix + metric]) if r.get(prefix + metric) else np.nan for r in rows]
+            ax.plot(x, values, style, label=f"{'validation' if prefix else 'training'} {metric}")
+        for i in range(1, len(rows)):
+            if rows[i]["stage"] != rows[i - 1]["stage"]:
+                ax.axvline(i + 0.5, color="grey", lw=1, ls=":")
+                ax.text(i + 0.6, ax.get_ylim()[1], rows[i]["stage"], va="top", fontsize=8, color="grey")
+        ax.set(xlabel="epoch (all stages, in order)", ylabel=label, title=f"{label} per epoch")
+        ax.legend()
+    return fig

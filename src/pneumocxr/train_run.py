@@ -1,0 +1,244 @@
+"""Training step, whole runs: config -> run directory (``train_run``), and run -> scored split (``evaluate_run``).
+
+``train_run`` builds the model twice from the same weights - once in the training precision (bf16 on
+this CPU) and once in float32 - trains the first in stages (``train.fit_stage``), copies the weights
+into the float32 model and writes the run directory of DESIGN.md from it: ``config.toml``,
+``model.keras`` (float32, image -> probability), ``threshold.json`` (chosen on the validation split
+only), ``history.csv``, ``metrics.json`` + ``predictions.csv`` of the validation split, ``plots/`` and
+``manifest.json``. On the feature-cache path the validation features are computed by the float32
+bottom, so the validation probabilities are those the saved model gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pneumocxr import features, pipeline, runs
+from pneumocxr.config import Config, load_config, resolve_path
+from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
+from pneumocxr.train import (Stage, fit_stage, load_state, make_strategy, plot_history, precision_policy,
+                             read_history, resolve_precision)
+
+log = logging.getLogger(__name__)
+
+
+class RunExistsError(FileExistsError):
+    """A run directory that already holds a (possibly unfinished) run."""
+
+
+def run_config(config: Config | str | os.PathLike | None, run_dir: Path, resume: bool) -> Config:
+    """The config to train: the given one, or on resume the run's own (they must agree when both exist)."""
+    given = load_config(config) if isinstance(config, (str, os.PathLike)) else config
+    saved_path = run_dir / "config.toml"
+    if not resume:
+        if (run_dir / "state.json").exists() or (run_dir / "model.keras").exists():
+            raise RunExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+        if given is None:
+            raise ValueError("a config is needed to start a run (--config FILE)")
+        return given
+    if not saved_path.is_file():
+        if given is None:
+            raise runs.RunError(f"{saved_path}: missing; nothing to resume")
+        return given
+    saved = load_config(saved_path)
+    if given is not None and given != dataclasses.replace(saved, name=given.name):
+        raise ValueError(f"{saved_path}: the run was started with a different config; resume without --config "
+                         "or with the same file")
+    return saved
+
+
+def split_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and val rows (patient-disjoint), each required non-empty with both classes."""
+    from pneumocxr.datasets import assert_patient_disjoint
+
+    assert_patient_disjoint(frame[frame["split"].isin(["train", "val"])])
+    parts = []
+    for name in ("train", "val"):
+        part = frame[frame["split"] == name].reset_index(drop=True)
+        if part.empty or part["label"].nunique() < 2:
+            raise ValueError(f"split '{name}' has {len(part)} images and needs both classes; "
+                             "raise data.limit_per_split or check the data root")
+        parts.append(part)
+    return parts[0], parts[1]
+
+
+def cache_settings(config: Config, weights: str | None, layer: str, precision: str) -> dict[str, Any]:
+    """What decides cached features besides the image list (weights by name, size and mtime)."""
+    weight_id = weights
+    if weights and Path(weights).is_file():
+        stat = Path(weights).stat()
+        weight_id = f"{Path(weights).name}:{stat.st_size}:{int(stat.st_mtime)}"
+    return {"backbone": config.model.backbone, "weights": weight_id, "layer": layer,
+            "image_size": config.data.image_size, "precision": precision}
+
+
+def cached_views(config: Config, bottom, bottom32, train: pd.DataFrame, val: pd.DataFrame, cache_dir: Path,
+                 settings: dict[str, Any], precision: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Training views (0 plain, 1.. augmented; training precision) and float32 validation features."""
+    paths = train["path"].tolist()
+    val32 = features.cached_features(bottom32, lambda: pipeline.evaluation_dataset(val, config, cache=False),
+                                     val["path"].tolist(), cache_dir, "val", "float32",
+                                     **{**settings, "precision": "float32"})
+    dtype = "float32" if precision == "float32" else "float16"
+    views = []
+    for view in range(max(1, config.train.cache_views)):
+        if view == 0:
+            make = lambda: pipeline.evaluation_dataset(train, config, cache=False)  # noqa: E731
+            extra: dict[str, Any] = {"view": 0}
+        else:
+            augment = pipeline.augmentation_model(config.train, config.data.seed + 1000 * view)
+            make = lambda augment=augment: pipeline.image_dataset(  # noqa: E731
+                paths, train["label"].tolist(), size=config.data.image_size, backbone=config.model.backbone,
+                batch_size=config.train.batch_size, augment=augment, cache=False)
+            extra = {"view": view, "seed": config.data.seed,
+                     "augmentation": {k: v for k, v in dataclasses.asdict(config.train).items() if k.startswith("aug_")}}
+        views.append(features.cached_features(bottom, make, paths, cache_dir, f"train-view{view}", dtype,
+                                              **settings, **extra))
+    return views, val32
+
+
+def build_stages(config: Config, model, model32, train: pd.DataFrame, val: pd.DataFrame, run_dir: Path,
+                 weights: str | None, precision: str) -> tuple[list[Stage], Any]:
+    """The configured stages, and a function giving float32 validation probabilities after training."""
+    cfg = config.train
+    batches = math.ceil(len(train) / cfg.batch_size)
+    labels = train["label"].to_numpy()
+    stages: list[Stage] = []
+    val_scores = None
+    if cfg.feature_cache:
+        layer = layer_before(model, cfg.stage1_trainable_from) if cfg.cache_layer == "auto" else cfg.cache_layer
+        bottom, top = split_model(model, layer)
+        bottom32, top32 = split_model(model32, layer)
+        cache_dir = resolve_path(cfg.cache_dir) if cfg.cache_dir else run_dir / "features"
+        views, val32 = cached_views(config, bottom, bottom32, train, val, Path(cache_dir),
+                                    cache_settings(config, weights, layer, precision), precision)
+        train_ds = features.feature_dataset(views, labels, cfg.batch_size, shuffle=True, seed=config.data.seed, repeat=True)
+        val_ds = features.feature_dataset([val32], val["label"].to_numpy(), cfg.batch_size)
+        steps = math.ceil(len(train) * len(views) / cfg.batch_size)
+        stages.append(Stage("stage1-cache", top, train_ds, val_ds, cfg.epochs, steps, cfg.learning_rate,
+                            cfg.stage1_trainable_from))
+        if cfg.finetune_epochs == 0:
+            val_scores = lambda: np.asarray(top32.predict(val_ds, verbose=0), np.float32).ravel()  # noqa: E731
+    else:
+        stages.append(Stage("stage1", model, pipeline.training_dataset(train, config, repeat=True),
+                            pipeline.evaluation_dataset(val, config), cfg.epochs, batches, cfg.learning_rate,
+                            cfg.stage1_trainable_from))
+    if cfg.finetune_epochs > 0:
+        stages.append(Stage("stage2-finetune", model, pipeline.training_dataset(train, config, repeat=True),
+                            pipeline.evaluation_dataset(val, config), cfg.finetune_epochs,
+                            cfg.finetune_steps or batches, cfg.finetune_learning_rate, config.model.trainable_from))
+    if val_scores is None:
+        val_scores = lambda: pipeline.predict_files(model32, val["path"].tolist(), config.data.image_size,  # noqa: E731
+                                                    config.model.backbone, cfg.batch_size)
+    return stages, val_scores
+
+
+def check_stage_config(config: Config) -> None:
+    """Stage 1 may train no deeper than the final model; without stage 2 they must be the same layer."""
+    cfg = config.train
+    if cfg.finetune_epochs == 0 and cfg.stage1_trainable_from != config.model.trainable_from:
+        raise ValueError(f"[train] stage1_trainable_from = '{cfg.stage1_trainable_from}' but [model] trainable_from = "
+                         f"'{config.model.trainable_from}' and no fine-tune stage (finetune_epochs = 0); make them equal")
+
+
+def write_evaluation(run_dir: Path, config: Config, scored: pd.DataFrame, threshold: dict[str, Any],
+                     out_dir: Path, split: str, dataset: str, n_boot: int | None = None) -> dict[str, Any]:
+    """``evaluate_predictions`` at the run's threshold, written with ``save_evaluation`` into ``out_dir``."""
+    from pneumocxr.evaluate import evaluate_predictions, save_evaluation
+
+    metrics = evaluate_predictions(scored, float(threshold["threshold"]),
+                                   n_boot=config.threshold.n_boot if n_boot is None else n_boot,
+                                   seed=config.data.seed, dataset=dataset, split=split,
+                                   threshold_rule=threshold.get("rule"))
+    metrics["run_id"] = run_dir.resolve().name
+    save_evaluation(metrics, scored, out_dir, out_dir / "plots")
+    return metrics
+
+
+def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probabilities: np.ndarray) -> dict:
+    """Save model.keras, threshold.json (validation only), metrics/plots of the validation split; return metrics."""
+    from pneumocxr.evaluate import choose_threshold
+    from pneumocxr.evaluate_plots import save_figure
+
+    set_trainable_from(model32, config.model.trainable_from)
+    model32.save(run_dir / "model.keras")
+    scored = val.assign(probability=probabilities)
+    rule = config.threshold
+    threshold = choose_threshold(scored["label"], scored["probability"], rule.rule, rule.target, rule.tolerance)
+    runs.save_threshold(run_dir, {**threshold, "dataset": config.data.dataset, "split": "val"})
+    metrics = write_evaluation(run_dir, config, scored, threshold, run_dir, "val", config.data.dataset)
+    save_figure(plot_history(read_history(run_dir)), run_dir / "plots" / "history.png")
+    return metrics
+
+
+def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathLike, *, resume: bool = False,
+              root: str | os.PathLike | None = None, extra_callbacks: Sequence[Any] = ()) -> Path:
+    """Train ``config`` into run directory ``out_dir`` (``resume`` continues an interrupted run); return it."""
+    import keras
+
+    started = time.perf_counter()
+    run_dir = Path(out_dir)
+    config = run_config(config, run_dir, resume)
+    check_stage_config(config)
+    if resume and load_state(run_dir).get("finished"):
+        log.info("%s: run already finished; nothing to resume", run_dir)
+        return run_dir
+    keras.utils.set_random_seed(config.data.seed)
+    frame = pipeline.data_frame(config, root)
+    train, val = split_frames(frame)
+    runs.create_run_dir(run_dir, config)
+    precision = resolve_precision(config.train.mixed_precision)
+    strategy = make_strategy(config.train.strategy)
+    weights = resolve_weights(config.model.weights, config.model.backbone)
+    log.info("run %s: %d train / %d val images, precision %s, strategy %s (%d replica(s)), weights %s",
+                run_dir, len(train), len(val), precision, config.train.strategy, strategy.num_replicas_in_sync, weights)
+    with strategy.scope():
+        with precision_policy("float32"):
+            model32 = build_model(config.model, config.data.image_size, weights)
+        if precision == "float32":
+            model = model32
+        else:
+            with precision_policy(precision):
+                model = build_model(config.model, config.data.image_size, weights)
+        stages, val_scores = build_stages(config, model, model32, train, val, run_dir, weights, precision)
+        summaries = [fit_stage(stage, model, run_dir, config, train["label"], extra_callbacks,
+                               previous=stages[i - 1].name if i else None) for i, stage in enumerate(stages)]
+    if model is not model32:
+        model32.set_weights(model.get_weights())
+    metrics = finish_run(run_dir, config, model32, val, val_scores())
+    data_hash = runs.data_list_hash((Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False))
+    runs.write_manifest(run_dir, config, data_hash, weights if weights and Path(weights).is_file() else None, extra={
+        "precision": precision, "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
+        "n_train": len(train), "n_val": len(val), "stages": summaries, "val_auc": metrics["auc"],
+        "wall_time_s": round(time.perf_counter() - started, 1)})
+    state = load_state(run_dir)
+    (run_dir / "state.json").write_text(json.dumps({**state, "finished": True}))
+    log.info("run %s finished in %.0f s: validation AUC %.4f", run_dir, time.perf_counter() - started, metrics["auc"])
+    return run_dir
+
+
+def evaluate_run(run_dir: str | os.PathLike, dataset: str, split: str, root: str | os.PathLike | None = None,
+                 limit: int | None = None, n_boot: int | None = None) -> dict[str, Any]:
+    """Score ``dataset``/``split`` with a run's model at its saved threshold; write ``RUN/eval/DATASET-SPLIT/``."""
+    run_dir = Path(run_dir)
+    config = runs.load_run_config(run_dir)
+    data = dataclasses.replace(config.data, dataset=dataset, limit_per_split=limit)
+    frame = pipeline.data_frame(dataclasses.replace(config, data=data), root)
+    part = frame[frame["split"] == split].reset_index(drop=True)
+    if part.empty:
+        raise ValueError(f"dataset '{dataset}' has no images in split '{split}'; splits present: "
+                         f"{sorted(frame['split'].unique())}")
+    model = runs.load_model(run_dir)
+    scored = pipeline.score_frame(model, part, config.data.image_size, config.model.backbone, config.train.batch_size)
+    return write_evaluation(run_dir, config, scored, runs.load_threshold(run_dir), run_dir / "eval" / f"{dataset}-{split}",
+                            split, dataset, n_boot)
