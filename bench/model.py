@@ -51,10 +51,10 @@ def bench_config(weights: Path, trainable_from: str = "none") -> Config:
 
 
 def build_classifier(config: Config):
-    """The project's VGG16 classifier for ``config`` (``pneumocxr.models``)."""
+    """The project's VGG16 classifier for ``config`` (``pneumocxr.models.build_model``)."""
     from pneumocxr.models import build_model
 
-    return build_model(config)
+    return build_model(config.model, config.data.image_size)
 
 
 def write_bench_run(run_dir: str | os.PathLike, weights: Path) -> Path:

@@ -97,3 +97,38 @@ def test_machine_info_names_the_cpu_and_versions():
     info = table.machine_info()
     assert info["cpu_model"] and info["cpus_usable"] >= 1 and info["ram_gb"] > 0
     assert info["versions"]["tensorflow"].startswith("2.")
+
+
+RESULT_KEYS = (
+    "inference_classic_img_s", "inference_img_s", "inference_ratio_vs_classic", "inference_bf16_img_s",
+    "bf16_max_abs_prob_diff", "ceiling_img_s_fp32", "ceiling_img_s_bf16", "inference_fraction_of_ceiling",
+    "loader_img_s", "loader_imagedatagenerator_img_s", "loader_ratio_vs_imagedatagenerator", "train_step_img_s",
+    "cache_epoch_s", "full_epoch_s", "predict_peak_rss_mb", "predict_seconds",
+)
+
+
+@pytest.mark.slow
+def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
+    """Every measurement on real images at tiny sizes (~2 min): keys present, values sane, table and docs."""
+    from bench import run, training
+
+    tiny = run.Sizes(inference_files=6, classic_files=2, memory_sizes=(2, 4), matmul_size=256, loader_images=8,
+                     loader_batch=4, train_batch=2, train_steps=1, epoch_images=4)
+    results = run.measure_all(tiny, tmp_path, real_data, prefer_trained=False)
+    missing = [key for key in RESULT_KEYS if key not in results]
+    assert not missing
+    for key in RESULT_KEYS:
+        values = results[key].values() if isinstance(results[key], dict) else [results[key]]
+        assert all(np.isfinite(v) and v >= 0 for v in values), (key, results[key])
+    assert results["inference_accepted"] == 6
+    assert results["inference_ratio_vs_classic"] == pytest.approx(
+        results["inference_img_s"] / results["inference_classic_img_s"])
+    assert 0 < results["bf16_max_abs_prob_diff"] < 0.1  # bf16 rounds, but the same model decides
+    assert results["classic_vs_package_max_abs_prob_diff"] < 0.2  # same model, resize methods differ
+    assert set(results["train_step_img_s"]) == set(training.POLICIES)
+    assert set(results["predict_peak_rss_mb"]) == {"2", "4"} and min(results["predict_peak_rss_mb"].values()) > 100
+    assert results["epoch_extrapolated_to_images"] > 4000  # Kermany training split
+    rows = table.result_rows(results)
+    assert any("predict vs classic" in row[0] for row in rows)
+    docs = run.write_docs({**results, "total_seconds": 1.0}, tmp_path / "benchmarks.md")
+    assert "| measurement |" in docs.read_text() and results["machine"]["cpu_model"] in docs.read_text()

@@ -1,0 +1,150 @@
+"""`make bench`: speed and memory of pneumocxr beside the classic pipeline and the hardware ceiling.
+
+One run measures, on real images from the data root and with one VGG16 classifier:
+inference end to end (``predict`` vs the classic notebook loop, float32 and bf16), the matmul
+ceiling, the training input pipeline (tf.data vs ImageDataGenerator), training steps per freezing
+policy, a feature-cache epoch vs a full epoch, and ``predict``'s peak RSS and time over N files.
+It prints a table, writes ``bench/results.json`` and (full runs) the table into docs/benchmarks.md.
+
+    .venv/bin/python bench/run.py            # full run (~15-20 min on 2 cores)
+    .venv/bin/python bench/run.py --quick    # small sizes (~3-4 min), docs left alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PNEUMOCXR_PATIENT_SALT", "bench")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from bench import ceiling, images, inference, loader, memory, model, table, training  # noqa: E402
+from bench.timing import ratio  # noqa: E402
+
+RESULTS = PROJECT_ROOT / "bench" / "results.json"
+DOCS = PROJECT_ROOT / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each measurement does."""
+
+    inference_files: int = 392  # 4 passes over the 98 real NIH images
+    classic_files: int = 196
+    memory_sizes: tuple[int, ...] = (100, 200, 400)
+    matmul_size: int = 4096
+    loader_images: int = 1024
+    loader_batch: int = 32
+    train_batch: int = 16
+    train_steps: int = 4
+    epoch_images: int = 256
+
+
+FULL = Sizes()
+QUICK = Sizes(inference_files=48, classic_files=16, memory_sizes=(16, 32, 64), matmul_size=2048,
+              loader_images=128, train_steps=2, epoch_images=32)
+
+
+def log(message: str) -> None:
+    """A progress line on stderr with the elapsed time."""
+    print(f"[bench {time.perf_counter() - START:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+START = time.perf_counter()
+
+
+def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = True) -> dict[str, Any]:
+    """Every measurement of the benchmark, in one process, as one flat results dict."""
+    import keras
+
+    results: dict[str, Any] = {"sizes": asdict(sizes), "machine": table.machine_info()}
+    run_dir, origin = model.benchmark_run(workdir, root, prefer_trained)
+    results["model"] = origin
+    log(f"model: {origin}")
+    classifier = keras.models.load_model(run_dir / "model.keras", compile=False)
+
+    results.update(ceiling.measure_ceiling(classifier, sizes.matmul_size))
+    log(f"ceiling: {results['ceiling_img_s_fp32']:.1f} img/s fp32, {results['ceiling_img_s_bf16']:.1f} bf16")
+
+    nih = images.nih_images(root)
+    n_files = max(sizes.inference_files, *sizes.memory_sizes)
+    dicoms = images.write_dicom_folder(nih, workdir / "dicoms", n_files)
+    files = dicoms["path"].tolist()
+    log(f"{n_files} DICOM files written from {len(nih)} real NIH images")
+    results.update(inference.measure_inference(
+        run_dir, files[: sizes.inference_files], dicoms["label"].to_numpy()[: sizes.inference_files],
+        n_distinct=min(len(nih), sizes.inference_files), n_classic=sizes.classic_files))
+    results["inference_fraction_of_ceiling"] = ratio(results["inference_img_s"], results["ceiling_img_s_fp32"])
+    results["inference_bf16_fraction_of_ceiling"] = ratio(results["inference_bf16_img_s"], results["ceiling_img_s_bf16"])
+    log(f"inference: {results['inference_img_s']:.1f} img/s vs classic {results['inference_classic_img_s']:.1f}")
+
+    kermany = images.kermany_images(root, sizes.loader_images)
+    results.update(loader.measure_loaders(kermany, sizes.loader_batch))
+    log(f"loader: {results['loader_img_s']:.0f} img/s vs IDG {results['loader_imagedatagenerator_img_s']:.0f}")
+
+    results.update(training.measure_training(str(model.local_vgg16_weights(root)), kermany, root, sizes.train_batch, sizes.train_steps,
+                                             sizes.epoch_images, workdir))
+    log(f"training: steps {results['train_step_img_s']}, epochs cache {results['cache_epoch_s']:.1f} s "
+        f"vs full {results['full_epoch_s']:.1f} s")
+
+    results.update(memory.measure_growth(run_dir, files, list(sizes.memory_sizes), workdir / "growth"))
+    log(f"predict peak RSS (MB) {results['predict_peak_rss_mb']}, seconds {results['predict_seconds']}")
+    results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["total_seconds"] = time.perf_counter() - START
+    return results
+
+
+def write_docs(results: dict[str, Any], path: Path = DOCS) -> Path:
+    """Put the machine and the results table between the bench markers of docs/benchmarks.md."""
+    shared = results["machine"]["load_average_1_5_15"][0] > 0.5 * results["machine"]["cpus_usable"]
+    block = "\n".join([
+        f"Last full run: {time.strftime('%Y-%m-%d %H:%M %Z')}, {results['total_seconds'] / 60:.1f} min, "
+        f"model: {results['model']}.",
+        "",
+        table.machine_markdown(results["machine"]),
+        f"- load average after the run: {results['machine']['load_average_after']}"
+        + (" (the machine was shared with other work during the run: expect noise)" if shared else ""),
+        "",
+        table.markdown_table(table.result_rows(results)),
+    ])
+    document = path.read_text() if path.is_file() else "# Benchmarks\n"
+    path.write_text(table.replace_generated_block(document, block))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write results.json (and docs on full runs)."""
+    from pneumocxr.config import data_root
+    from pneumocxr.runs import write_json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes); docs not updated")
+    parser.add_argument("--data", help="data root (default: $PNEUMOCXR_DATA or data/)")
+    parser.add_argument("--untrained", action="store_true", help="ignore trained runs in runs/; use ImageNet VGG16")
+    parser.add_argument("--out", default=str(RESULTS), help=f"results JSON (default {RESULTS})")
+    parser.add_argument("--docs", choices=("auto", "yes", "no"), default="auto",
+                        help="write the table into docs/benchmarks.md (auto: full runs only)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="pneumocxr-bench-") as workdir:
+        results = measure_all(sizes, Path(workdir), data_root(args.data), prefer_trained=not args.untrained)
+    results["quick"] = args.quick
+    write_json(args.out, results)
+    print(table.text_table(table.result_rows(results)))
+    print(f"results: {args.out}")
+    if args.docs == "yes" or (args.docs == "auto" and not args.quick):
+        print(f"table written into {write_docs(results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
