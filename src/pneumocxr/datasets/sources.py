@@ -125,9 +125,9 @@ def _check_archives(sources: tuple[Source, ...], where: str) -> None:
                                    f"'{source.archive_name}' but not its url/digests")
 
 
-def load_sources(path: str | Path = SOURCES_TOML) -> SourceTable:
+def load_sources(path: str | Path | None = None) -> SourceTable:
     """Read and check the source table (default: the package's ``sources.toml``)."""
-    path = Path(path)
+    path = Path(path or SOURCES_TOML)
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
