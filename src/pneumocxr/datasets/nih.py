@@ -58,15 +58,25 @@ def read_metadata(path: Path) -> pd.DataFrame:
     return df
 
 
-def index_images(images_dir: Path | None) -> dict[str, str]:
-    """Map image file name -> path, for a flat folder or the Kaggle ``images_0NN/images`` layout."""
-    if images_dir is None or not images_dir.exists():
-        return {}
+def image_folders(nih_dir: Path) -> list[Path]:
+    """The NIH image folders present: ``images/`` (flat) and the Kaggle ``images_0NN/`` folders."""
+    nih_dir = Path(nih_dir)
+    candidates = [nih_dir / "images", *sorted(nih_dir.glob("images_[0-9][0-9][0-9]"))]
+    return [folder for folder in candidates if folder.is_dir()]
+
+
+def index_images(images_dir: Path | list[Path] | None) -> dict[str, str]:
+    """Map image file name -> path, for a flat folder or the Kaggle ``images_0NN/images`` layout
+    (one folder or several; the first folder holding a name wins)."""
+    folders = images_dir if isinstance(images_dir, list) else [images_dir]
     found: dict[str, str] = {}
-    for dirpath, _, filenames in os.walk(images_dir, followlinks=True):
-        for name in filenames:
-            if name.lower().endswith(".png"):
-                found.setdefault(name, os.path.join(dirpath, name))
+    for folder in folders:
+        if folder is None or not Path(folder).exists():
+            continue
+        for dirpath, _, filenames in os.walk(folder, followlinks=True):
+            for name in filenames:
+                if name.lower().endswith(".png"):
+                    found.setdefault(name, os.path.join(dirpath, name))
     return found
 
 
@@ -79,31 +89,38 @@ def official_split(nih_dir: Path, names: pd.Series) -> pd.Series:
     return pd.Series(np.where(names.isin(test), "test", "train_val"), index=names.index)
 
 
-def load_nih(root: Path, images_dir: Path | None = None, val_fraction: float = 0.1, seed: int = 42,
-             metadata: Path | None = None) -> pd.DataFrame:
-    """All NIH rows with ``path`` (None when the image is absent), ``label``, ``patient_id``,
-    findings, demographics, ``official_split`` and ``split`` (train / val / test).
-
-    ``split`` keeps NIH's official test list and carves a patient-wise validation set out of
-    train_val. Rows without an image file are kept with ``path`` None and logged.
-    """
-    nih_dir = Path(root) / "nih"
-    df = read_metadata(metadata or find_metadata(nih_dir))
-    index = index_images(images_dir or nih_dir / "images")
+def add_paths_and_splits(df: pd.DataFrame, nih_dir: Path, images_dir: Path | None, val_fraction: float,
+                         seed: int) -> pd.DataFrame:
+    """Add ``path`` (None when the image is absent), ``official_split`` and the patient-wise ``split``."""
+    index = index_images(images_dir or image_folders(nih_dir))
     df["path"] = df["image_index"].map(index).astype(object).where(df["image_index"].isin(index), None)
     df["official_split"] = official_split(nih_dir, df["image_index"])
     inner = patient_wise_split(df[df["official_split"] == "train_val"], val_fraction, seed)
     df["split"] = inner.reindex(df.index).fillna("test")
     missing = int(df["path"].isna().sum())
     if missing:
-        log.info("NIH: %d of %d rows have no image file under %s", missing, len(df), images_dir or nih_dir / "images")
+        log.info("NIH: %d of %d rows have no image file under %s", missing, len(df), images_dir or nih_dir)
     return df
 
 
-def load_nih_sample(root: Path) -> pd.DataFrame:
-    """The 5,606-image ``sample_labels.csv`` with the same columns (paths where images exist)."""
+def load_nih(root: Path, images_dir: Path | None = None, val_fraction: float = 0.1, seed: int = 42,
+             metadata: Path | None = None) -> pd.DataFrame:
+    """All NIH rows with ``path`` (None when the image is absent), ``label``, ``patient_id``,
+    findings, demographics, ``official_split`` and ``split`` (train / val / test).
+
+    ``split`` keeps NIH's official test list and carves a patient-wise validation set out of
+    train_val. Images are looked up in ``images_dir`` (flat, or Kaggle ``images_0NN/images``),
+    by default in ``nih/images`` and ``nih/images_0NN``. Rows without an image file are kept
+    with ``path`` None and logged.
+    """
+    nih_dir = Path(root) / "nih"
+    df = read_metadata(metadata or find_metadata(nih_dir))
+    return add_paths_and_splits(df, nih_dir, images_dir, val_fraction, seed)
+
+
+def load_nih_sample(root: Path, images_dir: Path | None = None, val_fraction: float = 0.1,
+                    seed: int = 42) -> pd.DataFrame:
+    """The 5,606-image ``sample_labels.csv`` with the same columns as ``load_nih``."""
     nih_dir = Path(root) / "nih"
     df = read_metadata(nih_dir / "sample_labels.csv")
-    index = index_images(nih_dir / "images")
-    df["path"] = df["image_index"].map(index).astype(object).where(df["image_index"].isin(index), None)
-    return df
+    return add_paths_and_splits(df, nih_dir, images_dir, val_fraction, seed)
