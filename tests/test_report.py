@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -80,9 +81,11 @@ def build_run(root: Path, dataset: str, external: bool, with_model: bool = False
     metrics = evaluate_predictions(frame, threshold["threshold"], n_boot=200, dataset=dataset, split="val",
                                    threshold_rule="youden_midpoint")
     save_evaluation(metrics, frame, run, run / "plots")
-    pd.DataFrame({"epoch": range(4), "loss": [0.69, 0.52, 0.44, 0.40], "auc": [0.61, 0.78, 0.84, 0.87],
-                  "val_loss": [0.62, 0.50, 0.47, 0.49], "val_auc": [0.70, 0.80, 0.83, 0.82],
-                  "learning_rate": [1e-4] * 4}).to_csv(run / "history.csv", index=False)
+    pd.DataFrame({"stage": ["stage1"] * 3 + ["finetune"], "epoch": [1, 2, 3, 1], "seconds": [4.1, 3.9, 4.0, 9.5],
+                  "learning_rate": [1e-4, 8e-5, 3e-5, 1e-5], "resumed_from_epoch": [""] * 4,
+                  "loss": [0.69, 0.52, 0.44, 0.40], "auc": [0.61, 0.78, 0.84, 0.87],
+                  "val_loss": [0.62, 0.50, 0.47, 0.49], "val_auc": [0.70, 0.80, 0.83, 0.82]}
+                 ).to_csv(run / "history.csv", index=False)
     if external:
         other, split = ("kermany", "official_val") if dataset == "nih" else ("nih", "test")
         ext = scored_frame(80, seed=2, demographics=other == "nih")
@@ -90,7 +93,12 @@ def build_run(root: Path, dataset: str, external: bool, with_model: bool = False
         save_evaluation(ext_metrics, ext, run / "eval" / f"{other}-{split}")
     if with_model:
         save_small_model(config, run / "model.keras")
-    write_manifest(run, config, data_hash="0" * 64, weights_path=None)
+    write_manifest(run, config, data_hash="0" * 64, weights_path=None, extra={
+        "precision": "mixed_bfloat16", "n_train": 60, "n_val": 11, "wall_time_s": 42.3, "stages": [
+            {"stage": "stage1-cache", "trainable_from": "block5_conv1", "epochs": 3, "steps_per_epoch": 8,
+             "seconds": 12.0, "improved_on_validation": True},
+            {"stage": "stage2-finetune", "trainable_from": "block5_conv1", "epochs": 1, "steps_per_epoch": 2,
+             "seconds": 9.5, "improved_on_validation": False}]})
     return run
 
 
@@ -104,6 +112,24 @@ def nih_report(tmp_path_factory):
     out = root / "report" / "FDA_Submission.md"
     files = write_report(run, out, eda_dir=eda, pdf=out.with_suffix(".pdf"))
     return {"run": run, "eda": eda, "files": files, "text": out.read_text()}
+
+
+@pytest.fixture(scope="module")
+def trained_report(request, tmp_path_factory):
+    """A REAL tiny trained run (configs/tiny-test.toml on real Kermany images; the shared `tiny_run` fixture when
+    conftest provides it) plus an evaluation of the official Kermany val folder, reported with --pdf."""
+    from pneumocxr.train_run import evaluate_run, train_run
+
+    root = tmp_path_factory.mktemp("trained")
+    try:  # a copy, so the evaluation added below does not change the shared run
+        run = Path(shutil.copytree(request.getfixturevalue("tiny_run"), root / "tiny", ignore=shutil.ignore_patterns("features")))
+    except pytest.FixtureLookupError:
+        run = train_run(Path(__file__).resolve().parents[1] / "configs" / "tiny-test.toml", root / "tiny")
+    if not (run / "eval" / "kermany-official_val" / "metrics.json").is_file():
+        evaluate_run(run, "kermany", "official_val", n_boot=50)
+    out = root / "report" / "FDA_Submission.md"
+    files = write_report(run, out, pdf=out.with_suffix(".pdf"))
+    return {"run": run, "files": files, "text": out.read_text()}
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +187,7 @@ def body_numbers(body: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- tests
-@pytest.mark.parametrize("which", ["nih_report", "kermany_report"])
+@pytest.mark.parametrize("which", ["nih_report", "kermany_report", "trained_report"])
 def test_every_template_heading_is_present_and_filled(which, request):
     text = request.getfixturevalue(which)["text"]
     headings = [ln.strip() for ln in TEMPLATE.read_text().splitlines() if ln.startswith("#") or ln.startswith("**")]
@@ -176,7 +202,7 @@ def test_every_template_heading_is_present_and_filled(which, request):
     assert "<<" not in text and "None" not in text.split("## References")[0]
 
 
-@pytest.mark.parametrize("which", ["nih_report", "kermany_report"])
+@pytest.mark.parametrize("which", ["nih_report", "kermany_report", "trained_report"])
 def test_each_number_matches_the_artifact_its_appendix_row_names(which, request):
     report = request.getfixturevalue(which)
     body, rows = split_appendix(report["text"])
@@ -263,3 +289,17 @@ def test_format_number_kinds():
                                               (1e-4, "num"), (None, "rate"), (float("nan"), "rate"))] == \
         ["1,234", "0.912", "0.4321", "90%", "0.0001", "n/a", "n/a"]
     assert lookup({"a": [{"b": 2}]}, "a[0].b") == 2 and lookup([1, 2, 3], "len()") == 3
+
+
+def test_real_tiny_run_report_traces_model_stages_and_embeds_every_figure(trained_report):
+    text, files = trained_report["text"], trained_report["files"]
+    manifest = json.loads((trained_report["run"] / "manifest.json").read_text())
+    assert f"run `{manifest['run_id']}`" in text and manifest["data_list_sha256"] in text
+    assert "**Pediatric model.**" in text and "internal held-out test" in text and "**unmeasured**" in text
+    assert "| `stage1-cache` | `block5_conv1` |" in text
+    model = json.loads((files.figures_dir / "model_summary.json").read_text())
+    assert model["frozen_params"] + model["fine_tuned_params"] + model["added_params"] == model["total_params"]
+    assert [layer["name"] for layer in model["added"]][-1] == "probability"
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert "FDA_Submission_files/history.png" in figures and "FDA_Submission_files/eval-kermany-official_val-roc.png" in figures
+    assert_pdf_embeds(files.pdf, [files.markdown.parent / f for f in figures])

@@ -19,8 +19,9 @@ import jinja2
 import pandas as pd
 
 from pneumocxr import __version__
-from pneumocxr.report_data import (PEDIATRIC_DATASETS, SOURCES, Artifact, Evaluation, RunArtifacts, dataset_summary,
-                                   load_run_artifacts, manifest_rows, model_summary, try_summary)
+from pneumocxr.report_data import (DESCRIPTIONS, PEDIATRIC_DATASETS, SOURCES, TITLES, Artifact, Evaluation, RunArtifacts,
+                                   dataset_summary, evaluation_title, load_run_artifacts, manifest_rows, model_summary,
+                                   try_summary)
 from pneumocxr.report_figures import EDA_FIGURES, prepare_figures
 from pneumocxr.report_trace import NOT_AVAILABLE, Ledger
 from pneumocxr.runs import read_json, write_json
@@ -28,17 +29,6 @@ from pneumocxr.runs import read_json, write_json
 log = logging.getLogger(__name__)
 
 TEMPLATE = "fda_submission.md.j2"
-TITLES = {"nih": "NIH ChestX-ray14", "kermany": "Kermany pediatric chest X-rays", "rsna": "RSNA Pneumonia (NIH images)",
-          "pneumoniamnist": "PneumoniaMNIST (downsampled Kermany)"}
-DESCRIPTIONS = {
-    "nih": "frontal chest radiographs (PA and AP) of mostly adult patients of the NIH Clinical Center (Wang et al. 2017), "
-           "each with report-mined finding labels; pneumonia is one of fourteen findings and often occurs with others.",
-    "kermany": "anterior-posterior chest radiographs of children from routine care at Guangzhou Women and Children's "
-               "Medical Center (Kermany et al. 2018), graded normal or pneumonia (bacterial or viral).",
-    "rsna": "NIH ChestX-ray14 images re-read by radiologists for the RSNA Pneumonia Detection Challenge, labelled by "
-            "whether they show lung opacity suggestive of pneumonia.",
-    "pneumoniamnist": "the Kermany pediatric radiographs downsampled to thumbnails (MedMNIST).",
-}
 BACKBONES = {"vgg16": "VGG16", "densenet121": "DenseNet-121", "baseline_cnn": "small CNN (no pre-trained layers)"}
 RULES = {
     "max_f1": "the threshold that maximises F1 on the validation split, balancing missed pneumonias against false alarms.",
@@ -60,11 +50,6 @@ class ReportFiles:
     markdown: Path
     figures_dir: Path
     pdf: Path | None
-
-
-def evaluation_title(dataset: str, split: str) -> str:
-    """``"Kermany pediatric chest X-rays, val split"``."""
-    return f"{TITLES.get(dataset, dataset)}, {split} split"
 
 
 def evaluation_context(e: Evaluation, train_dataset: str, figures: dict[str, str], ledger: Ledger) -> dict[str, Any]:
@@ -151,13 +136,28 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     shown = {"batch_size", "learning_rate", "optimizer", "augment", *augment_keys}
     ctx["settings"] = [{"name": k, "value": setting_text(c, f"train.{k}", ledger)} for k in train if k not in shown]
     history = art.history
-    ctx["n_epochs"] = ledger.take(history, "len()", "epochs logged", "count") if history.data else None
+    ctx["n_epochs"] = ledger.take(history, "len()", "epochs logged (all stages)", "count") if history.data else None
     frame = pd.DataFrame(history.data)
-    ctx["best_epoch"] = ctx["best_val_loss"] = None
+    ctx["best_epoch"] = ctx["best_val_loss"] = ctx["best_stage"] = None
     if "val_loss" in frame and frame["val_loss"].notna().any():
         row = int(frame["val_loss"].to_numpy().argmin())
         ctx["best_val_loss"] = ledger.take(history, f"[{row}].val_loss", "lowest validation loss", "rate")
         ctx["best_epoch"] = ledger.maybe(history, f"[{row}].epoch", "epoch of the lowest validation loss", "count")
+        ctx["best_stage"] = frame["stage"].iloc[row] if "stage" in frame else None
+    m = art.manifest
+    ctx["stages"], ctx["kept_notes"] = [], []
+    for i, stage in enumerate(m.data.get("stages") or []):
+        where = f"training stage {stage.get('stage', i)}"
+        improved = stage.get("improved_on_validation")
+        ctx["stages"].append({"stage": stage.get("stage", "?"), "trainable_from": stage.get("trainable_from", "?"),
+                              "improved": {True: "yes", False: "no"}.get(improved, NOT_AVAILABLE),
+                              **{k: ledger.maybe(m, f"stages[{i}].{k}", f"{where}: {k.replace('_', ' ')}", "num") or NOT_AVAILABLE
+                                 for k in ("epochs", "steps_per_epoch", "seconds")}})
+        if improved is False and i:
+            ctx["kept_notes"].append(f"Stage `{stage.get('stage')}` never improved the validation {getattr(art.config.train, 'monitor', 'val_loss')} "
+                                     "of the stage before it, so the saved model keeps the earlier stage's weights.")
+    ctx["wall_time"] = ledger.maybe(m, "wall_time_s", "training wall time (seconds)", "count")
+    ctx["precision_policy"] = m.data.get("precision")
     return ctx
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from pneumocxr.config import Config, data_root
+from pneumocxr.config import Config
 from pneumocxr.runs import RunError, load_run_config, read_json
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,17 @@ SOURCES = {
     "kermany": "Guangzhou Women and Children's Medical Center", "pneumoniamnist": "Guangzhou Women and Children's Medical Center",
 }
 PEDIATRIC_DATASETS = ("kermany", "pneumoniamnist")
-SPLIT_KEYS = ("n_images", "n_patients", "n_pneumonia")
+TITLES = {"nih": "NIH ChestX-ray14", "kermany": "Kermany pediatric chest X-rays", "rsna": "RSNA Pneumonia (NIH images)",
+          "pneumoniamnist": "PneumoniaMNIST (downsampled Kermany)"}
+DESCRIPTIONS = {
+    "nih": "frontal chest radiographs (PA and AP) of mostly adult patients of the NIH Clinical Center (Wang et al. 2017), "
+           "each with report-mined finding labels; pneumonia is one of fourteen findings and often occurs with others.",
+    "kermany": "anterior-posterior chest radiographs of children from routine care at Guangzhou Women and Children's "
+               "Medical Center (Kermany et al. 2018), graded normal or pneumonia (bacterial or viral).",
+    "rsna": "NIH ChestX-ray14 images re-read by radiologists for the RSNA Pneumonia Detection Challenge, labelled by "
+            "whether they show lung opacity suggestive of pneumonia.",
+    "pneumoniamnist": "the Kermany pediatric radiographs downsampled to thumbnails (MedMNIST).",
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,11 @@ class RunArtifacts:
     def external(self) -> list[Evaluation]:
         """Evaluations on a different institution's images than the training data."""
         return [e for e in self.evaluations if e.role == "external test"]
+
+
+def evaluation_title(dataset: str, split: str) -> str:
+    """``"Kermany pediatric chest X-rays, val split"``."""
+    return f"{TITLES.get(dataset, dataset)}, {split} split"
 
 
 def same_source(a: str, b: str) -> bool:

@@ -1,7 +1,7 @@
 """Report step (figures): the device flowchart, the training history, and the run's plots beside the markdown.
 
 Every figure is drawn from a run artifact (``config.toml``, ``threshold.json``, ``history.csv``,
-``predictions.csv``) or copied from the run's ``plots/`` and ``eval/*/plots/`` folders into the report's
+``predictions.csv``; the last two only when the run lacks ``plots/history.png`` / ``plots/pr.png``) or copied from the run's ``plots/`` and ``eval/*/plots/`` folders into the report's
 figure folder, so the markdown refers to them by relative path and renders on GitHub.
 """
 
@@ -86,35 +86,11 @@ def plot_flowchart(config: Config, threshold: float, rule: str) -> Figure:
     return fig
 
 
-def plot_training_history(history: pd.DataFrame) -> Figure:
-    """Loss and every other logged metric per epoch, training vs validation, best validation loss marked."""
-    epochs = range(1, len(history) + 1)
-    metrics = [c for c in history.columns if not c.startswith("val_") and f"val_{c}" in history.columns]
-    metrics = sorted(metrics, key=lambda c: (c != "loss", c))
-    if not metrics:
-        metrics = [c for c in history.columns if c not in ("epoch", "phase", "learning_rate", "lr")][:1]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
-    best = int(history["val_loss"].to_numpy().argmin()) + 1 if "val_loss" in history else None
-    for ax, name in zip(axes[0], metrics):
-        ax.plot(epochs, history[name], marker="o", ms=3, label=f"training {name}")
-        if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], marker="o", ms=3, label=f"validation {name}")
-        if best is not None:
-            ax.axvline(best, color="grey", ls="--", lw=1, label=f"lowest validation loss (epoch {best})")
-        ax.set_xlabel("epoch (row of history.csv)")
-        ax.set_ylabel("binary cross-entropy (unitless)" if name == "loss" else f"{name} (fraction)")
-        ax.set_title(f"{name} per epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Training performance (history.csv)")
-    fig.tight_layout()
-    return fig
-
-
 def save_report_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Save ``fig`` as a PNG without a software stamp (byte-stable) and close it."""
     fig.savefig(path, dpi=120, bbox_inches="tight", metadata=PNG_METADATA)
-    plt.close(fig)
+    if plt.fignum_exists(fig.number if hasattr(fig, "number") else -1):
+        plt.close(fig)
     return Path(path)
 
 
@@ -152,9 +128,10 @@ def prepare_figures(art: RunArtifacts, files_dir: Path, eda_dir: Path | None) ->
     threshold = float(art.threshold.data["threshold"])
     written["flowchart.png"] = save_report_figure(plot_flowchart(art.config, threshold, art.threshold.data.get("rule", "?")),
                                                   files_dir / "flowchart.png")
-    if art.history.data and "history.png" not in written:
-        written["history.png"] = save_report_figure(plot_training_history(pd.DataFrame(art.history.data)),
-                                                    files_dir / "history.png")
+    if art.history.data and "history.png" not in written:  # runs write plots/history.png; older ones may not
+        from pneumocxr.train import plot_history, read_history
+
+        written["history.png"] = save_report_figure(plot_history(read_history(art.run_dir)), files_dir / "history.png")
     if "pr.png" not in written:
         made = pr_curve_from_predictions(art.run_dir / "predictions.csv", art.validation.metrics, files_dir / "pr.png")
         if made:
