@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -27,13 +28,16 @@ def load_rsna(root: Path, val_fraction: float = 0.15, seed: int = 42) -> pd.Data
     base = Path(root) / "rsna"
     boxes = load_rsna_boxes(root)
     grouped = boxes.groupby("patientId", sort=False)
+    label = grouped["Target"].max().astype(int)
+    located = boxes.dropna(subset=["x"])
+    box_lists = pd.Series(list(zip(located["x"], located["y"], located["width"], located["height"])),
+                          index=located["patientId"]).groupby(level=0, sort=False).agg(list)
     df = pd.DataFrame({
-        "patient_id": list(grouped.groups),
-        "label": grouped["Target"].max().astype(int).to_numpy(),
-        "class": grouped["class"].first().to_numpy(),
-        "n_boxes": grouped["x"].count().to_numpy(),
-        "boxes": grouped.apply(lambda g: [tuple(r) for r in g[["x", "y", "width", "height"]].dropna().to_numpy()],
-                               include_groups=False).to_numpy(),
+        "patient_id": label.index.to_numpy(),
+        "label": label.to_numpy(),
+        "class": grouped["class"].first().reindex(label.index).to_numpy(),
+        "n_boxes": grouped["x"].count().reindex(label.index).to_numpy(),
+        "boxes": [found if isinstance(found, list) else [] for found in box_lists.reindex(label.index)],
     })
     # stage_2_detailed_class_info.csv lacks one positive image; Target 1 is by definition "Lung Opacity"
     df["class"] = df["class"].where(df["class"].notna() | (df["label"] == 0), "Lung Opacity")
@@ -44,6 +48,7 @@ def load_rsna(root: Path, val_fraction: float = 0.15, seed: int = 42) -> pd.Data
         headers = pd.read_csv(headers_path, usecols=list(names)).rename(columns=names)
         df = df.merge(headers.drop_duplicates("patient_id"), on="patient_id", how="left")
     images = base / "stage_2_train_images"
-    df["path"] = [str(images / f"{pid}.dcm") if (images / f"{pid}.dcm").exists() else None for pid in df["patient_id"]]
+    present = {entry.name for entry in os.scandir(images)} if images.is_dir() else set()
+    df["path"] = [str(images / f"{pid}.dcm") if f"{pid}.dcm" in present else None for pid in df["patient_id"]]
     df["split"] = patient_wise_split(df, val_fraction, seed)
     return df
