@@ -27,3 +27,13 @@ def real_data() -> Path:
 def test_dicoms(real_data: Path) -> list[Path]:
     """The six classic test DICOMs (real NIH pixels), test1..test6 in order."""
     return [real_data / "test_dicoms" / f"test{i}.dcm" for i in range(1, 7)]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(real_data: Path, tmp_path_factory) -> Path:
+    """A real run directory: configs/tiny-test.toml (VGG16 at 64 px, 32 real Kermany images per split,
+    feature cache + fine-tune) trained once per session; read it, do not modify it."""
+    from pneumocxr.config import PROJECT_ROOT
+    from pneumocxr.train_run import train_run
+
+    return train_run(PROJECT_ROOT / "configs" / "tiny-test.toml", tmp_path_factory.mktemp("tiny") / "run")
