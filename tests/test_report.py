@@ -282,6 +282,8 @@ def test_cli_writes_markdown_and_names_a_missing_run(nih_report, tmp_path, capsy
     assert out.read_text().replace("Report_files", "FDA_Submission_files") == nih_report["text"]
     assert main(["report", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     assert "nowhere: not a run directory" in capsys.readouterr().err
+    assert main(["report", str(nih_report["run"]), "--eda", str(tmp_path), "--out", str(out)]) == 1
+    assert f"{tmp_path}/eda.json: missing" in capsys.readouterr().err
 
 
 def test_format_number_kinds():
@@ -303,3 +305,17 @@ def test_real_tiny_run_report_traces_model_stages_and_embeds_every_figure(traine
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert "FDA_Submission_files/history.png" in figures and "FDA_Submission_files/eval-kermany-official_val-roc.png" in figures
     assert_pdf_embeds(files.pdf, [files.markdown.parent / f for f in figures])
+
+
+def test_ledger_records_only_what_it_shows():
+    from pneumocxr.report_data import Artifact
+    from pneumocxr.report_trace import Ledger
+
+    ledger = Ledger()
+    one_class = Artifact("run:metrics.json", {"auc": None, "auc_ci95": [None, None], "f1": 0.5, "f1_ci95": [0.4, 0.6]})
+    assert ledger.interval(one_class, "auc", "AUC") == "n/a"
+    assert ledger.interval(one_class, "f1", "F1") == "0.500 (0.400–0.600)"
+    assert ledger.interval(one_class, "npv", "NPV") == "n/a"  # key absent: nothing recorded
+    assert [(r.key, r.value) for r in ledger.rows] == [("auc", "n/a"), ("f1", "0.500"), ("f1_ci95[0]", "0.400"),
+                                                       ("f1_ci95[1]", "0.600")]
+    assert ledger.maybe(one_class, "missing", "x") is None and len(ledger.rows) == 4

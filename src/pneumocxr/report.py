@@ -39,7 +39,8 @@ RULES = {
                        "source separates the classes more easily than new data; the midpoint of the gap, rather "
                        "than the lowest pneumonia score, leaves the most room for the shift of scores on new images.",
 }
-RATES = ("auc", "sensitivity", "specificity", "precision", "npv", "f1", "accuracy")
+RATES = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity", "precision": "precision (PPV)",
+         "npv": "NPV", "f1": "F1", "accuracy": "accuracy"}
 AUGMENT_WORDS = ("augment", "flip", "rotation", "zoom", "translation", "contrast", "brightness", "shift", "shear")
 
 
@@ -60,9 +61,9 @@ def evaluation_context(e: Evaluation, train_dataset: str, figures: dict[str, str
     ctx["n"] = ledger.take(a, "n", q + "images", "count")
     ctx["n_patients"] = ledger.maybe(a, "n_patients", q + "patients", "count") or NOT_AVAILABLE
     ctx["n_pos"] = ledger.maybe(a, "n_pos", q + "pneumonia images", "count") or NOT_AVAILABLE
-    ctx["prevalence"] = ledger.take(a, "prevalence", q + "pneumonia prevalence")
-    for name in RATES:
-        ctx[name] = ledger.interval(a, name, q + name.upper() if name in ("auc", "npv") else q + name)
+    ctx["prevalence"] = ledger.maybe(a, "prevalence", q + "pneumonia prevalence") or NOT_AVAILABLE
+    for name, label in RATES.items():
+        ctx[name] = ledger.interval(a, name, q + label)
     ctx["average_precision"] = ledger.maybe(a, "average_precision", q + "average precision") or NOT_AVAILABLE
     ctx["ece"] = ledger.maybe(a, "ece", q + "expected calibration error") or NOT_AVAILABLE
     ctx["confusion"] = {k: ledger.maybe(a, f"confusion.{k}", f"{q}{k.upper()} at the threshold", "count") or NOT_AVAILABLE

@@ -7,6 +7,7 @@ page, and every page carries the document title and "Page n of N".
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -59,7 +60,15 @@ def write_pdf(markdown_path: str | os.PathLike, pdf_path: str | os.PathLike) -> 
         raise FileNotFoundError(f"{source}: figure(s) missing for the PDF: {', '.join(missing)}")
     target = Path(pdf_path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    HTML(string=html, base_url=str(source.parent.resolve()) + "/").write_pdf(target)
+    quiet = [logging.getLogger(name) for name in ("weasyprint", "fontTools")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:  # font-subsetting notices, not problems of the document
+        logger.setLevel(logging.ERROR)
+    try:
+        HTML(string=html, base_url=str(source.parent.resolve()) + "/").write_pdf(target)
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
     return target
 
 

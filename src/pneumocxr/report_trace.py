@@ -95,12 +95,19 @@ class Ledger:
             return None
 
     def interval(self, artifact: Artifact, key: str, quantity: str) -> str:
-        """``"0.912 (0.887–0.934)"``: a rate and its ``<key>_ci95`` interval, each recorded."""
-        value = self.take(artifact, key, quantity)
-        low = self.maybe(artifact, f"{key}_ci95[0]", f"{quantity}, 95% CI lower bound")
-        high = self.maybe(artifact, f"{key}_ci95[1]", f"{quantity}, 95% CI upper bound")
-        if low is None or high is None or NOT_AVAILABLE in (low, high):
+        """``"0.912 (0.887–0.934)"``: a rate and its ``<key>_ci95`` interval, each recorded; the bounds only when
+        both are numbers; ``n/a`` (nothing recorded) when the metrics lack the key."""
+        try:
+            low, high = (format_number(lookup(artifact.data, f"{key}_ci95[{i}]"), "rate") for i in (0, 1))
+        except (KeyError, TypeError):
+            low = high = NOT_AVAILABLE
+        value = self.maybe(artifact, key, quantity)
+        if value is None:
+            return NOT_AVAILABLE
+        if NOT_AVAILABLE in (value, low, high):
             return value
+        low = self.take(artifact, f"{key}_ci95[0]", f"{quantity}, 95% CI lower bound")
+        high = self.take(artifact, f"{key}_ci95[1]", f"{quantity}, 95% CI upper bound")
         return f"{value} ({low}–{high})"
 
     def published(self, key: str, quantity: str, kind: str = "rate") -> str:
