@@ -1,0 +1,199 @@
+"""Experiments step: train several configs and compare them in one table (``sweep.csv`` + ``sweep.md``).
+
+Input is a list of run configs, or one sweep TOML::
+
+    base = "kermany-cpu.toml"          # relative to the sweep file
+    title = "..."                      # optional
+    evaluate_splits = ["official_val"] # extra splits scored for every row (besides validation)
+    [defaults.train]                   # optional tables merged over the base for every variant
+    epochs = 2
+    [[variant]]
+    name = "vgg16-frozen"
+    reference = true                   # the row the others are compared with (default: the first)
+    run_dir = "runs/kermany-cpu"       # optional: reuse this finished run instead of training
+    note = "free text kept in the table"
+    [variant.model]                    # tables merged over the base config
+    trainable_from = "none"
+
+Each variant trains into ``OUT/NAME`` (a finished run there is reused, an unfinished one resumed), so
+an interrupted sweep continues where it stopped. Every row gets a generated sentence saying what its
+change from the reference did to validation AUC, accuracy and training time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from pneumocxr import runs
+from pneumocxr.config import Config, config_from_dict, config_to_dict, load_config
+
+log = logging.getLogger(__name__)
+
+IGNORED_KEYS = ("name", "train.cache_dir")
+COLUMNS = ("name", "change", "val_auc", "val_auc_ci95", "threshold", "val_accuracy", "val_sensitivity",
+           "val_specificity", "val_ece", "train_minutes")
+
+
+@dataclass
+class SweepEntry:
+    """One row: a config to train (or a finished run to read)."""
+
+    name: str
+    config: Config
+    note: str = ""
+    run_dir: str | None = None
+    reference: bool = False
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override``'s tables merged in recursively (override wins)."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def is_sweep_file(path: str | os.PathLike) -> bool:
+    """True for a sweep TOML (has ``[[variant]]`` tables) rather than a run config."""
+    return "variant" in tomllib.loads(Path(path).read_text())
+
+
+def load_sweep(paths: Sequence[str | os.PathLike]) -> tuple[list[SweepEntry], dict[str, Any]]:
+    """The entries of a sweep and its settings (``title``, ``evaluate_splits``)."""
+    if len(paths) == 1 and is_sweep_file(paths[0]):
+        path = Path(paths[0])
+        raw = tomllib.loads(path.read_text())
+        base = config_to_dict(load_config(path.parent / raw["base"])) if "base" in raw else {}
+        base = deep_merge(base, raw.get("defaults", {}))
+        entries = []
+        for variant in raw["variant"]:
+            meta = {k: variant.get(k) for k in ("name", "note", "run_dir", "reference")}
+            if not meta["name"]:
+                raise ValueError(f"{path}: every [[variant]] needs a name")
+            tables = {k: v for k, v in variant.items() if k not in meta}
+            config = config_from_dict({**deep_merge(base, tables), "name": meta["name"]}, f"{path} variant {meta['name']}")
+            entries.append(SweepEntry(meta["name"], config, meta["note"] or "", meta["run_dir"], bool(meta["reference"])))
+        settings = {"title": raw.get("title", path.stem), "evaluate_splits": raw.get("evaluate_splits", [])}
+    else:
+        entries = [SweepEntry(load_config(p).name, load_config(p)) for p in paths]
+        settings = {"title": "sweep", "evaluate_splits": []}
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise ValueError(f"sweep variant names must be unique: {names}")
+    return entries, settings
+
+
+def train_entry(entry: SweepEntry, out: Path, root: str | os.PathLike | None = None) -> Path:
+    """The entry's finished run directory: reused when finished, resumed when interrupted, else trained."""
+    import keras
+
+    from pneumocxr.train import load_state
+    from pneumocxr.train_run import train_run
+
+    run_dir = Path(entry.run_dir) if entry.run_dir else out / entry.name
+    if (run_dir / "manifest.json").is_file():
+        log.info("sweep: reusing finished run %s", run_dir)
+        return run_dir
+    if entry.run_dir:
+        raise runs.RunError(f"{run_dir}: variant {entry.name} names this run, but it has not finished")
+    keras.backend.clear_session()
+    resume = bool(load_state(run_dir).get("done")) or (run_dir / "config.toml").is_file()
+    return train_run(entry.config, run_dir, resume=resume, root=root)
+
+
+def flat_config(config: Config) -> dict[str, Any]:
+    """``{"table.key": value}`` of a config, without the keys a comparison ignores."""
+    flat = {}
+    for table, values in config_to_dict(config).items():
+        if isinstance(values, dict):
+            flat.update({f"{table}.{k}": v for k, v in values.items()})
+    return {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+
+
+def config_change(reference: Config, config: Config) -> str:
+    """The settings that differ from the reference, e.g. ``train.learning_rate 0.0002 -> 0.001``."""
+    ref, new = flat_config(reference), flat_config(config)
+    diffs = [f"{k} {ref.get(k)} -> {new.get(k)}" for k in sorted(set(ref) | set(new))
+             if ref.get(k) != new.get(k) and not k.startswith("gate.")]
+    return "; ".join(diffs) if diffs else "(reference)"
+
+
+def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], root=None) -> dict[str, Any]:
+    """Validation metrics, extra-split metrics and training time of one finished run."""
+    from pneumocxr.train_run import evaluate_run
+
+    metrics = runs.read_json(run_dir / "metrics.json")
+    manifest = runs.read_json(run_dir / "manifest.json")
+    row = {"name": entry.name, "run_dir": str(run_dir), "note": entry.note, "val_auc": metrics["auc"],
+           "val_auc_ci95": metrics["auc_ci95"], "threshold": metrics["threshold"],
+           "val_accuracy": metrics["accuracy"], "val_sensitivity": metrics["sensitivity"],
+           "val_specificity": metrics["specificity"], "val_ece": metrics["ece"],
+           "train_minutes": manifest.get("wall_time_s", float("nan")) / 60}
+    config = runs.load_run_config(run_dir)
+    for split in evaluate_splits:
+        path = run_dir / "eval" / f"{config.data.dataset}-{split}" / "metrics.json"
+        extra = runs.read_json(path) if path.is_file() else evaluate_run(run_dir, config.data.dataset, split, root, n_boot=200)
+        row.update({f"{split}_n": extra["n"], f"{split}_auc": extra["auc"], f"{split}_accuracy": extra["accuracy"]})
+    return row
+
+
+def outcome_sentence(row: dict[str, Any], reference: dict[str, Any], change: str) -> str:
+    """One sentence: what the row's change did to validation AUC, accuracy and time, against the reference."""
+    if row["name"] == reference["name"]:
+        return (f"Reference: validation AUC {row['val_auc']:.3f}, accuracy {row['val_accuracy']:.3f} at its threshold "
+                f"{row['threshold']:.2f}, {row['train_minutes']:.0f} min of training.")
+    d_auc, d_acc = row["val_auc"] - reference["val_auc"], row["val_accuracy"] - reference["val_accuracy"]
+    verdict = "helped" if d_auc > 0.002 else "hurt" if d_auc < -0.002 else "made no clear difference to"
+    return (f"Changing {change} {verdict} ranking: validation AUC {reference['val_auc']:.3f} -> {row['val_auc']:.3f} "
+            f"({d_auc:+.3f}), accuracy {reference['val_accuracy']:.3f} -> {row['val_accuracy']:.3f} ({d_acc:+.3f}), "
+            f"training {reference['train_minutes']:.0f} -> {row['train_minutes']:.0f} min.")
+
+
+def _cell(value: Any) -> str:
+    """A table cell: floats to 3 decimals, CI pairs as [low, high]."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, float) for v in value):
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
+    return str(value)
+
+
+def sweep_markdown(table: pd.DataFrame, title: str) -> str:
+    """The comparison table and the per-row sentences as markdown."""
+    columns = ["name", *[c for c in table.columns if c not in ("name", "run_dir", "note", "change", "sentence")]]
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for _, row in table.iterrows()]
+    lines += ["", "## What each change did", ""]
+    lines += [f"- **{row['name']}** ({row['change']}). {row['sentence']}" + (f" {row['note']}" if row["note"] else "")
+              for _, row in table.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+def run_sweep(paths: Sequence[str | os.PathLike], out: str | os.PathLike, root=None) -> pd.DataFrame:
+    """Train every entry, then write ``OUT/sweep.csv`` and ``OUT/sweep.md``; the markdown is in ``attrs``."""
+    entries, settings = load_sweep(paths)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for entry in entries:
+        run_dir = train_entry(entry, out, root)
+        rows.append(sweep_row(entry, run_dir, settings["evaluate_splits"], root))
+    reference_index = next((i for i, e in enumerate(entries) if e.reference), 0)
+    reference = rows[reference_index]
+    reference_config = runs.load_run_config(reference["run_dir"])
+    for row in rows:
+        row["change"] = config_change(reference_config, runs.load_run_config(row["run_dir"]))
+        row["sentence"] = outcome_sentence(row, reference, row["change"])
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "sweep.csv", index=False)
+    markdown = sweep_markdown(table, settings["title"])
+    (out / "sweep.md").write_text(markdown)
+    table.attrs["markdown"] = markdown
+    return table

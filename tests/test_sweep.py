@@ -1,0 +1,78 @@
+"""Sweep: variants merged over a base config, reuse of finished runs, the comparison table and its sentences."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from pneumocxr.config import PROJECT_ROOT, load_config
+from pneumocxr import sweep
+
+SWEEP = """
+title = "tiny sweep"
+base = "{base}"
+evaluate_splits = ["official_val"]
+[defaults.train]
+epochs = 1
+[[variant]]
+name = "tiny"
+run_dir = "{run}"
+reference = true
+note = "the session's tiny run"
+[[variant]]
+name = "frozen"
+[variant.model]
+trainable_from = "none"
+[variant.train]
+stage1_trainable_from = "none"
+finetune_epochs = 0
+"""
+
+
+def test_shipped_sweep_parses_into_distinct_variants():
+    entries, settings = sweep.load_sweep([PROJECT_ROOT / "configs" / "sweeps" / "kermany-cpu.toml"])
+    names = [e.name for e in entries]
+    assert names[0] == "baseline-cnn" and "vgg16-frozen" in names and len(names) == len(set(names)) == 8
+    by_name = {e.name: e for e in entries}
+    assert by_name["vgg16-block5"].reference and by_name["kermany-cpu"].run_dir == "runs/kermany-cpu"
+    assert by_name["lr-1e-3"].config.train.learning_rate == 1e-3 and by_name["lr-1e-3"].config.train.epochs == 2
+    assert by_name["baseline-cnn"].config.data.image_size == 128 and by_name["baseline-cnn"].config.model.weights == "none"
+    assert settings["evaluate_splits"] == ["official_val"]
+    assert sweep.config_change(by_name["vgg16-block5"].config, by_name["batch-128"].config) == "train.batch_size 32 -> 128"
+
+
+def test_deep_merge_and_outcome_sentence():
+    assert sweep.deep_merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}, "b": 1}
+    ref = {"name": "ref", "val_auc": 0.95, "val_accuracy": 0.90, "threshold": 0.5, "train_minutes": 10.0}
+    row = {"name": "new", "val_auc": 0.97, "val_accuracy": 0.88, "threshold": 0.4, "train_minutes": 5.0}
+    text = sweep.outcome_sentence(row, ref, "train.learning_rate 0.0001 -> 0.001")
+    assert text.startswith("Changing train.learning_rate 0.0001 -> 0.001 helped ranking")
+    assert "0.950 -> 0.970 (+0.020)" in text and "(-0.020)" in text and "10 -> 5 min" in text
+    assert sweep.outcome_sentence(ref, ref, "(reference)").startswith("Reference:")
+
+
+def test_unknown_key_in_a_variant_names_it(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[[variant]]\nname = "x"\n[variant.train]\nepoch = 3\n')
+    with pytest.raises(ValueError, match="variant x.*unknown key"):
+        sweep.load_sweep([path])
+
+
+@pytest.mark.slow
+def test_sweep_trains_new_rows_reuses_finished_runs_and_writes_table(tiny_run, tmp_path):
+    run = tmp_path / "tiny-copy"
+    shutil.copytree(tiny_run, run)
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.format(base=PROJECT_ROOT / "configs" / "tiny-test.toml", run=run))
+    table = sweep.run_sweep([path], tmp_path / "out")
+    assert list(table["name"]) == ["tiny", "frozen"]
+    assert (tmp_path / "out" / "frozen" / "model.keras").is_file() and not (tmp_path / "out" / "tiny").exists()
+    saved = pd.read_csv(tmp_path / "out" / "sweep.csv")
+    assert saved["official_val_n"].tolist() == [16, 16] and saved["val_auc"].between(0, 1).all()
+    markdown = (tmp_path / "out" / "sweep.md").read_text()
+    assert markdown.startswith("# tiny sweep") and "**frozen** (model.trainable_from block5_conv1 -> none" in markdown
+    assert "Reference: validation AUC" in markdown
+    again = sweep.run_sweep([path], tmp_path / "out")  # everything finished: nothing retrains
+    assert again["val_auc"].tolist() == table["val_auc"].tolist()
