@@ -1,11 +1,15 @@
 """A real HTTP server on 127.0.0.1 for the download tests: serves bytes from a dict, honours
 ``Range: bytes=N-`` (206 + Content-Range, 416 past the end), and can cut a response short or
-ignore Range to imitate flaky servers. Every request is logged as (path, Range header)."""
+ignore Range to imitate flaky servers. Every request is logged as (path, Range header).
+Also the small archives the tests serve (``tar_gz``, ``zip_bytes``)."""
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -75,3 +79,23 @@ class LocalServer(ThreadingHTTPServer):
     def __exit__(self, *exc) -> None:
         self.shutdown()
         self.server_close()
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    """A .tar.gz holding ``members`` (name -> bytes)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A .zip holding ``members`` (name -> bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()

@@ -7,15 +7,12 @@ a pre-made ``.part`` file, and a transfer the server cuts short. No external net
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from local_http import LocalServer
+from local_http import LocalServer, tar_gz, zip_bytes
 from pneumocxr.datasets.fetch import (DownloadError, content_range_start, download, extract_archive, extract_member,
                                       file_digest, member_path)
 
@@ -30,26 +27,6 @@ def server():
     with LocalServer() as running:
         running.files["/blob.bin"] = PAYLOAD
         yield running
-
-
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    """A .tar.gz holding ``members`` (name -> bytes)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    """A .zip holding ``members`` (name -> bytes)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as bundle:
-        for name, data in members.items():
-            bundle.writestr(name, data)
-    return buffer.getvalue()
 
 
 # --- downloads ------------------------------------------------------------------------------------

@@ -8,18 +8,15 @@ NIH metadata file from the data root plus small archives made here.
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from local_http import LocalServer
+from local_http import LocalServer, tar_gz, zip_bytes
 from pneumocxr.cli import main
 from pneumocxr.datasets.derive import DeriveError, derive_file
 from pneumocxr.datasets.setup_data import ensure_link, find_shared, setup_data
 from pneumocxr.datasets.sources import SourceTableError, load_sources, parse_only, select_sources
-from test_fetch import tar_gz, zip_bytes
 
 WEIGHTS = "weights/vgg16_imagenet_notop.weights.h5"
 
