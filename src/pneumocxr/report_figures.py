@@ -36,19 +36,19 @@ def flowchart_steps(config: Config, threshold: float, rule: str) -> list[tuple[s
     stages = getattr(config.train, "stage1_trainable_from", model.trainable_from)
     if getattr(config.train, "finetune_epochs", 0):
         stages += f", then fine-tuned from {model.trainable_from}"
-    head = " -> ".join([f"Dense {units} (ReLU)" for units in model.head_units] + [f"Dropout {model.dropout:g}"])
+    head = " → ".join([f"Dense {units} (ReLU)" for units in model.head_units] + [f"Dropout {model.dropout:g}"])
     return [
         ("DICOM input", "one file or a folder; exactly one result row per input"),
         ("DICOM gate (header check)",
-         f"Modality in {{{', '.join(gate.modalities)}}}; BodyPartExamined in {{{', '.join(gate.body_parts)}}}\n"
-         f"ViewPosition (else PatientPosition) in {{{', '.join(gate.views)}}}; MONOCHROME1/2; "
-         f"Rows, Columns >= {gate.min_size}{age}"),
+         f"Modality ∈ {{{', '.join(gate.modalities)}}}; BodyPartExamined ∈ {{{', '.join(gate.body_parts)}}}\n"
+         f"ViewPosition (else PatientPosition) ∈ {{{', '.join(gate.views)}}}\n"
+         f"MONOCHROME1/2; Rows, Columns ≥ {gate.min_size}{age}; pixel data decodable"),
         ("Preprocessing (the one shared function)",
-         "modality LUT -> VOI LUT / window -> MONOCHROME1 inversion -> scale to [0, 1]\n"
-         f"area resize to {data.image_size} x {data.image_size} px -> grey to RGB -> {model.backbone} input normalisation"),
+         "modality LUT → VOI LUT / window → MONOCHROME1 inversion → scale to [0, 1]\n"
+         f"area resize to {data.image_size} × {data.image_size} px → grey to RGB → {model.backbone} input normalisation"),
         (f"CNN: {model.backbone} (weights: {Path(model.weights).name}) + classification head",
-         f"pre-trained layers (trained from {stages}) -> global {model.pooling} pooling -> {head} -> sigmoid"),
-        (f"Threshold ({rule})", f"probability >= {threshold:.4f} -> 'pneumonia', else 'no_pneumonia'"),
+         f"pre-trained layers (trained from {stages}) → global {model.pooling} pooling → {head} → sigmoid"),
+        (f"Threshold ({rule})", f"probability ≥ {threshold:.4f} → 'pneumonia', else 'no_pneumonia'"),
         ("Output to the radiologist's worklist",
          "probability, label, threshold and Grad-CAM heatmap per image; an aid to triage, not a diagnosis"),
     ]
