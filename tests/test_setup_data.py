@@ -278,3 +278,16 @@ def test_cli_setup_is_quiet_when_everything_is_linked(tmp_path, shared, capsys):
     assert main(args + ["--only", "kermany,weights"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == [f"data setup: {tmp_path / 'data'} (linked from {shared}): 4 present"]  # 2 links + 2 project links
+
+
+def test_local_origin_finds_the_repository_a_clone_came_from(tmp_path):
+    import subprocess
+
+    from pneumocxr.datasets.setup_data import local_origin
+
+    source = tmp_path / "main"
+    source.mkdir()
+    subprocess.run(["git", "init", "-q", str(source)], check=True)
+    subprocess.run(["git", "clone", "-q", str(source), str(tmp_path / "clone")], check=True, capture_output=True)
+    assert local_origin(tmp_path / "clone") == source
+    assert local_origin(source) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,9 +40,11 @@ class Step:
 
 
 def find_shared(explicit: str | os.PathLike | None = None) -> Path | None:
-    """The shared folder: ``explicit``, else ``$PNEUMOCXR_SHARED``, else ``../shared`` beside the project.
+    """The shared folder: ``explicit``, else ``$PNEUMOCXR_SHARED``, else ``../shared`` beside the project,
+    else ``../shared`` beside the local repository this checkout was cloned from (so that
+    ``git clone . /tmp/x && cd /tmp/x && make test`` finds the same data as the original).
 
-    Returns None when the default location has no ``data/`` folder; a folder named explicitly
+    Returns None when no default location has a ``data/`` folder; a folder named explicitly
     (argument or environment) without ``data/`` raises ``FileNotFoundError``.
     """
     chosen = explicit or os.environ.get(SHARED_ENV)
@@ -50,8 +53,22 @@ def find_shared(explicit: str | os.PathLike | None = None) -> Path | None:
         if not (path / "data").is_dir():
             raise FileNotFoundError(f"{path}: shared folder has no data/ folder")
         return path
-    default = PROJECT_ROOT.parent / "shared"
-    return default if (default / "data").is_dir() else None
+    candidates = [PROJECT_ROOT.parent / "shared"]
+    origin = local_origin(PROJECT_ROOT)
+    if origin is not None:
+        candidates.append(origin.parent / "shared")
+    return next((c for c in candidates if (c / "data").is_dir()), None)
+
+
+def local_origin(project: Path) -> Path | None:
+    """The folder of the ``origin`` remote when it is a local path, else None."""
+    try:
+        url = subprocess.run(["git", "-C", str(project), "config", "--get", "remote.origin.url"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = Path(url.removeprefix("file://")) if url and "://" not in url.replace("file://", "") else None
+    return path if path is not None and path.is_dir() else None
 
 
 def setup_root(value: str | os.PathLike | None = None) -> Path:
