@@ -259,6 +259,7 @@ def test_nih_run_is_adult_with_label_caveat_external_test_and_model_layers(nih_r
     assert [l["name"] for l in summary["fine_tuned"]] == ["block5_conv1", "block5_conv2", "block5_conv3"]
     assert summary["frozen_params"] + summary["fine_tuned_params"] + summary["added_params"] == summary["total_params"]
     assert "| sex | F |" in text and "Lowest sensitivity by sex" in text
+    assert "**Caution:** the configured data found now differ" in text  # the fixture's manifest hash is a dummy
     assert "lower bound of its 95% confidence interval above 0.387" in text and "0.768" in text
 
 
@@ -299,6 +300,7 @@ def test_real_tiny_run_report_traces_model_stages_and_embeds_every_figure(traine
     assert f"run `{manifest['run_id']}`" in text and manifest["data_list_sha256"] in text
     assert "**Pediatric model.**" in text and "internal held-out test" in text and "**unmeasured**" in text
     assert "| `stage1-cache` | `block5_conv1` |" in text
+    assert "These are exactly the images the run used" in text  # data list hash recomputed from data/ = manifest's
     model = json.loads((files.figures_dir / "model_summary.json").read_text())
     assert model["frozen_params"] + model["fine_tuned_params"] + model["added_params"] == model["total_params"]
     assert [layer["name"] for layer in model["added"]][-1] == "probability"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from pneumocxr import __version__
@@ -141,7 +142,7 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     frame = pd.DataFrame(history.data)
     ctx["best_epoch"] = ctx["best_val_loss"] = ctx["best_stage"] = None
     if "val_loss" in frame and frame["val_loss"].notna().any():
-        row = int(frame["val_loss"].to_numpy().argmin())
+        row = int(np.nanargmin(frame["val_loss"].to_numpy(dtype=float)))
         ctx["best_val_loss"] = ledger.take(history, f"[{row}].val_loss", "lowest validation loss", "rate")
         ctx["best_epoch"] = ledger.maybe(history, f"[{row}].epoch", "epoch of the lowest validation loss", "count")
         ctx["best_stage"] = frame["stage"].iloc[row] if "stage" in frame else None
@@ -269,6 +270,8 @@ def data_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
                            "limit": ledger.maybe(c, "data.limit_per_split", "images per split at most", "count"),
                            "val_fraction": ledger.take(c, "data.val_fraction", "validation share of patients", "num"),
                            "seed": ledger.take(c, "data.seed", "split seed", "num")}
+    run_hash = art.manifest.data.get("data_list_sha256")
+    ctx["hash_matches"] = run_hash == d.data.get("data_list_sha256") if run_hash else None
     order = {"train": 0, "val": 1, "official_val": 2, "test": 3}
     ctx["splits"] = [{"name": name, **{k: ledger.take(d, f"split.{name}.{k}", f"{what}, {name} split: {k}", "count")
                                        for k in ("n_images", "n_patients", "n_pneumonia")}}

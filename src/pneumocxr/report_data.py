@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from pneumocxr.config import Config
-from pneumocxr.runs import RunError, load_run_config, read_json
+from pneumocxr.runs import RunError, data_list_hash, load_run_config, read_json
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def evaluation_role(train_dataset: str, dataset: str, split: str, own_validation
     """Where an evaluation stands: the threshold's own validation split, a same-source held-out test, or external."""
     if not same_source(train_dataset, dataset):
         return "external test"
-    return "internal validation" if own_validation else "internal held-out test"
+    return "internal validation" if own_validation or (dataset == train_dataset and split == "val") else "internal held-out test"
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -174,6 +174,8 @@ def dataset_summary(config: Config) -> dict[str, Any]:
         "n_images": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()),
         "n_pneumonia_images": int(frame["label"].sum()), "pneumonia_prevalence": float(frame["label"].mean()),
         "limit_per_split": config.data.limit_per_split, "split": split_counts(frame),
+        "data_list_sha256": data_list_hash((Path(p).name, label, split) for p, label, split
+                                           in frame[["path", "label", "split"]].itertuples(index=False)),
     }
     for column in ("sex", "view", "pathogen"):
         if column in frame:
