@@ -1,9 +1,9 @@
 """Tests for pneumocxr.infer and `pneumocxr predict`: one row per input, streaming, determinism, privacy.
 
 Real data: ../shared/data/test_dicoms (test1-3 accepted, test4-6 rejected). Hostile and identity
-cases are tiny synthetic DICOMs from tests/dicom_factory.py (plumbing only). The model is a tiny
-flat CNN in a real run directory (its probabilities mean nothing; the plumbing around them is
-what is tested).
+cases are tiny synthetic DICOMs from tests/dicom_factory.py (plumbing only). The model is the
+shared `tiny_run` (VGG16 at 64 px on 32 Kermany images per split): its probabilities mean nothing
+about pneumonia; the plumbing around them is what is tested.
 """
 
 from __future__ import annotations
@@ -20,37 +20,15 @@ from PIL import Image
 from pydicom.uid import JPEGLSLossless, RLELossless
 
 from dicom_factory import gradient, make_dicom, truncate
-from pneumocxr import infer, runs
+from pneumocxr import infer
 from pneumocxr.cli import main
-from pneumocxr.config import Config, DataConfig, ModelConfig
 from pneumocxr.dicom import expand_inputs
 
 
-def build_tiny_run(path: Path) -> Path:
-    """A run directory with a tiny flat CNN (64 px, baseline_cnn preprocessing) and a fixed threshold."""
-    import keras
-
-    config = Config(name="tiny-infer", data=DataConfig(image_size=64),
-                    model=ModelConfig(backbone="baseline_cnn", weights="none", trainable_from="none"))
-    run = runs.create_run_dir(path, config)
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((64, 64, 3))
-    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(8, 3, activation="relu", name="last_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x)).save(run / "model.keras")
-    runs.save_threshold(run, {"threshold": 0.5, "rule": "fixed"})
-    return run
-
-
 @pytest.fixture(scope="module")
-def run_dir(request, tmp_path_factory) -> Path:
-    """The shared `tiny_run` fixture when conftest provides it, else a tiny run built here."""
-    try:
-        return Path(request.getfixturevalue("tiny_run"))
-    except pytest.FixtureLookupError:
-        return build_tiny_run(tmp_path_factory.mktemp("run") / "tiny")
+def run_dir(tiny_run) -> Path:
+    """The shared real tiny run (configs/tiny-test.toml: VGG16 at 64 px, trained once per session)."""
+    return Path(tiny_run)
 
 
 @pytest.fixture(scope="module")
