@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pneumocxr.config import Config, ModelConfig, data_root, resolve_path
 
 BACKBONES = ("vgg16", "densenet121", "baseline_cnn")
@@ -167,3 +169,19 @@ def last_conv_layer_name(model_or_config: Any) -> str:
         if isinstance(layer, keras.layers.Conv2D):
             return layer.name
     raise ValueError(f"model '{model_or_config.name}' has no Conv2D layer at its top level")
+
+
+def block_summary(model) -> "pd.DataFrame":
+    """One row per block (``block5``, ``head``, ...): layers, weights, and how many of them train."""
+    import pandas as pd
+
+    rows = []
+    for layer in model.layers:
+        params = int(sum(int(np.prod(w.shape)) for w in layer.weights))
+        if not params:
+            continue
+        block = "head" if layer.name.startswith(HEAD_PREFIX) or layer.name == OUTPUT_NAME else layer.name.split("_")[0]
+        rows.append({"block": block, "layers": 1, "weights": params, "trainable_weights": params if layer.trainable else 0})
+    table = pd.DataFrame(rows).groupby("block", sort=False).sum().reset_index()
+    table["trains"] = table["trainable_weights"] > 0
+    return table

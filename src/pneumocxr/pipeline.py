@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from pneumocxr.config import Config, DataConfig, TrainConfig, data_root
+from pneumocxr.config import Config, DataConfig, TrainConfig, data_root, resolve_path
 from pneumocxr.preprocess import grey_to_model_input, load_pixels, resize_pixels
 
 # The classic project's ImageDataGenerator settings and the Keras 3 layer that replaces each one.
@@ -47,7 +47,7 @@ def data_frame(config: Config, root: str | os.PathLike | None = None, dataset: s
     if name in ("nih", "kermany", "rsna"):
         options = {"val_fraction": data.val_fraction, "seed": data.seed}
     if name == "nih" and data.nih_images:
-        options["images_dir"] = Path(data.nih_images)
+        options["images_dir"] = resolve_path(data.nih_images)
     chosen_root = root or (None if data.root == "data" else data.root)
     frame = with_images(load_dataset(name, data_root(chosen_root), **options))
     if frame.empty:
@@ -162,3 +162,23 @@ def classic_imagedatagenerator(frame: pd.DataFrame, size: int = 224, batch_size:
     return generator.flow_from_dataframe(table, x_col="filename", y_col="label", class_mode="raw",
                                          target_size=(size, size), color_mode="rgb", batch_size=batch_size,
                                          shuffle=True, seed=seed, validate_filenames=False)
+
+
+def plot_augmented_views(paths: Sequence[str], config: TrainConfig, size: int = 224, views: int = 4, seed: int = 0):
+    """Figure: each image (rows) plain and in ``views`` random training augmentations (columns)."""
+    from matplotlib.figure import Figure
+
+    augment = augmentation_model(config, seed)
+    fig = Figure(figsize=(2.2 * (views + 1), 2.4 * len(paths)), layout="constrained")
+    axes = fig.subplots(len(paths), views + 1, squeeze=False)
+    for row, path in zip(axes, paths):
+        grey = resize_pixels(load_pixels(path), size)[None]
+        row[0].imshow(np.asarray(grey)[0, ..., 0], cmap="gray", vmin=0, vmax=1)
+        row[0].set_title(f"{Path(path).name[:18]}\nplain", fontsize=8)
+        for i, ax in enumerate(row[1:], start=1):
+            ax.imshow(np.asarray(augment(grey, training=True))[0, ..., 0], cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"augmented view {i}", fontsize=8)
+        for ax in row:
+            ax.set(xticks=[], yticks=[], xlabel=f"{size} px")
+    fig.suptitle("Training augmentation: rotation, zoom, shift, contrast, brightness (no flip)")
+    return fig
