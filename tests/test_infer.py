@@ -154,6 +154,11 @@ def test_cli_writes_one_row_per_input_as_csv_and_json(tmp_path, run_dir, test_di
     assert f"{len(cases)} rows for {len(cases)} inputs" in captured.err
 
 
+def test_cli_names_a_missing_run_and_exits_2(tmp_path, test_dicoms, capsys):
+    assert main(["predict", str(tmp_path / "no-run"), str(test_dicoms[0])]) == 2
+    assert "no-run/config.toml: missing" in capsys.readouterr().err
+
+
 def test_results_and_logs_carry_no_patient_identity(tmp_path, run_dir, capsys, caplog):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -282,8 +282,8 @@ def predict_paths(run: str | os.PathLike | Predictor, paths: Iterable[str | os.P
                   progress: bool | None = False) -> Iterator[dict[str, Any]]:
     """Prediction rows (``ROW_FIELDS``), exactly one per input in input order, yielded batch by batch.
 
-    ``run`` is a run directory or a loaded ``Predictor``; ``paths`` files and/or folders (walked
-    lazily); ``progress`` None shows a bar for more than a few inputs.
+    ``run`` is a run directory (loaded with ``precision``) or a loaded ``Predictor``; ``paths`` files
+    and/or folders (walked lazily); ``progress`` None shows a bar for more than a few inputs.
     """
     predictor = run if isinstance(run, Predictor) else load_predictor(run, precision)
     heatmap_dir = Path(heatmap_dir) if heatmap_dir else None

@@ -98,10 +98,15 @@ def summary(counts: Counter, n_inputs: int, destination: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every input and write the rows (CSV, JSON or a table) as they come."""
-    from pneumocxr.infer import ROW_FIELDS, iter_inputs, predict_paths
+    from pneumocxr.infer import ROW_FIELDS, iter_inputs, load_predictor, predict_paths
 
     if args.batch_size < 1 or args.workers < 1:
         print("pneumocxr predict: --batch-size and --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        predictor = load_predictor(args.run_dir, args.precision)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"pneumocxr predict: error: {exc}", file=sys.stderr)
         return 2
     n_inputs = 0
 
@@ -111,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
             n_inputs += 1
             yield path
 
-    rows = predict_paths(args.run_dir, counted_inputs(), batch_size=args.batch_size, heatmap_dir=args.heatmaps,
-                         dicom_out_dir=args.dicom_out, sc_identity=args.sc_identity, precision=args.precision,
-                         workers=args.workers, progress=None)
+    rows = predict_paths(predictor, counted_inputs(), batch_size=args.batch_size, heatmap_dir=args.heatmaps,
+                         dicom_out_dir=args.dicom_out, sc_identity=args.sc_identity, workers=args.workers,
+                         progress=None)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         rows = write_csv(rows, args.out, list(ROW_FIELDS), flush_every=args.batch_size)
