@@ -199,6 +199,9 @@ def test_every_template_heading_is_present_and_filled(which, request):
         if heading.startswith("**"):  # a labelled field: text must follow on its line or the next non-empty line
             after = text[position:].lstrip(" \n")
             assert after and not after.startswith(("**", "#")), f"{heading} is empty"
+    for item in [ln.strip() for ln in TEMPLATE.read_text().splitlines() if ln.startswith("* ")]:
+        filled = [ln for ln in text.splitlines() if ln.startswith(item + ":")]
+        assert filled and len(filled[0].rstrip()) > len(item) + 2, f"template item {item!r} missing or empty"
     assert "<<" not in text and "None" not in text.split("## References")[0]
 
 
