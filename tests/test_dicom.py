@@ -156,3 +156,11 @@ def test_expand_inputs_keeps_order_and_every_input(tmp_path, test_dicoms):
     (tmp_path / "empty").mkdir()
     paths = expand_inputs([test_dicoms[2], folder, tmp_path / "empty", tmp_path / "nope.dcm", test_dicoms[0]])
     assert [p.name for p in paths] == ["test3.dcm", "a.dcm", "b.dcm", "empty", "nope.dcm", "test1.dcm"]
+
+
+def test_age_outside_training_population_can_warn_instead_of_reject(tmp_path):
+    path = make_dicom(tmp_path / "x.dcm", age="081Y")
+    result = gate_dicom(path, GateConfig(age_range=(0, 17), age_action="warn"))
+    assert result.accepted and result.reasons == []
+    assert result.warnings == ["PatientAge is 81 years, expected 0 to 17 (outside the population the model was trained on)"]
+    assert gate_dicom(make_dicom(tmp_path / "y.dcm", age="004Y"), GateConfig(age_range=(0, 17), age_action="warn")).warnings == []

@@ -95,6 +95,7 @@ class GateConfig:
     views: tuple[str, ...] = ("PA", "AP")
     min_size: int = 64  # smallest Rows/Columns accepted
     age_range: tuple[float, float] | None = None  # years, inclusive; None = no age check
+    age_action: str = "reject"  # reject | warn: outside age_range rejects, or scores with a warning
 
 
 @dataclass(frozen=True)

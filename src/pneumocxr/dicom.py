@@ -7,6 +7,11 @@ Empty or missing header fields: a field the gate judges (Modality, BodyPartExami
 absent or empty is a rejection ("BodyPartExamined is missing, expected CHEST"): the device may only
 run where the header states its intended use. The view is read from ViewPosition; when that is
 empty, from PatientPosition (where the classic NIH test files put it).
+
+Age: with ``[gate] age_range`` set, an age outside it is a rejection (``age_action = "reject"``) or
+a warning carried in the row while the image is still scored (``age_action = "warn"``), for models
+whose training population is narrower than the inputs a user may try (a pediatric Kermany model on
+adult NIH files).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pneumocxr.config import GateConfig
 
 GATE_FIELDS = (
     "path", "accepted", "reasons", "modality", "body_part", "view_position", "patient_position",
-    "photometric", "rows", "columns", "bits_stored", "age",
+    "photometric", "rows", "columns", "bits_stored", "age", "warnings",
 )
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 
@@ -52,6 +57,7 @@ class GateResult:
     columns: int | None = None
     bits_stored: int | None = None
     age: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with the fields in ``GATE_FIELDS`` order."""
@@ -157,11 +163,25 @@ def header_reasons(values: dict[str, Any], gate: GateConfig) -> list[str]:
     for key, name in (("rows", "Rows"), ("columns", "Columns")):
         if values[key] is not None and values[key] < gate.min_size:
             reasons.append(f"{name} is {values[key]}, expected at least {gate.min_size}")
-    if gate.age_range is not None and values["age"] is not None:
-        low, high = gate.age_range
-        if not low <= values["age"] <= high:
-            reasons.append(f"PatientAge is {values['age']:g} years, expected {low:g} to {high:g}")
+    if gate.age_action == "reject":
+        reasons.append(age_reason(values["age"], gate))
     return [r for r in reasons if r]
+
+
+def age_reason(age: float | None, gate: GateConfig) -> str | None:
+    """Why ``age`` falls outside the gate's age range (None when inside, or no range/age)."""
+    if gate.age_range is None or age is None:
+        return None
+    low, high = gate.age_range
+    if low <= age <= high:
+        return None
+    return f"PatientAge is {age:g} years, expected {low:g} to {high:g}"
+
+
+def header_warnings(values: dict[str, Any], gate: GateConfig) -> list[str]:
+    """Scored-but-flagged findings: an age outside the training population when ``age_action`` is warn."""
+    reason = age_reason(values["age"], gate) if gate.age_action == "warn" else None
+    return [f"{reason} (outside the population the model was trained on)"] if reason else []
 
 
 def _stored_range(ds: Dataset) -> tuple[float, float]:
@@ -244,6 +264,7 @@ def gate_and_load(path: str | os.PathLike, gate: GateConfig | None = None) -> tu
     for key, value in values.items():
         setattr(result, key, value)
     reasons = header_reasons(values, gate)
+    result.warnings = header_warnings(values, gate)
     pixels = None
     try:
         pixels = dicom_to_pixels(ds)

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        columns = ["path", "accepted", "modality", "body_part", "view_position", "patient_position", "reasons"]
+        columns = ["path", "accepted", "modality", "body_part", "view_position", "patient_position", "reasons", "warnings"]
         print(format_table(rows, columns))
     return 0 if len(rows) == len(inputs) else 1
 
