@@ -41,7 +41,7 @@ def run_config(config: Config | str | os.PathLike | None, run_dir: Path, resume:
     given = load_config(config) if isinstance(config, (str, os.PathLike)) else config
     saved_path = run_dir / "config.toml"
     if not resume:
-        if (run_dir / "state.json").exists() or (run_dir / "model.keras").exists():
+        if any((run_dir / name).exists() for name in ("config.toml", "state.json", "model.keras")):
             raise RunExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
         if given is None:
             raise ValueError("a config is needed to start a run (--config FILE)")
