@@ -4,6 +4,7 @@ Input is a list of run configs, or one sweep TOML::
 
     base = "kermany-cpu.toml"          # relative to the sweep file
     title = "..."                      # optional
+    description = "..."                # optional paragraph printed under the title
     evaluate_splits = ["official_val"] # extra splits scored for every row (besides validation)
     [defaults.train]                   # optional tables merged over the base for every variant
     epochs = 2
@@ -80,10 +81,11 @@ def load_sweep(paths: Sequence[str | os.PathLike]) -> tuple[list[SweepEntry], di
             tables = {k: v for k, v in variant.items() if k not in meta}
             config = config_from_dict({**deep_merge(base, tables), "name": meta["name"]}, f"{path} variant {meta['name']}")
             entries.append(SweepEntry(meta["name"], config, meta["note"] or "", meta["run_dir"], bool(meta["reference"])))
-        settings = {"title": raw.get("title", path.stem), "evaluate_splits": raw.get("evaluate_splits", [])}
+        settings = {"title": raw.get("title", path.stem), "description": raw.get("description", ""),
+                    "evaluate_splits": raw.get("evaluate_splits", [])}
     else:
         entries = [SweepEntry(load_config(p).name, load_config(p)) for p in paths]
-        settings = {"title": "sweep", "evaluate_splits": []}
+        settings = {"title": "sweep", "description": "", "evaluate_splits": []}
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise ValueError(f"sweep variant names must be unique: {names}")
@@ -165,10 +167,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def sweep_markdown(table: pd.DataFrame, title: str) -> str:
+def sweep_markdown(table: pd.DataFrame, title: str, description: str = "") -> str:
     """The comparison table and the per-row sentences as markdown."""
     columns = ["name", *[c for c in table.columns if c not in ("name", "run_dir", "note", "change", "sentence")]]
-    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [f"# {title}", "", *([description.strip(), ""] if description.strip() else [])]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for _, row in table.iterrows()]
     lines += ["", "## What each change did", ""]
     lines += [f"- **{row['name']}** ({row['change']}). {row['sentence']}" + (f" {row['note']}" if row["note"] else "")
@@ -193,7 +196,7 @@ def run_sweep(paths: Sequence[str | os.PathLike], out: str | os.PathLike, root=N
         row["sentence"] = outcome_sentence(row, reference, row["change"])
     table = pd.DataFrame(rows)
     table.to_csv(out / "sweep.csv", index=False)
-    markdown = sweep_markdown(table, settings["title"])
+    markdown = sweep_markdown(table, settings["title"], settings["description"])
     (out / "sweep.md").write_text(markdown)
     table.attrs["markdown"] = markdown
     return table

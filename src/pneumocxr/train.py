@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -186,6 +187,13 @@ class Stage:
     trainable_from: str
 
 
+def load_weights_quietly(model, path: Path) -> None:
+    """Load a ``.weights.h5`` into ``model`` without Keras' note that optimizer slots are not restored."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
+
+
 def load_state(run_dir: Path) -> dict[str, Any]:
     """The run's ``state.json``: finished stages (empty for a new run)."""
     path = run_dir / "state.json"
@@ -208,7 +216,7 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
     done_weights = checkpoints / f"{stage.name}-done.weights.h5"
     state = load_state(run_dir)
     if stage.name in state["done"] and done_weights.is_file():
-        full_model.load_weights(done_weights)
+        load_weights_quietly(full_model, done_weights)
         log.info("stage %s already finished; weights loaded from %s", stage.name, done_weights)
         return {"stage": stage.name, "skipped": True}
     train_cfg = config.train
@@ -235,9 +243,9 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
                     callbacks=callbacks, shuffle=False, verbose=2)
     improved = best_path.is_file()
     if improved:
-        stage.model.load_weights(best_path)
+        load_weights_quietly(stage.model, best_path)
     elif previous:
-        full_model.load_weights(checkpoints / f"{previous}-done.weights.h5")
+        load_weights_quietly(full_model, checkpoints / f"{previous}-done.weights.h5")
         log.warning("stage %s never beat stage %s on %s; keeping %s's weights", stage.name, previous, monitor, previous)
     full_model.save_weights(done_weights)
     state["done"] = [*state["done"], stage.name]
