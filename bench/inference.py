@@ -101,3 +101,40 @@ def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct:
     result["inference_ratio_vs_classic"] = ratio(result["inference_img_s"], result["inference_classic_img_s"])
     result["inference_bf16_ratio_vs_classic"] = ratio(result["inference_bf16_img_s"], result["inference_classic_img_s"])
     return result
+
+
+def decode_img_s(predictor, paths: list[str], workers: int) -> float:
+    """Images/s of ``infer.load_case`` alone (gate, decode, preprocess) in a pool of ``workers`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from pneumocxr.infer import load_case
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        _, seconds = timed(lambda: list(pool.map(lambda p: load_case(Path(p), predictor, "bench"), paths)))
+    return len(paths) / seconds
+
+
+def model_only_img_s(predictor, batch_size: int, batches: int, graph: bool) -> float:
+    """Images/s of the model alone on fixed batches: an eager call (as ``infer`` makes it) or a ``tf.function``."""
+    import tensorflow as tf
+
+    inputs = np.random.default_rng(0).uniform(-120, 150, (batch_size, 224, 224, 3)).astype(np.float32)
+    call = (tf.function(lambda x: predictor.model(x, training=False)) if graph
+            else (lambda x: predictor.model(x, training=False)))
+    np.asarray(call(inputs))  # trace / warm up
+    _, seconds = timed(lambda: [np.asarray(call(inputs)) for _ in range(batches)])
+    return batches * batch_size / seconds
+
+
+def measure_breakdown(run_dir, paths: list[str], batch_size: int = 16, workers: int = 2, batches: int = 3) -> dict[str, Any]:
+    """Where ``predict``'s time goes: decoding alone, the model alone (eager vs graph, fp32 and bf16)."""
+    from pneumocxr.infer import load_predictor
+
+    result: dict[str, Any] = {"decode_img_s": decode_img_s(load_predictor(run_dir, "float32"), paths, workers),
+                              "decode_workers": workers}
+    for precision, suffix in (("float32", "fp32"), ("bfloat16", "bf16")):
+        predictor = load_predictor(run_dir, precision)
+        result[f"model_only_eager_img_s_{suffix}"] = model_only_img_s(predictor, batch_size, batches, graph=False)
+        result[f"model_only_graph_img_s_{suffix}"] = model_only_img_s(predictor, batch_size, batches, graph=True)
+    return result

@@ -40,6 +40,8 @@ class Sizes:
 
     inference_files: int = 392  # 4 passes over the 98 real NIH images
     classic_files: int = 196
+    breakdown_files: int = 98
+    breakdown_batches: int = 3
     memory_sizes: tuple[int, ...] = (100, 200, 400)
     matmul_size: int = 4096
     loader_images: int = 1024
@@ -50,8 +52,8 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(inference_files=48, classic_files=16, memory_sizes=(16, 32, 64), matmul_size=2048,
-              loader_images=128, train_steps=2, epoch_images=32)
+QUICK = Sizes(inference_files=48, classic_files=16, breakdown_files=32, breakdown_batches=1,
+              memory_sizes=(16, 32, 64), matmul_size=2048, loader_images=128, train_steps=2, epoch_images=32)
 
 
 def log(message: str) -> None:
@@ -86,6 +88,9 @@ def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = 
     results["inference_fraction_of_ceiling"] = ratio(results["inference_img_s"], results["ceiling_img_s_fp32"])
     results["inference_bf16_fraction_of_ceiling"] = ratio(results["inference_bf16_img_s"], results["ceiling_img_s_bf16"])
     log(f"inference: {results['inference_img_s']:.1f} img/s vs classic {results['inference_classic_img_s']:.1f}")
+    results.update(inference.measure_breakdown(run_dir, files[: sizes.breakdown_files], batches=sizes.breakdown_batches))
+    log(f"breakdown: decode {results['decode_img_s']:.0f} img/s, model eager {results['model_only_eager_img_s_fp32']:.1f}"
+        f" / graph {results['model_only_graph_img_s_fp32']:.1f} img/s fp32")
 
     kermany = images.kermany_images(root, sizes.loader_images)
     results.update(loader.measure_loaders(kermany, sizes.loader_batch))

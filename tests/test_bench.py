@@ -112,8 +112,8 @@ def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
     """Every measurement on real images at tiny sizes (~2 min): keys present, values sane, table and docs."""
     from bench import run, training
 
-    tiny = run.Sizes(inference_files=6, classic_files=2, memory_sizes=(2, 4), matmul_size=256, loader_images=8,
-                     loader_batch=4, train_batch=2, train_steps=1, epoch_images=4)
+    tiny = run.Sizes(inference_files=6, classic_files=2, breakdown_files=4, breakdown_batches=1, memory_sizes=(2, 4),
+                     matmul_size=256, loader_images=8, loader_batch=4, train_batch=2, train_steps=1, epoch_images=4)
     results = run.measure_all(tiny, tmp_path, real_data, prefer_trained=False)
     missing = [key for key in RESULT_KEYS if key not in results]
     assert not missing
@@ -121,6 +121,7 @@ def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
         values = results[key].values() if isinstance(results[key], dict) else [results[key]]
         assert all(np.isfinite(v) and v >= 0 for v in values), (key, results[key])
     assert results["inference_accepted"] == 6
+    assert all(results[k] > 0 for k in ("decode_img_s", "model_only_eager_img_s_fp32", "model_only_graph_img_s_bf16"))
     assert results["inference_ratio_vs_classic"] == pytest.approx(
         results["inference_img_s"] / results["inference_classic_img_s"])
     assert 0 < results["bf16_max_abs_prob_diff"] < 0.1  # bf16 rounds, but the same model decides
