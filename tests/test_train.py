@@ -77,6 +77,7 @@ def test_tiny_run_writes_the_run_directory_contract(tiny_run):
     assert [(r["stage"], r["epoch"]) for r in history] == [("stage1-cache", "1"), ("stage1-cache", "2"),
                                                            ("stage2-finetune", "1")]
     assert len(list((tiny_run / "features").glob("train-view*.npy"))) == 2
+    assert not (tiny_run / "backup").exists() and json.loads((tiny_run / "state.json").read_text())["finished"]
 
 
 def test_saved_model_reloads_and_predicts_the_same_numbers(tiny_run):

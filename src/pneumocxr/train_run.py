@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -223,6 +224,7 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
         "wall_time_s": round(time.perf_counter() - started, 1)})
     state = load_state(run_dir)
     (run_dir / "state.json").write_text(json.dumps({**state, "finished": True}))
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
     log.info("run %s finished in %.0f s: validation AUC %.4f", run_dir, time.perf_counter() - started, metrics["auc"])
     return run_dir
 
