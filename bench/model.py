@@ -9,6 +9,7 @@ run directory with a 0.5 threshold. Speed and memory do not depend on the head's
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,11 +30,22 @@ def local_vgg16_weights(root: Path | None = None) -> Path:
     raise FileNotFoundError(f"{candidates[0]}: ImageNet VGG16 weights not found (also looked in {candidates[1:]})")
 
 
+RUN_FILES = ("config.toml", "model.keras", "threshold.json", "manifest.json")
+
+
+def is_finished_run(run: Path) -> bool:
+    """True when a run directory holds every file inference needs and training marked it finished."""
+    if not all((run / name).is_file() for name in RUN_FILES):
+        return False
+    state = run / "state.json"
+    return not state.is_file() or bool(runs.read_json(state).get("finished"))
+
+
 def trained_vgg16_run(runs_root: Path = PROJECT_ROOT / "runs") -> Path | None:
     """The most recent finished VGG16 run directory at 224 px, or None."""
     finished = []
     for run in runs_root.glob("*/"):
-        if not all((run / name).is_file() for name in ("model.keras", "threshold.json", "config.toml")):
+        if not is_finished_run(run):
             continue
         try:
             config = runs.load_run_config(run)
@@ -70,10 +82,18 @@ def write_bench_run(run_dir: str | os.PathLike, weights: Path) -> Path:
     return run
 
 
+def copy_run(run: Path, target: Path) -> Path:
+    """A private copy of a run's inference files, so a retraining cannot change them mid-benchmark."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        shutil.copy2(run / name, target / name)
+    return target
+
+
 def benchmark_run(workdir: str | os.PathLike, root: Path | None = None, prefer_trained: bool = True) -> tuple[Path, str]:
     """The run directory to benchmark and a phrase saying where it came from."""
     trained = trained_vgg16_run() if prefer_trained else None
     if trained is not None:
-        return trained, f"trained run {trained.name}"
+        return copy_run(trained, Path(workdir) / "bench-run"), f"trained run runs/{trained.name}"
     weights = local_vgg16_weights(root)
     return write_bench_run(Path(workdir) / "bench-run", weights), f"ImageNet VGG16 from {weights} (head untrained)"

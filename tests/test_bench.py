@@ -133,3 +133,18 @@ def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
     assert any("predict vs classic" in row[0] for row in rows)
     docs = run.write_docs({**results, "total_seconds": 1.0}, tmp_path / "benchmarks.md")
     assert "| measurement |" in docs.read_text() and results["machine"]["cpu_model"] in docs.read_text()
+
+
+def test_only_finished_runs_are_benchmarked(tmp_path):
+    from bench import model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in model.RUN_FILES:
+        (run / name).write_text("x")
+    (run / "state.json").write_text('{"done": ["stage1-cache"]}')
+    assert not model.is_finished_run(run)  # training still going
+    (run / "state.json").write_text('{"done": ["stage1-cache"], "finished": true}')
+    assert model.is_finished_run(run)
+    (run / "threshold.json").unlink()
+    assert not model.is_finished_run(run)
