@@ -6,7 +6,7 @@ ceiling, the training input pipeline (tf.data vs ImageDataGenerator), training s
 policy, a feature-cache epoch vs a full epoch, and ``predict``'s peak RSS and time over N files.
 It prints a table, writes ``bench/results.json`` and (full runs) the table into docs/benchmarks.md.
 
-    .venv/bin/python bench/run.py            # full run (~15-20 min on 2 cores)
+    .venv/bin/python bench/run.py            # full run (~10-15 min on 2 cores)
     .venv/bin/python bench/run.py --quick    # small sizes (~3-4 min), docs left alone
 """
 
@@ -39,15 +39,15 @@ class Sizes:
     """How much work each measurement does."""
 
     inference_files: int = 392  # 4 passes over the 98 real NIH images
-    classic_files: int = 196
+    classic_files: int = 392  # the classic loop on the same files
     breakdown_files: int = 98
     breakdown_batches: int = 3
-    memory_sizes: tuple[int, ...] = (100, 200, 400)
+    memory_sizes: tuple[int, ...] = (100, 200, 400, 800)
     matmul_size: int = 4096
     loader_images: int = 1024
     loader_batch: int = 32
     train_batch: int = 16
-    train_steps: int = 4
+    train_steps: int = 6
     epoch_images: int = 256
 
 
