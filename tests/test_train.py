@@ -19,7 +19,7 @@ import pytest
 from pneumocxr import pipeline, runs
 from pneumocxr.cli import main
 from pneumocxr.config import PROJECT_ROOT, ModelConfig, TrainConfig, load_config
-from pneumocxr.train import class_weights, cpu_has_bf16, make_optimizer, resolve_precision
+from pneumocxr.train import checkpoint_threshold, class_weights, cpu_has_bf16, make_optimizer, resolve_precision
 from pneumocxr.train_run import RunExistsError, check_stage_config, train_run
 
 TINY = PROJECT_ROOT / "configs" / "tiny-test.toml"
@@ -46,6 +46,16 @@ def test_cosine_schedule_decays_to_five_percent():
     schedule = optimizer._learning_rate
     assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(100)) == pytest.approx(5e-5)
     assert isinstance(make_optimizer(TrainConfig(optimizer="sgd", lr_schedule="constant"), 0.1, 1), keras.optimizers.SGD)
+
+
+def test_checkpoint_threshold_relaxes_earlier_stages_only(tmp_path):
+    (tmp_path / "history.csv").write_text(
+        "stage,epoch,val_auc,val_loss\nstage1,1,0.990,0.30\nstage1,2,0.995,0.25\nstage2,1,0.994,0.28\n")
+    assert checkpoint_threshold(tmp_path, "stage1", "val_auc") == pytest.approx(0.995)  # resumed stage: its own best
+    assert checkpoint_threshold(tmp_path, "stage2", "val_auc", 0.002) == pytest.approx(0.994)  # own 0.994 > 0.993
+    assert checkpoint_threshold(tmp_path, "stage2", "val_auc", 0.0) == pytest.approx(0.995)
+    assert checkpoint_threshold(tmp_path, "stage3", "val_loss", 0.01) == pytest.approx(0.26)
+    assert checkpoint_threshold(tmp_path / "none", "stage1", "val_auc") is None
 
 
 def test_stage_config_must_agree_without_finetune():

@@ -59,6 +59,7 @@ class TrainConfig:
     strategy: str = "default"  # default | mirrored | multi_worker
     monitor: str = "val_loss"  # checkpoint / early stopping quantity: val_loss | val_auc
     early_stopping_patience: int = 4
+    stage_tolerance: float = 0.0  # a later stage replaces the earlier one's weights if its best monitor value is within this of the earlier best
     stage1_trainable_from: str = "block5_conv1"  # stage 1 trains this layer onwards; "none" = head only
     feature_cache: bool = False  # CPU path: stage 1 runs on cached outputs of the frozen layers
     cache_layer: str = "auto"  # layer whose output is cached; auto = the one before stage1_trainable_from

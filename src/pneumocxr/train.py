@@ -165,12 +165,17 @@ def _history_logger(run_dir: Path, stage: str):
     return HistoryLogger()
 
 
-def best_so_far(run_dir: Path, monitor: str) -> float | None:
-    """Best ``monitor`` value already logged by any stage (earlier stages, and a resumed stage's first epochs)."""
-    values = [float(r[monitor]) for r in read_history(run_dir) if r.get(monitor)]
-    if not values:
-        return None
-    return min(values) if monitor.endswith("loss") else max(values)
+def checkpoint_threshold(run_dir: Path, stage: str, monitor: str, tolerance: float = 0.0) -> float | None:
+    """The value ``stage``'s checkpoint must beat: the best ``monitor`` of earlier stages relaxed by
+    ``tolerance``, and the best of this stage's own epochs logged before a resume (whichever is stricter)."""
+    rows = [r for r in read_history(run_dir) if r.get(monitor)]
+    higher_is_better = not monitor.endswith("loss")
+    pick = max if higher_is_better else min
+    earlier = [float(r[monitor]) for r in rows if r["stage"] != stage]
+    own = [float(r[monitor]) for r in rows if r["stage"] == stage]
+    candidates = [pick(earlier) + (-tolerance if higher_is_better else tolerance)] if earlier else []
+    candidates += [pick(own)] if own else []
+    return pick(candidates) if candidates else None
 
 
 @dataclass
@@ -204,8 +209,9 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
               previous: str | None = None) -> dict:
     """Train one stage (skipped when already finished), keep its best epoch, mark it done; return a summary.
 
-    The checkpoint is best-on-validation over the whole run: a stage that never beats the ``previous``
-    stage's best ``monitor`` value leaves that stage's weights in place.
+    The checkpoint is best-on-validation over the whole run: a stage whose best epoch is not within
+    ``train.stage_tolerance`` of the ``previous`` stage's best ``monitor`` value (0: not better than it)
+    leaves that stage's weights in place.
     """
     import keras
 
@@ -228,7 +234,8 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
         keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage.name)),
         keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
                                         save_weights_only=True,
-                                        initial_value_threshold=best_so_far(run_dir, monitor)),
+                                        initial_value_threshold=checkpoint_threshold(
+                                            run_dir, stage.name, monitor, train_cfg.stage_tolerance)),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.early_stopping_patience),
         keras.callbacks.TerminateOnNaN(),
         _history_logger(run_dir, stage.name),
@@ -246,13 +253,14 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
         load_weights_quietly(stage.model, best_path)
     elif previous:
         load_weights_quietly(full_model, checkpoints / f"{previous}-done.weights.h5")
-        log.warning("stage %s never beat stage %s on %s; keeping %s's weights", stage.name, previous, monitor, previous)
+        log.warning("stage %s never came within %g of stage %s's best %s; keeping %s's weights", stage.name,
+                    train_cfg.stage_tolerance, previous, monitor, previous)
     full_model.save_weights(done_weights)
     state["done"] = [*state["done"], stage.name]
     (run_dir / "state.json").write_text(json.dumps(state))
     seconds = time.perf_counter() - started
     log.info("stage %s finished in %.0f s", stage.name, seconds)
-    return {"stage": stage.name, "seconds": round(seconds, 1), "epochs": stage.epochs, "improved_on_validation": improved,
+    return {"stage": stage.name, "seconds": round(seconds, 1), "epochs": stage.epochs, "kept": improved,
             "steps_per_epoch": stage.steps_per_epoch, "trainable_from": stage.trainable_from}
 
 
