@@ -73,7 +73,8 @@ def build_run(root: Path, dataset: str, external: bool, with_model: bool = False
     """A run directory as `pneumocxr train` leaves it, with optional eval/ of another institution's data."""
     config = Config(name=f"report-{dataset}", data=DataConfig(dataset=dataset, image_size=32, limit_per_split=60),
                     model=ModelConfig(head_units=(8,), trainable_from="block5_conv1", weights="none"),
-                    train=TrainConfig(epochs=4, batch_size=8), gate=GateConfig())
+                    train=TrainConfig(epochs=4, batch_size=8),
+                    gate=GateConfig(age_range=(0.0, 17.0)) if dataset == "kermany" else GateConfig())
     run = create_run_dir(root / f"run-{dataset}", config)
     frame = scored_frame(120, seed=1, demographics=dataset == "nih")
     threshold = choose_threshold(frame["label"], frame["probability"], rule="youden_midpoint")
@@ -274,6 +275,7 @@ def test_kermany_run_is_pediatric_and_internal_only_says_unmeasured(kermany_repo
     assert "no sex, age or view per image, so subgroup performance is **unmeasured**" in text
     assert "No external test exists in this run" in text
     assert "natural-language processing" not in text
+    assert "rejects PatientAge outside 0 to 17 years. Children younger than 1 or older than 5 years" in text
     summary = json.loads((kermany_report["files"].figures_dir / "dataset_summary.json").read_text())
     assert summary["dataset"] == "kermany" and set(summary["split"]) == {"train", "val", "official_val"}
     assert all(s["n_images"] <= 60 for s in summary["split"].values())  # limit_per_split of the run's config
@@ -324,3 +326,18 @@ def test_ledger_records_only_what_it_shows():
     assert [(r.key, r.value) for r in ledger.rows] == [("auc", "n/a"), ("f1", "0.500"), ("f1_ci95[0]", "0.400"),
                                                        ("f1_ci95[1]", "0.600")]
     assert ledger.maybe(one_class, "missing", "x") is None and len(ledger.rows) == 4
+
+
+def test_fine_tuned_layers_count_only_stages_the_saved_model_kept():
+    from pneumocxr.report_data import first_trained_index
+
+    names = ["block3_conv1", "block4_conv1", "block5_conv1"]
+    config = Config(model=ModelConfig(trainable_from="block4_conv1"),
+                    train=TrainConfig(stage1_trainable_from="block5_conv1", finetune_epochs=1))
+    kept = [{"trainable_from": "block5_conv1", "improved_on_validation": True},
+            {"trainable_from": "block4_conv1", "improved_on_validation": True}]
+    discarded = [kept[0], {**kept[1], "improved_on_validation": False}]
+    assert first_trained_index(names, config, kept) == 1
+    assert first_trained_index(names, config, discarded) == 2  # stage 2 weights were not kept
+    assert first_trained_index(names, config) == 1  # no manifest stages: the config's stages
+    assert first_trained_index(names, config, [{"trainable_from": "none"}]) == 3  # head only

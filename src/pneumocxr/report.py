@@ -156,8 +156,9 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
                               **{k: ledger.maybe(m, f"stages[{i}].{k}", f"{where}: {k.replace('_', ' ')}", "num") or NOT_AVAILABLE
                                  for k in ("epochs", "steps_per_epoch", "seconds")}})
         if improved is False and i:
-            ctx["kept_notes"].append(f"Stage `{stage.get('stage')}` never improved the validation {getattr(art.config.train, 'monitor', 'val_loss')} "
-                                     "of the stage before it, so the saved model keeps the earlier stage's weights.")
+            ctx["kept_notes"].append(f"Stage `{stage.get('stage')}` never improved `{getattr(art.config.train, 'monitor', 'val_loss')}` "
+                                     "on the validation split over the stage before it, so the saved model keeps the earlier "
+                                     "stage's weights; the layer groups above count only what the saved model kept.")
     ctx["wall_time"] = ledger.maybe(m, "wall_time_s", "training wall time (seconds)", "count")
     ctx["precision_policy"] = m.data.get("precision")
     return ctx
@@ -195,7 +196,7 @@ def model_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
         return ctx
     ctx["input_shape"] = " x ".join(ledger.take(m, f"input_shape[{i}]", f"model input shape [{i}]", "count")
                                     for i in range(len(m.data["input_shape"])))
-    for name in ("n_layers", "total_params", "trainable_params"):
+    for name in ("n_layers", "total_params"):
         ctx[name] = ledger.take(m, name, f"model {name.replace('_', ' ')}", "count")
     for group in ("frozen", "fine_tuned"):
         names = [f"`{layer['name']}`" for layer in m.data[group]]
@@ -372,7 +373,7 @@ def write_report(run_dir: str | Path, out: str | Path, eda_dir: str | Path | Non
     files_dir = out.parent / f"{out.stem}_files"
     files_dir.mkdir(parents=True, exist_ok=True)
     for name, make in (("dataset_summary.json", lambda: dataset_summary(art.config)),
-                       ("model_summary.json", lambda: model_summary(art.run_dir, art.config))):
+                       ("model_summary.json", lambda: model_summary(art.run_dir, art.config, art.manifest.data.get("stages")))):
         what = "counts of the configured data" if name.startswith("dataset") else "model.keras"
         summary = try_summary(what, make, art.notes)
         if summary is not None:

@@ -192,25 +192,33 @@ def _params(layer: Any) -> int:
     return int(sum(int(w.numpy().size) for w in layer.weights))
 
 
-def first_trained_index(names: list[str], config: Config) -> int:
-    """Position of the first pre-trained layer that any training stage updated (``len(names)`` = none)."""
+def first_trained_index(names: list[str], config: Config, stages: list[dict[str, Any]] | None = None) -> int:
+    """Position of the first pre-trained layer whose trained weights the saved model keeps (``len(names)`` = none).
+
+    ``stages`` (the manifest's) name each stage's ``trainable_from``; a later stage that never improved on
+    validation was discarded by training, so its layers keep the earlier weights. Without ``stages`` the
+    config decides: stage 1 from ``[train] stage1_trainable_from``, the fine-tune from ``[model] trainable_from``.
+    """
     def start(name: str) -> int:
         return 0 if name == "all" else names.index(name) if name in names else len(names)
 
-    stages = [getattr(config.train, "stage1_trainable_from", config.model.trainable_from)]
-    if getattr(config.train, "finetune_epochs", 0) > 0:
-        stages.append(config.model.trainable_from)
-    return min(start(name) for name in stages)
+    if stages:
+        kept = [s["trainable_from"] for i, s in enumerate(stages) if i == 0 or s.get("improved_on_validation", True)]
+    else:
+        kept = [getattr(config.train, "stage1_trainable_from", config.model.trainable_from)]
+        if getattr(config.train, "finetune_epochs", 0) > 0:
+            kept.append(config.model.trainable_from)
+    return min(start(name) for name in kept)
 
 
-def model_summary(run_dir: Path, config: Config) -> dict[str, Any]:
-    """Layers of ``model.keras``: pre-trained ones frozen or fine-tuned (by the config's training stages), and added ones."""
+def model_summary(run_dir: Path, config: Config, stages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Layers of ``model.keras``: pre-trained ones frozen or fine-tuned (``first_trained_index``), and added ones."""
     from pneumocxr.models import backbone_layer_names
     from pneumocxr.runs import load_model
 
     model = load_model(run_dir)
     names = backbone_layer_names(model) if config.model.backbone != "baseline_cnn" else []
-    cut = first_trained_index(names, config)
+    cut = first_trained_index(names, config, stages)
     layers = {layer.name: layer for layer in model.layers}
     pretrained = [layers[name] for name in names if _params(layers[name])]
     frozen = [layer for layer in pretrained if names.index(layer.name) < cut]
