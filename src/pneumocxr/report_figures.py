@@ -35,7 +35,7 @@ def flowchart_steps(config: Config, threshold: float, rule: str) -> list[tuple[s
     age = f"; PatientAge {gate.age_range[0]:g}-{gate.age_range[1]:g} y" if gate.age_range else ""
     stages = getattr(config.train, "stage1_trainable_from", model.trainable_from)
     if getattr(config.train, "finetune_epochs", 0):
-        stages += f", then fine-tuned from {model.trainable_from}"
+        stages += f", then a fine-tune from {model.trainable_from}, kept if it improves validation"
     head = " → ".join([f"Dense {units} (ReLU)" for units in model.head_units] + [f"Dropout {model.dropout:g}"])
     return [
         ("DICOM input", "one file or a folder; exactly one result row per input"),
