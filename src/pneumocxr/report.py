@@ -239,7 +239,7 @@ def gate_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     gate, c = art.config.gate, art.config_raw
     ctx = {"modalities": list(gate.modalities), "body_parts": list(gate.body_parts), "views": list(gate.views),
            "min_size": ledger.take(c, "gate.min_size", "smallest accepted Rows/Columns (pixels)", "count"),
-           "age_low": None, "age_high": None}
+           "age_low": None, "age_high": None, "age_warns": gate.age_action == "warn"}
     if gate.age_range is not None:
         ctx["age_low"] = ledger.take(c, "gate.age_range[0]", "youngest accepted PatientAge (years)", "num")
         ctx["age_high"] = ledger.take(c, "gate.age_range[1]", "oldest accepted PatientAge (years)", "num")

@@ -32,7 +32,7 @@ _BOX = {"boxstyle": "round,pad=0.004,rounding_size=0.015", "linewidth": 1.4}
 def flowchart_steps(config: Config, threshold: float, rule: str) -> list[tuple[str, str]]:
     """``(title, detail)`` per box of the device flowchart, filled from the run's config and threshold."""
     gate, data, model = config.gate, config.data, config.model
-    age = f"; PatientAge {gate.age_range[0]:g}-{gate.age_range[1]:g} y" if gate.age_range else ""
+    age = (f"; PatientAge {gate.age_range[0]:g}-{gate.age_range[1]:g} y" + (" (else a warning)" if gate.age_action == "warn" else "")) if gate.age_range else ""
     stages = getattr(config.train, "stage1_trainable_from", model.trainable_from)
     if getattr(config.train, "finetune_epochs", 0):
         stages += f", then a fine-tune from {model.trainable_from}, kept if it improves validation"
