@@ -78,3 +78,13 @@ def measure_ceiling(model, matmul_size: int = 4096, repeats: int = 5) -> dict[st
         "ceiling_img_s_fp32": ceiling_img_s(fp32, flops),
         "ceiling_img_s_bf16": ceiling_img_s(bf16, flops),
     }
+
+
+def best_ceiling(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
+    """Two ceiling measurements combined: the higher FLOP rates (and ceilings) of the two, per precision."""
+    best = dict(first)
+    for suffix in ("fp32", "bf16"):
+        if second[f"matmul_gflop_s_{suffix}"] > first[f"matmul_gflop_s_{suffix}"]:
+            best[f"matmul_gflop_s_{suffix}"] = second[f"matmul_gflop_s_{suffix}"]
+            best[f"ceiling_img_s_{suffix}"] = second[f"ceiling_img_s_{suffix}"]
+    return best

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.timing import ratio, timed
+from bench.timing import ratio, take_turns, timed
 
 
 def classic_probability(model, path: str | os.PathLike, size: int = 224) -> float:
@@ -66,15 +66,14 @@ def compare_precisions(fp32: np.ndarray, bf16: np.ndarray, labels: np.ndarray) -
 
 
 def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct: int | None = None,
-                      n_classic: int | None = None, batch_size: int = 16, workers: int = 2) -> dict[str, Any]:
+                      chunk: int = 96, batch_size: int = 16, workers: int = 2) -> dict[str, Any]:
     """Images/s of the classic loop and of ``predict`` (float32, bf16) on the same files, with ratios.
 
-    The files may repeat images: the bf16 comparison uses the first ``n_distinct`` (default all);
-    the slow classic loop runs on the first ``n_classic`` files (default all).
+    The three take turns on chunks of ``chunk`` files (a multiple of the batch size, so ``predict``
+    pads no batch). The files may repeat images: the bf16 comparison uses the first ``n_distinct``.
     """
     from pneumocxr.infer import load_predictor
 
-    classic_paths = paths[: n_classic or len(paths)]
     distinct = slice(0, n_distinct or len(paths))
     fp32 = load_predictor(run_dir, "float32")
     bf16 = load_predictor(run_dir, "bfloat16")
@@ -83,19 +82,23 @@ def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct:
     package_probabilities(fp32, warm, batch_size, workers)
     package_probabilities(bf16, warm, batch_size, workers)
 
-    classic, classic_s = timed(classic_probabilities, fp32.model, classic_paths)
-    prob32, fp32_s = timed(package_probabilities, fp32, paths, batch_size, workers)
-    prob16, bf16_s = timed(package_probabilities, bf16, paths, batch_size, workers)
-    n_classic = len(classic_paths)
+    methods = {
+        "classic": lambda part: classic_probabilities(fp32.model, part),
+        "fp32": lambda part: package_probabilities(fp32, part, batch_size, workers),
+        "bf16": lambda part: package_probabilities(bf16, part, batch_size, workers),
+    }
+    seconds, parts = take_turns(methods, [paths[i:i + chunk] for i in range(0, len(paths), chunk)])
+    classic, prob32, prob16 = (np.concatenate(parts[name]) for name in ("classic", "fp32", "bf16"))
+    n = len(paths)
     result = {
-        "inference_files": len(paths),
-        "inference_classic_files": n_classic,
+        "inference_files": n,
+        "inference_chunk": chunk,
         "inference_batch_size": batch_size,
-        "inference_classic_img_s": n_classic / classic_s,
-        "inference_img_s": len(paths) / fp32_s,
-        "inference_bf16_img_s": len(paths) / bf16_s,
+        "inference_classic_img_s": n / seconds["classic"],
+        "inference_img_s": n / seconds["fp32"],
+        "inference_bf16_img_s": n / seconds["bf16"],
         "inference_accepted": int(np.isfinite(prob32).sum()),
-        "classic_vs_package_max_abs_prob_diff": float(np.nanmax(np.abs(classic - prob32[:n_classic]))),
+        "classic_vs_package_max_abs_prob_diff": float(np.nanmax(np.abs(classic - prob32))),
         **compare_precisions(prob32[distinct], prob16[distinct], np.asarray(labels)[distinct]),
     }
     result["inference_ratio_vs_classic"] = ratio(result["inference_img_s"], result["inference_classic_img_s"])
@@ -115,26 +118,27 @@ def decode_img_s(predictor, paths: list[str], workers: int) -> float:
     return len(paths) / seconds
 
 
-def model_only_img_s(predictor, batch_size: int, batches: int, graph: bool) -> float:
-    """Images/s of the model alone on fixed batches: an eager call (as ``infer`` makes it) or a ``tf.function``."""
+def model_calls(predictor) -> dict[str, Any]:
+    """The model as ``infer`` calls it (eager) and wrapped in a ``tf.function`` (graph), batch -> numpy."""
     import tensorflow as tf
 
-    inputs = np.random.default_rng(0).uniform(-120, 150, (batch_size, 224, 224, 3)).astype(np.float32)
-    call = (tf.function(lambda x: predictor.model(x, training=False)) if graph
-            else (lambda x: predictor.model(x, training=False)))
-    np.asarray(call(inputs))  # trace / warm up
-    _, seconds = timed(lambda: [np.asarray(call(inputs)) for _ in range(batches)])
-    return batches * batch_size / seconds
+    graph = tf.function(lambda x: predictor.model(x, training=False))
+    return {"eager": lambda x: np.asarray(predictor.model(x, training=False)), "graph": lambda x: graph(x).numpy()}
 
 
 def measure_breakdown(run_dir, paths: list[str], batch_size: int = 16, workers: int = 2, batches: int = 3) -> dict[str, Any]:
-    """Where ``predict``'s time goes: decoding alone, the model alone (eager vs graph, fp32 and bf16)."""
+    """Where ``predict``'s time goes: decoding alone, and the model alone on fixed batches, called eagerly
+    vs as a ``tf.function``, fp32 and bf16 (the four calls take turns, one batch each per round)."""
     from pneumocxr.infer import load_predictor
 
     result: dict[str, Any] = {"decode_img_s": decode_img_s(load_predictor(run_dir, "float32"), paths, workers),
                               "decode_workers": workers}
+    methods = {}
     for precision, suffix in (("float32", "fp32"), ("bfloat16", "bf16")):
-        predictor = load_predictor(run_dir, precision)
-        result[f"model_only_eager_img_s_{suffix}"] = model_only_img_s(predictor, batch_size, batches, graph=False)
-        result[f"model_only_graph_img_s_{suffix}"] = model_only_img_s(predictor, batch_size, batches, graph=True)
+        for kind, call in model_calls(load_predictor(run_dir, precision)).items():
+            methods[f"model_only_{kind}_img_s_{suffix}"] = call
+    inputs = np.random.default_rng(0).uniform(-120, 150, (batch_size, 224, 224, 3)).astype(np.float32)
+    take_turns(methods, [inputs])  # trace and warm up
+    seconds, _ = take_turns(methods, [inputs] * batches)
+    result.update({name: batches * batch_size / spent for name, spent in seconds.items()})
     return result

@@ -120,10 +120,12 @@ def measure_growth(run_dir: str | os.PathLike, files: list[str], sizes: list[int
         run = run_with_peak_rss(predict_command(run_dir, folder, out_csv), env=env)
         if run["returncode"] != 0:
             raise RuntimeError(f"pneumocxr predict on {folder} exited {run['returncode']}: {run['stderr_tail']}")
-        n_rows = sum(1 for _ in open(out_csv)) - 1
+        with open(out_csv) as rows:
+            n_rows = sum(1 for _ in rows) - 1
         if n_rows != size:
             raise RuntimeError(f"{out_csv}: {n_rows} rows for {size} files")
-        peak[str(size)], sampled[str(size)], seconds[str(size)] = run["peak_rss_mb"], run["peak_rss_sampled_mb"], run["seconds"]
+        peak[str(size)], sampled[str(size)] = run["peak_rss_mb"], run["peak_rss_sampled_mb"]
+        seconds[str(size)] = run["seconds"]
     result: dict[str, Any] = {"predict_peak_rss_mb": peak, "predict_peak_rss_sampled_mb": sampled,
                               "predict_seconds": seconds}
     if len(sizes) >= 2:

@@ -23,3 +23,19 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return numerator / denominator
+
+
+def take_turns(methods: dict[str, Callable[[Any], Any]], chunks: list[Any]) -> tuple[dict[str, float], dict[str, list]]:
+    """Total seconds and per-chunk results of each method, the methods taking turns on every chunk.
+
+    On a shared machine the load changes minute to minute; taking turns exposes every method to the
+    same changes, so their ratios stay meaningful even when the absolute rates do not.
+    """
+    seconds = dict.fromkeys(methods, 0.0)
+    results: dict[str, list] = {name: [] for name in methods}
+    for chunk in chunks:
+        for name, method in methods.items():
+            result, spent = timed(method, chunk)
+            seconds[name] += spent
+            results[name].append(result)
+    return seconds, results

@@ -9,9 +9,9 @@ Epochs: the project default stage 1 (trainable from ``block5_conv1``) on a fixed
 training images. The cache path runs the frozen bottom once over the subset (``features.compute_features``,
 the one-off build) and then trains the top on the cached features (``features.feature_dataset``); the
 full path trains the same model on augmented images (``pipeline.training_dataset``), paying the frozen
-layers' forward pass every step. Each epoch is timed after a first epoch has traced the graphs and
-filled tf.data's cache, then scaled to one epoch of the Kermany training split (per-image rate x
-split size): the numbers are extrapolated, and the results say so.
+layers' forward pass every step. Epochs are timed after a first epoch of each has traced the graphs and
+filled tf.data's cache, the two paths taking turns, then scaled to one epoch of the Kermany training
+split (per-image time x split size): the numbers are extrapolated, and the results say so.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.timing import timed
+from bench.timing import take_turns, timed
 
 POLICIES = ("none", "block5_conv1", "block4_conv1", "all")  # head only ... whole network
 BASELINE_POLICY = "all"  # every layer trains: the most expensive step, the one the others are compared to
@@ -67,60 +67,64 @@ def real_batch(frame: pd.DataFrame, batch_size: int) -> tuple[np.ndarray, np.nda
     return images, rows["label"].to_numpy(np.float32).reshape(-1, 1)
 
 
-def step_img_s(model, images: np.ndarray, labels: np.ndarray, steps: int) -> float:
-    """Images/s of ``steps`` training steps on one batch, after one untimed step that traces the graph."""
-    model.train_on_batch(images, labels)
-    _, seconds = timed(lambda: [model.train_on_batch(images, labels) for _ in range(steps)])
-    return steps * len(images) / seconds
-
-
 def measure_steps(weights: str, frame: pd.DataFrame, batch_size: int, steps: int, precision: str) -> dict[str, float]:
-    """Training-step images/s for each freezing policy in ``POLICIES``."""
+    """Training-step images/s for each freezing policy in ``POLICIES``.
+
+    One model per policy, each traced by an untimed step; then the policies take turns, one step
+    each per round, for ``steps`` rounds.
+    """
     import keras
 
+    keras.backend.clear_session()
     images, labels = real_batch(frame, batch_size)
-    rates = {}
-    for policy in POLICIES:
-        keras.backend.clear_session()
-        model = compiled(classifier(weights, policy, precision), steps + 1)
-        rates[policy] = step_img_s(model, images, labels, steps)
-    return rates
+    models = {policy: compiled(classifier(weights, policy, precision), steps + 1) for policy in POLICIES}
+    methods = {policy: (lambda _, model=model: model.train_on_batch(images, labels)) for policy, model in models.items()}
+    take_turns(methods, [None])
+    seconds, _ = take_turns(methods, [None] * steps)
+    return {policy: steps * batch_size / spent for policy, spent in seconds.items()}
 
 
-def second_epoch_seconds(model, dataset, steps: int) -> float:
-    """Seconds of the second of two one-epoch ``fit`` calls (the first traces and fills caches)."""
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-    _, seconds = timed(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-    return seconds
+def epoch_runner(model, dataset, steps: int):
+    """A function running one ``fit`` epoch of ``steps`` batches (its argument is ignored)."""
+    return lambda _: model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
 
 
-def measure_epochs(weights: str, frame: pd.DataFrame, batch_size: int, precision: str, workdir: Path) -> dict[str, float]:
-    """Seconds on ``frame``: building the feature cache, one epoch on it, one epoch of full forward passes."""
+def measure_epochs(weights: str, frame: pd.DataFrame, batch_size: int, precision: str, workdir: Path,
+                   rounds: int = 2) -> dict[str, Any]:
+    """Seconds on ``frame``: building the feature cache, one epoch on it, one epoch of full forward passes.
+
+    After a first, untimed epoch of each (tracing, filling tf.data's cache), the two paths take turns
+    for ``rounds`` epochs; the seconds are per epoch.
+    """
     import keras
 
     from pneumocxr import features, pipeline
     from pneumocxr.config import Config, DataConfig, ModelConfig, TrainConfig
     from pneumocxr.models import layer_before, split_model
 
-    config = Config(name="bench", data=DataConfig(image_size=224), model=ModelConfig(weights=weights, trainable_from=EPOCH_POLICY),
+    config = Config(name="bench", data=DataConfig(image_size=224),
+                    model=ModelConfig(weights=weights, trainable_from=EPOCH_POLICY),
                     train=TrainConfig(batch_size=batch_size, stage1_trainable_from=EPOCH_POLICY))
     steps = math.ceil(len(frame) / batch_size)
     labels = frame["label"].to_numpy()
     dtype = "float32" if precision == "float32" else "float16"
 
     keras.backend.clear_session()
-    model = classifier(weights, EPOCH_POLICY, precision)
-    bottom, top = split_model(model, layer_before(model, EPOCH_POLICY))
+    cache_model, full_model = (classifier(weights, EPOCH_POLICY, precision) for _ in range(2))
+    layer = layer_before(cache_model, EPOCH_POLICY)
+    bottom, top = split_model(cache_model, layer)
     cache, build_s = timed(features.compute_features, bottom, pipeline.evaluation_dataset(frame, config, cache=False),
                            len(frame), workdir / "features.npy", dtype, 0)
     cached = features.feature_dataset([cache], labels, batch_size, shuffle=True, repeat=True)
-    cache_s = second_epoch_seconds(compiled(top, 2 * steps), cached, steps)
-
-    keras.backend.clear_session()
-    model = classifier(weights, EPOCH_POLICY, precision)
-    full_s = second_epoch_seconds(compiled(model, 2 * steps), pipeline.training_dataset(frame, config, repeat=True), steps)
-    return {"cache_build_s": build_s, "cache_epoch_s": cache_s, "full_epoch_s": full_s,
-            "cache_layer": layer_before(model, EPOCH_POLICY)}
+    methods = {
+        "cache": epoch_runner(compiled(top, (rounds + 1) * steps), cached, steps),
+        "full": epoch_runner(compiled(full_model, (rounds + 1) * steps),
+                             pipeline.training_dataset(frame, config, repeat=True), steps),
+    }
+    take_turns(methods, [None])
+    seconds, _ = take_turns(methods, [None] * rounds)
+    return {"cache_build_s": build_s, "cache_epoch_s": seconds["cache"] / rounds,
+            "full_epoch_s": seconds["full"] / rounds, "cache_layer": layer}
 
 
 def kermany_train_size(root: Path) -> int:

@@ -79,6 +79,25 @@ def test_peak_rss_of_a_subprocess_sees_its_allocation():
     assert big["peak_rss_sampled_mb"] <= big["peak_rss_mb"]
 
 
+def test_best_ceiling_keeps_the_higher_rate_per_precision():
+    first = {"matmul_gflop_s_fp32": 100.0, "ceiling_img_s_fp32": 3.0,
+             "matmul_gflop_s_bf16": 400.0, "ceiling_img_s_bf16": 12.0}
+    second = {"matmul_gflop_s_fp32": 200.0, "ceiling_img_s_fp32": 6.0,
+              "matmul_gflop_s_bf16": 300.0, "ceiling_img_s_bf16": 9.0}
+    best = ceiling.best_ceiling(first, second)
+    assert (best["ceiling_img_s_fp32"], best["ceiling_img_s_bf16"]) == (6.0, 12.0)
+
+
+def test_take_turns_interleaves_methods_and_keeps_results_in_order():
+    from bench.timing import take_turns
+
+    calls = []
+    seconds, results = take_turns({"a": lambda c: calls.append(("a", c)) or c * 2,
+                                   "b": lambda c: calls.append(("b", c)) or c * 3}, [1, 2])
+    assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+    assert results == {"a": [2, 4], "b": [3, 6]} and all(s >= 0 for s in seconds.values())
+
+
 def test_linear_fit_recovers_startup_and_per_file_time():
     fit = memory.linear_fit([100, 200, 400], [12.0 + 0.1 * n for n in (100, 200, 400)])
     assert fit["predict_startup_s"] == pytest.approx(12.0)
@@ -112,8 +131,9 @@ def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
     """Every measurement on real images at tiny sizes (~2 min): keys present, values sane, table and docs."""
     from bench import run, training
 
-    tiny = run.Sizes(inference_files=6, classic_files=2, breakdown_files=4, breakdown_batches=1, memory_sizes=(2, 4),
-                     matmul_size=256, loader_images=8, loader_batch=4, train_batch=2, train_steps=1, epoch_images=4)
+    tiny = run.Sizes(inference_files=6, inference_chunk=3, breakdown_files=4, breakdown_batches=1,
+                     memory_sizes=(2, 4), matmul_size=256, matmul_repeats=1, loader_images=8, loader_batch=4,
+                     train_batch=2, train_steps=1, epoch_images=4)
     results = run.measure_all(tiny, tmp_path, real_data, prefer_trained=False)
     missing = [key for key in RESULT_KEYS if key not in results]
     assert not missing
