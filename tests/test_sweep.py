@@ -47,10 +47,12 @@ def test_deep_merge_and_outcome_sentence():
     assert sweep.deep_merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}, "b": 1}
     ref = {"name": "ref", "val_auc": 0.95, "val_accuracy": 0.90, "threshold": 0.5, "train_minutes": 10.0}
     row = {"name": "new", "val_auc": 0.97, "val_accuracy": 0.88, "threshold": 0.4, "train_minutes": 5.0}
-    text = sweep.outcome_sentence(row, ref, "train.learning_rate 0.0001 -> 0.001")
-    assert text.startswith("Changing train.learning_rate 0.0001 -> 0.001 helped ranking")
-    assert "0.950 -> 0.970 (+0.020)" in text and "(-0.020)" in text and "10 -> 5 min" in text
-    assert sweep.outcome_sentence(ref, ref, "(reference)").startswith("Reference:")
+    text = sweep.outcome_sentence(row, ref)
+    assert text.startswith("Helped: validation AUC 0.950 -> 0.970 (+0.020)")
+    assert "0.900 -> 0.880 (-0.020)" in text and "10 -> 5 min" in text
+    assert sweep.outcome_sentence({**row, "val_auc": 0.5}, ref).startswith("Training collapsed")
+    assert sweep.outcome_sentence({**row, "val_auc": 0.951}, ref).startswith("No clear difference")
+    assert sweep.outcome_sentence(ref, ref).startswith("Reference:")
 
 
 def test_unknown_key_in_a_variant_names_it(tmp_path):

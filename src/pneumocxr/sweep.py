@@ -137,7 +137,7 @@ def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], 
            "val_auc_ci95": metrics["auc_ci95"], "threshold": metrics["threshold"],
            "val_accuracy": metrics["accuracy"], "val_sensitivity": metrics["sensitivity"],
            "val_specificity": metrics["specificity"], "val_ece": metrics["ece"],
-           "train_minutes": manifest.get("wall_time_s", float("nan")) / 60}
+           "train_minutes": round(manifest.get("wall_time_s", float("nan")) / 60, 1)}
     config = runs.load_run_config(run_dir)
     for split in evaluate_splits:
         path = run_dir / "eval" / f"{config.data.dataset}-{split}" / "metrics.json"
@@ -146,16 +146,19 @@ def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], 
     return row
 
 
-def outcome_sentence(row: dict[str, Any], reference: dict[str, Any], change: str) -> str:
+def outcome_sentence(row: dict[str, Any], reference: dict[str, Any]) -> str:
     """One sentence: what the row's change did to validation AUC, accuracy and time, against the reference."""
     if row["name"] == reference["name"]:
         return (f"Reference: validation AUC {row['val_auc']:.3f}, accuracy {row['val_accuracy']:.3f} at its threshold "
                 f"{row['threshold']:.2f}, {row['train_minutes']:.0f} min of training.")
     d_auc, d_acc = row["val_auc"] - reference["val_auc"], row["val_accuracy"] - reference["val_accuracy"]
-    verdict = "helped" if d_auc > 0.002 else "hurt" if d_auc < -0.002 else "made no clear difference to"
-    return (f"Changing {change} {verdict} ranking: validation AUC {reference['val_auc']:.3f} -> {row['val_auc']:.3f} "
-            f"({d_auc:+.3f}), accuracy {reference['val_accuracy']:.3f} -> {row['val_accuracy']:.3f} ({d_acc:+.3f}), "
-            f"training {reference['train_minutes']:.0f} -> {row['train_minutes']:.0f} min.")
+    if row["val_auc"] <= 0.55:
+        verdict = "Training collapsed (a constant output)"
+    else:
+        verdict = "Helped" if d_auc > 0.002 else "Hurt" if d_auc < -0.002 else "No clear difference"
+    return (f"{verdict}: validation AUC {reference['val_auc']:.3f} -> {row['val_auc']:.3f} ({d_auc:+.3f}), accuracy at "
+            f"its threshold {reference['val_accuracy']:.3f} -> {row['val_accuracy']:.3f} ({d_acc:+.3f}), training "
+            f"{reference['train_minutes']:.0f} -> {row['train_minutes']:.0f} min.")
 
 
 def _cell(value: Any) -> str:
@@ -193,7 +196,7 @@ def run_sweep(paths: Sequence[str | os.PathLike], out: str | os.PathLike, root=N
     reference_config = runs.load_run_config(reference["run_dir"])
     for row in rows:
         row["change"] = config_change(reference_config, runs.load_run_config(row["run_dir"]))
-        row["sentence"] = outcome_sentence(row, reference, row["change"])
+        row["sentence"] = outcome_sentence(row, reference)
     table = pd.DataFrame(rows)
     table.to_csv(out / "sweep.csv", index=False)
     markdown = sweep_markdown(table, settings["title"], settings["description"])
