@@ -126,7 +126,8 @@ def model_calls(predictor) -> dict[str, Any]:
     return {"eager": lambda x: np.asarray(predictor.model(x, training=False)), "graph": lambda x: graph(x).numpy()}
 
 
-def measure_breakdown(run_dir, paths: list[str], batch_size: int = 16, workers: int = 2, batches: int = 3) -> dict[str, Any]:
+def measure_breakdown(run_dir, paths: list[str], batch_size: int = 16, workers: int = 2,
+                      batches: int = 3) -> dict[str, Any]:
     """Where ``predict``'s time goes: decoding alone, and the model alone on fixed batches, called eagerly
     vs as a ``tf.function``, fp32 and bf16 (the four calls take turns, one batch each per round)."""
     from pneumocxr.infer import load_predictor

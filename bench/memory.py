@@ -105,7 +105,8 @@ def linear_fit(sizes: list[int], seconds: list[float]) -> dict[str, float]:
             "predict_linear_fit_max_rel_residual": worst}
 
 
-def measure_growth(run_dir: str | os.PathLike, files: list[str], sizes: list[int], workdir: str | os.PathLike) -> dict[str, Any]:
+def measure_growth(run_dir: str | os.PathLike, files: list[str], sizes: list[int],
+                   workdir: str | os.PathLike) -> dict[str, Any]:
     """Peak RSS (MB) and seconds of ``predict`` over the first N files for each N, plus the linear fit."""
     workdir = Path(workdir)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PNEUMOCXR_PATIENT_SALT": "bench"}

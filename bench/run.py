@@ -106,11 +106,13 @@ def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = 
     log(f"predict peak RSS (MB) {results['predict_peak_rss_mb']}, seconds {results['predict_seconds']}")
     last_ceiling = ceiling.measure_ceiling(classifier, sizes.matmul_size, sizes.matmul_repeats)
     results.update(ceiling.best_ceiling(first_ceiling, last_ceiling))  # the hardware's best, seen at either end
-    results["ceiling_first_last_gflop_s_fp32"] = [first_ceiling["matmul_gflop_s_fp32"], last_ceiling["matmul_gflop_s_fp32"]]
+    results["ceiling_first_last_gflop_s_fp32"] = [first_ceiling["matmul_gflop_s_fp32"],
+                                                  last_ceiling["matmul_gflop_s_fp32"]]
     results["inference_fraction_of_ceiling"] = ratio(results["inference_img_s"], results["ceiling_img_s_fp32"])
     results["inference_bf16_fraction_of_ceiling"] = ratio(results["inference_bf16_img_s"], results["ceiling_img_s_bf16"])
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["total_seconds"] = time.perf_counter() - START
+    results["finished_at"] = time.strftime("%Y-%m-%d %H:%M %Z")
     return results
 
 
@@ -118,7 +120,7 @@ def write_docs(results: dict[str, Any], path: Path = DOCS) -> Path:
     """Put the machine and the results table between the bench markers of docs/benchmarks.md."""
     shared = results["machine"]["load_average_1_5_15"][0] > 0.5 * results["machine"]["cpus_usable"]
     block = "\n".join([
-        f"Last full run: {time.strftime('%Y-%m-%d %H:%M %Z')}, {results['total_seconds'] / 60:.1f} min, "
+        f"Last full run: {results.get('finished_at', 'unknown time')}, {results['total_seconds'] / 60:.1f} min, "
         f"model: {results['model']}.",
         "",
         table.machine_markdown(results["machine"]),
@@ -135,7 +137,7 @@ def write_docs(results: dict[str, Any], path: Path = DOCS) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write results.json (and docs on full runs)."""
     from pneumocxr.config import data_root
-    from pneumocxr.runs import write_json
+    from pneumocxr.runs import read_json, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes); docs not updated")
@@ -144,14 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS), help=f"results JSON (default {RESULTS})")
     parser.add_argument("--docs", choices=("auto", "yes", "no"), default="auto",
                         help="write the table into docs/benchmarks.md (auto: full runs only)")
+    parser.add_argument("--from-json", metavar="JSON",
+                        help="measure nothing: print the table (and write docs) of an existing results file")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    with tempfile.TemporaryDirectory(prefix="pneumocxr-bench-") as workdir:
-        results = measure_all(sizes, Path(workdir), data_root(args.data), prefer_trained=not args.untrained)
-    results["quick"] = args.quick
-    write_json(args.out, results)
+    if args.from_json:
+        results = read_json(args.from_json)
+        args.quick = results.get("quick", False)
+    else:
+        with tempfile.TemporaryDirectory(prefix="pneumocxr-bench-") as workdir:
+            results = measure_all(sizes, Path(workdir), data_root(args.data), prefer_trained=not args.untrained)
+        results["quick"] = args.quick
+        write_json(args.out, results)
     print(table.text_table(table.result_rows(results)))
-    print(f"results: {args.out}")
+    print(f"results: {args.from_json or args.out}")
     if args.docs == "yes" or (args.docs == "auto" and not args.quick):
         print(f"table written into {write_docs(results)}")
     return 0

@@ -13,6 +13,7 @@ import psutil
 
 from bench.timing import ratio
 
+POLICY_ORDER = ["none", "block5_conv1", "block4_conv1", "all"]  # head only ... whole network, as bench.training
 BEGIN, END = "<!-- bench:begin (written by `make bench`) -->", "<!-- bench:end -->"
 
 
@@ -93,20 +94,31 @@ def result_rows(r: dict[str, Any]) -> list[list[str]]:
         ["loader (img/s): tf.data + augmentation vs ImageDataGenerator", _num(r.get("loader_img_s")),
          _num(r.get("loader_imagedatagenerator_img_s")), _num(r.get("loader_ratio_vs_imagedatagenerator"), 2),
          ">= 2x", _goal(r.get("loader_ratio_vs_imagedatagenerator"), 2.0)],
+        ["loader from tf.data's cache (later epochs) vs ImageDataGenerator", _num(r.get("loader_cached_img_s")),
+         _num(r.get("loader_imagedatagenerator_img_s")), _num(r.get("loader_cached_ratio_vs_imagedatagenerator"), 2),
+         "", ""],
+        ["loader from tf.data's cache: augmentation layers vs none (img/s)", _num(r.get("loader_cached_img_s")),
+         _num(r.get("loader_cached_no_augmentation_img_s")),
+         _num(ratio(r.get("loader_cached_img_s"), r.get("loader_cached_no_augmentation_img_s")), 2), "", ""],
     ]
     steps = r.get("train_step_img_s") or {}
     full = steps.get(r.get("train_step_baseline_policy"))
-    for policy, rate in steps.items():
+    for policy in sorted(steps, key=lambda p: POLICY_ORDER.index(p) if p in POLICY_ORDER else len(POLICY_ORDER)):
+        rate = steps[policy]
         rows.append([f"training step (img/s), trainable from {policy}", _num(rate), _num(full),
                      _num(ratio(rate, full), 2), "", ""])
     if r.get("cache_epoch_s") is not None:
-        rows.append(["epoch (s): feature cache vs full forward passes", _num(r.get("cache_epoch_s"), 2),
-                     _num(r.get("full_epoch_s"), 1), _num(ratio(r.get("full_epoch_s"), r.get("cache_epoch_s")), 1)
-                     + " (speed-up)", "", ""])
+        rows.append(["epoch of Kermany train (s, extrapolated): feature cache vs full forward passes",
+                     _num(r.get("cache_epoch_s")), _num(r.get("full_epoch_s")),
+                     _num(ratio(r.get("full_epoch_s"), r.get("cache_epoch_s")), 1) + "x faster", "", ""])
+        rows.append(["building the feature cache, once (s, extrapolated)", _num(r.get("cache_build_s")), "", "", "", ""])
     rss, seconds = r.get("predict_peak_rss_mb") or {}, r.get("predict_seconds") or {}
     for n in rss:
         rows.append([f"pneumocxr predict, {n} files: peak RSS (MB) / wall time (s)", _num(rss[n], 0),
                      _num(seconds.get(n), 1), "", "flat RSS", ""])
+    if r.get("predict_s_per_file") is not None:
+        rows.append(["predict time fit: start-up (s) + per file (s)", _num(r["predict_startup_s"]),
+                     _num(r["predict_s_per_file"], 3), "", "linear", ""])
     if r.get("predict_rss_growth_mb") is not None:
         rows.append(["predict peak RSS growth, smallest to largest N (MB)", _num(r["predict_rss_growth_mb"], 0), "",
                      "", "~0", ""])
@@ -125,7 +137,7 @@ def text_table(rows: list[list[str]]) -> str:
 def markdown_table(rows: list[list[str]]) -> str:
     """Rows as a Markdown table."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") or " " for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
