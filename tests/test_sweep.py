@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from pneumocxr.config import PROJECT_ROOT, load_config
+from pneumocxr.config import PROJECT_ROOT
 from pneumocxr import sweep
 
 SWEEP = """
