@@ -1,18 +1,21 @@
 """Benchmark, hardware ceiling: the machine's matrix-multiply FLOP rate and the model's FLOPs per image.
 
 The model-only ceiling in images/s is ``measured FLOP/s / model FLOPs per image``: what a perfect
-implementation could reach if every convolution ran at the speed of a large dense matmul.
+implementation could reach if every convolution ran at the speed of a large dense matmul. The rate is
+measured twice: as the best of a few matmuls (at the start and end of the run: the hardware's best),
+and in turns with the inference measurement (``matmul_runner``), i.e. under the same machine load.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from bench.timing import best_rate
 
 
-def matmul_flop_rate(dtype: str = "float32", size: int = 4096, repeats: int = 5) -> float:
-    """Measured FLOP/s of a ``size`` x ``size`` matmul in ``dtype`` (best of ``repeats`` runs)."""
+def matmul_runner(dtype: str = "float32", size: int = 4096) -> tuple[Callable[[], None], float]:
+    """A traced, warmed-up function doing one ``size`` x ``size`` matmul in ``dtype``, and its FLOPs."""
     import tensorflow as tf
 
     tf_dtype = tf.as_dtype(dtype)
@@ -24,12 +27,20 @@ def matmul_flop_rate(dtype: str = "float32", size: int = 4096, repeats: int = 5)
         """One full matmul; only a corner is fetched so the copy back is not timed."""
         return tf.linalg.matmul(a, b)[:1, :1]
 
-    product_corner(left, right).numpy()  # trace and warm up
-    flops = 2.0 * size**3
+    def run() -> None:
+        product_corner(left, right).numpy()
+
+    run()  # trace and warm up
+    return run, 2.0 * size**3
+
+
+def matmul_flop_rate(dtype: str = "float32", size: int = 4096, repeats: int = 5) -> float:
+    """Measured FLOP/s of a ``size`` x ``size`` matmul in ``dtype`` (best of ``repeats`` runs)."""
+    run, flops = matmul_runner(dtype, size)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        product_corner(left, right).numpy()
+        run()
         seconds.append(time.perf_counter() - start)
     return best_rate(flops, seconds)
 

@@ -66,13 +66,18 @@ def compare_precisions(fp32: np.ndarray, bf16: np.ndarray, labels: np.ndarray) -
 
 
 def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct: int | None = None,
-                      chunk: int = 96, batch_size: int = 16, workers: int = 2) -> dict[str, Any]:
+                      chunk: int = 96, batch_size: int = 16, workers: int = 2, matmul_size: int = 4096,
+                      matmuls_per_turn: int = 3) -> dict[str, Any]:
     """Images/s of the classic loop and of ``predict`` (float32, bf16) on the same files, with ratios.
 
     The three take turns on chunks of ``chunk`` files (a multiple of the batch size, so ``predict``
-    pads no batch). The files may repeat images: the bf16 comparison uses the first ``n_distinct``.
+    pads no batch), and with them ``matmuls_per_turn`` large matmuls in fp32 and in bf16: the FLOP
+    rate under the same load as the inference. The files may repeat images: the bf16 comparison uses
+    the first ``n_distinct``.
     """
     from pneumocxr.infer import load_predictor
+
+    from bench.ceiling import matmul_runner
 
     distinct = slice(0, n_distinct or len(paths))
     fp32 = load_predictor(run_dir, "float32")
@@ -87,7 +92,12 @@ def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct:
         "fp32": lambda part: package_probabilities(fp32, part, batch_size, workers),
         "bf16": lambda part: package_probabilities(bf16, part, batch_size, workers),
     }
-    seconds, parts = take_turns(methods, [paths[i:i + chunk] for i in range(0, len(paths), chunk)])
+    matmul_flops = {}
+    for dtype, suffix in (("float32", "fp32"), ("bfloat16", "bf16")):
+        run, matmul_flops[suffix] = matmul_runner(dtype, matmul_size)
+        methods[f"matmul_{suffix}"] = lambda _, run=run: [run() for _ in range(matmuls_per_turn)]
+    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    seconds, parts = take_turns(methods, chunks)
     classic, prob32, prob16 = (np.concatenate(parts[name]) for name in ("classic", "fp32", "bf16"))
     n = len(paths)
     result = {
@@ -101,6 +111,9 @@ def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct:
         "classic_vs_package_max_abs_prob_diff": float(np.nanmax(np.abs(classic - prob32))),
         **compare_precisions(prob32[distinct], prob16[distinct], np.asarray(labels)[distinct]),
     }
+    for suffix, flops in matmul_flops.items():
+        total_flops = flops * matmuls_per_turn * len(chunks)
+        result[f"matmul_gflop_s_{suffix}_during_inference"] = total_flops / seconds[f"matmul_{suffix}"] / 1e9
     result["inference_ratio_vs_classic"] = ratio(result["inference_img_s"], result["inference_classic_img_s"])
     result["inference_bf16_ratio_vs_classic"] = ratio(result["inference_bf16_img_s"], result["inference_classic_img_s"])
     return result

@@ -86,7 +86,7 @@ def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = 
     log(f"{n_files} DICOM files written from {len(nih)} real NIH images")
     results.update(inference.measure_inference(
         run_dir, files[: sizes.inference_files], dicoms["label"].to_numpy()[: sizes.inference_files],
-        n_distinct=min(len(nih), sizes.inference_files), chunk=sizes.inference_chunk))
+        n_distinct=min(len(nih), sizes.inference_files), chunk=sizes.inference_chunk, matmul_size=sizes.matmul_size))
     log(f"inference: {results['inference_img_s']:.1f} img/s vs classic {results['inference_classic_img_s']:.1f}")
     results.update(inference.measure_breakdown(run_dir, files[: sizes.breakdown_files], batches=sizes.breakdown_batches))
     log(f"breakdown: decode {results['decode_img_s']:.0f} img/s, model eager {results['model_only_eager_img_s_fp32']:.1f}"
@@ -108,12 +108,24 @@ def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = 
     results.update(ceiling.best_ceiling(first_ceiling, last_ceiling))  # the hardware's best, seen at either end
     results["ceiling_first_last_gflop_s_fp32"] = [first_ceiling["matmul_gflop_s_fp32"],
                                                   last_ceiling["matmul_gflop_s_fp32"]]
-    results["inference_fraction_of_ceiling"] = ratio(results["inference_img_s"], results["ceiling_img_s_fp32"])
-    results["inference_bf16_fraction_of_ceiling"] = ratio(results["inference_bf16_img_s"], results["ceiling_img_s_bf16"])
+    results.update(fractions_of_ceiling(results))
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["total_seconds"] = time.perf_counter() - START
     results["finished_at"] = time.strftime("%Y-%m-%d %H:%M %Z")
     return results
+
+
+def fractions_of_ceiling(results: dict[str, Any]) -> dict[str, float | None]:
+    """Ceilings under the inference's own load, and the fractions of them (and of the best ceilings) reached."""
+    out: dict[str, float | None] = {}
+    gflops = results["model_gflops_per_image"]
+    for suffix, key in (("fp32", "inference_img_s"), ("bf16", "inference_bf16_img_s")):
+        same_load = results[f"matmul_gflop_s_{suffix}_during_inference"] / gflops
+        name = "inference" if suffix == "fp32" else "inference_bf16"
+        out[f"ceiling_img_s_{suffix}_during_inference"] = same_load
+        out[f"{name}_fraction_of_ceiling"] = ratio(results[key], same_load)
+        out[f"{name}_fraction_of_best_ceiling"] = ratio(results[key], results[f"ceiling_img_s_{suffix}"])
+    return out
 
 
 def write_docs(results: dict[str, Any], path: Path = DOCS) -> Path:
