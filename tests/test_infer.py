@@ -235,7 +235,7 @@ def test_inference_notebook_executes_headless(tmp_path, run_dir, real_data):
                            {"RUN_DIR": str(run_dir), "DICOM_DIR": str(real_data / "test_dicoms"),
                             "OUT_DIR": str(tmp_path / "inference")})
     notebook = nbformat.read(out, as_version=4)
-    images = sum("image/png" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", []))
+    images = sum(bool({"image/png", "image/jpeg"} & set(o.get("data", {}))) for c in notebook.cells for o in c.get("outputs", []))
     assert images == 6 + 1  # one figure per file (overlay or rejected image) and the probability chart
     assert len(list((tmp_path / "inference" / "heatmaps").glob("*.png"))) == 3
     text = json.dumps(notebook.dict())

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pydicom
@@ -283,16 +283,33 @@ def gate_dicom(path: str | os.PathLike, gate: GateConfig | None = None) -> GateR
     return gate_and_load(path, gate)[0]
 
 
-def expand_inputs(paths: list[str | os.PathLike]) -> list[Path]:
-    """Files given, plus the files inside folders given (sorted, recursive), in input order.
+def _walk(folder: Path) -> Iterator[Path]:
+    """Files under ``folder``, sorted, listing one directory at a time (hidden files skipped)."""
+    try:
+        entries = sorted(Path(e.path) for e in os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            yield from _walk(entry)
+        elif entry.is_file() and not entry.name.startswith("."):
+            yield entry
+
+
+def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files given, plus the files inside folders given (sorted, recursive), in input order, lazily.
 
     A path that does not exist, or a folder with no files, is kept so that it gets its own row.
     """
-    out: list[Path] = []
     for item in map(Path, paths):
-        files = sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")) if item.is_dir() else []
-        if files:
-            out.extend(files)
-        else:
-            out.append(item)
-    return out
+        found = False
+        if item.is_dir():
+            for found, file in enumerate(_walk(item), start=1):
+                yield file
+        if not found:
+            yield item
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """``iter_inputs`` as a list (for small batches such as ``pneumocxr check``)."""
+    return list(iter_inputs(paths))

@@ -29,7 +29,7 @@ import numpy as np
 
 from pneumocxr import explain, runs
 from pneumocxr.config import GateConfig
-from pneumocxr.dicom import GATE_FIELDS, gate_and_load
+from pneumocxr.dicom import GATE_FIELDS, gate_and_load, iter_inputs
 from pneumocxr.preprocess import to_model_input
 
 log = logging.getLogger(__name__)
@@ -96,30 +96,6 @@ def load_predictor(run_dir: str | os.PathLike, precision: str = "float32") -> Pr
     threshold = float(runs.load_threshold(run_dir)["threshold"])
     model = with_precision(runs.load_model(run_dir), precision)
     return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision)
-
-
-def _walk(folder: Path) -> Iterator[Path]:
-    """Files under ``folder`` in ``sorted(rglob)`` order, listing one directory at a time."""
-    try:
-        entries = sorted(Path(e.path) for e in os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.is_dir() and not entry.is_symlink():
-            yield from _walk(entry)
-        elif entry.is_file() and not entry.name.startswith("."):
-            yield entry
-
-
-def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Lazy ``dicom.expand_inputs``: files given, files inside folders given; a missing path or empty folder kept."""
-    for item in map(Path, paths):
-        found = False
-        if item.is_dir():
-            for found, file in enumerate(_walk(item), start=1):
-                yield file
-        if not found:
-            yield item
 
 
 def patient_hash(patient_id: str | None, salt: str) -> str | None:
