@@ -41,8 +41,13 @@ def is_finished_run(run: Path) -> bool:
     return not state.is_file() or bool(runs.read_json(state).get("finished"))
 
 
+PREFERRED_RUN = "kermany-cpu"  # the project's CPU model (README); used whenever it is finished
+
+
 def trained_vgg16_run(runs_root: Path = PROJECT_ROOT / "runs") -> Path | None:
-    """The most recent finished VGG16 run directory at 224 px, or None."""
+    """``runs/kermany-cpu`` when finished, else the most recent finished VGG16 run at 224 px, else None."""
+    if is_finished_run(runs_root / PREFERRED_RUN):
+        return runs_root / PREFERRED_RUN
     finished = []
     for run in runs_root.glob("*/"):
         if not is_finished_run(run):
@@ -90,10 +95,13 @@ def copy_run(run: Path, target: Path) -> Path:
     return target
 
 
-def benchmark_run(workdir: str | os.PathLike, root: Path | None = None, prefer_trained: bool = True) -> tuple[Path, str]:
-    """The run directory to benchmark and a phrase saying where it came from."""
-    trained = trained_vgg16_run() if prefer_trained else None
+def benchmark_run(workdir: str | os.PathLike, root: Path | None = None, prefer_trained: bool = True,
+                  run: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The run directory to benchmark (``run`` when given) and a phrase saying where it came from."""
+    if run is not None and not is_finished_run(Path(run)):
+        raise FileNotFoundError(f"{run}: not a finished run directory (needs {', '.join(RUN_FILES)})")
+    trained = Path(run) if run is not None else (trained_vgg16_run() if prefer_trained else None)
     if trained is not None:
-        return copy_run(trained, Path(workdir) / "bench-run"), f"trained run runs/{trained.name}"
+        return copy_run(trained, Path(workdir) / "bench-run"), f"trained run {trained}"
     weights = local_vgg16_weights(root)
     return write_bench_run(Path(workdir) / "bench-run", weights), f"ImageNet VGG16 from {weights} (head untrained)"

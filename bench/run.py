@@ -65,12 +65,13 @@ def log(message: str) -> None:
 START = time.perf_counter()
 
 
-def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = True) -> dict[str, Any]:
+def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = True,
+                run: str | None = None) -> dict[str, Any]:
     """Every measurement of the benchmark, in one process, as one flat results dict."""
     import keras
 
     results: dict[str, Any] = {"sizes": asdict(sizes), "machine": table.machine_info()}
-    run_dir, origin = model.benchmark_run(workdir, root, prefer_trained)
+    run_dir, origin = model.benchmark_run(workdir, root, prefer_trained, run)
     results["model"] = origin
     log(f"model: {origin}")
     classifier = keras.models.load_model(run_dir / "model.keras", compile=False)
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes); docs not updated")
     parser.add_argument("--data", help="data root (default: $PNEUMOCXR_DATA or data/)")
+    parser.add_argument("--run", metavar="RUN_DIR", help="benchmark this finished run (default: runs/kermany-cpu "
+                        "when finished, else the newest finished VGG16 run, else ImageNet VGG16)")
     parser.add_argument("--untrained", action="store_true", help="ignore trained runs in runs/; use ImageNet VGG16")
     parser.add_argument("--out", default=str(RESULTS), help=f"results JSON (default {RESULTS})")
     parser.add_argument("--docs", choices=("auto", "yes", "no"), default="auto",
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         args.quick = results.get("quick", False)
     else:
         with tempfile.TemporaryDirectory(prefix="pneumocxr-bench-") as workdir:
-            results = measure_all(sizes, Path(workdir), data_root(args.data), prefer_trained=not args.untrained)
+            results = measure_all(sizes, Path(workdir), data_root(args.data), prefer_trained=not args.untrained,
+                                  run=args.run)
         results["quick"] = args.quick
         write_json(args.out, results)
     print(table.text_table(table.result_rows(results)))
