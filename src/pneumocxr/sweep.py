@@ -124,7 +124,7 @@ def config_change(reference: Config, config: Config) -> str:
     ref, new = flat_config(reference), flat_config(config)
     diffs = [f"{k} {ref.get(k)} -> {new.get(k)}" for k in sorted(set(ref) | set(new))
              if ref.get(k) != new.get(k) and not k.startswith("gate.")]
-    return "; ".join(diffs) if diffs else "(reference)"
+    return "; ".join(diffs) if diffs else "reference"
 
 
 def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], root=None) -> dict[str, Any]:
