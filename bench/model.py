@@ -102,6 +102,7 @@ def benchmark_run(workdir: str | os.PathLike, root: Path | None = None, prefer_t
         raise FileNotFoundError(f"{run}: not a finished run directory (needs {', '.join(RUN_FILES)})")
     trained = Path(run) if run is not None else (trained_vgg16_run() if prefer_trained else None)
     if trained is not None:
-        return copy_run(trained, Path(workdir) / "bench-run"), f"trained run {trained}"
+        shown = trained.resolve().relative_to(PROJECT_ROOT) if trained.resolve().is_relative_to(PROJECT_ROOT) else trained
+        return copy_run(trained, Path(workdir) / "bench-run"), f"trained run {shown}"
     weights = local_vgg16_weights(root)
     return write_bench_run(Path(workdir) / "bench-run", weights), f"ImageNet VGG16 from {weights} (head untrained)"
