@@ -34,6 +34,11 @@ CLASSIC_AUGMENTATION = {
     "shear_range=0.1": ("(no Keras 3 layer; RandomZoom + RandomTranslation cover the small geometric jitter)", None),
     "brightness_range / featurewise normalisation": ("RandomBrightness(factor, value_range=(0, 1))", "aug_brightness"),
     "(none in the classic set)": ("RandomContrast(factor, value_range=(0, 1)): exposure/contrast of other scanners", "aug_contrast"),
+    "(none in the classic set: exposure)": ("RandomGamma (pneumocxr.augment): display-LUT / exposure differences", "aug_gamma"),
+    "(none in the classic set: sharpness)": ("RandomGaussianBlur: detector sharpness / resampling", "aug_blur"),
+    "(none in the classic set: noise)": ("GaussianNoise: quantum noise of low-dose films", "aug_noise"),
+    "(none in the classic set: borders)": ("BorderErasing (pneumocxr.augment): markers, collimation edges carry no label",
+                                           "aug_border"),
 }
 
 
@@ -215,5 +220,6 @@ def plot_augmented_views(paths: Sequence[str], config: TrainConfig, size: int = 
             ax.set_title(f"augmented view {i}", fontsize=8)
         for ax in row:
             ax.set(xticks=[], yticks=[], xlabel=f"{size} px")
-    fig.suptitle("Training augmentation: rotation, zoom, shift, contrast, brightness (no flip)")
+    names = ", ".join(type(layer).__name__ for layer in augment.layers) or "none"
+    fig.suptitle(f"Training augmentation, in order: {names}" + ("" if config.aug_flip else " (no flip)"), fontsize=9)
     return fig

@@ -252,9 +252,19 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
     return run_dir
 
 
+def evaluate_dir(run_dir: str | os.PathLike, dataset: str, split: str, shift_copies: int = 0) -> Path:
+    """Where ``evaluate_run`` writes: ``RUN/eval/DATASET-SPLIT`` (``-shiftN`` with shifted copies)."""
+    return Path(run_dir) / "eval" / (f"{dataset}-{split}" + (f"-shift{shift_copies}" if shift_copies else ""))
+
+
 def evaluate_run(run_dir: str | os.PathLike, dataset: str, split: str, root: str | os.PathLike | None = None,
-                 limit: int | None = None, n_boot: int | None = None) -> dict[str, Any]:
-    """Score ``dataset``/``split`` with a run's model at its saved threshold; write ``RUN/eval/DATASET-SPLIT/``."""
+                 limit: int | None = None, n_boot: int | None = None, shift_copies: int = 0) -> dict[str, Any]:
+    """Score ``dataset``/``split`` with a run's model at its saved threshold; write ``evaluate_dir(...)``.
+
+    ``shift_copies`` > 0 also renders every image under that many acquisition shifts
+    (``shift.shift_frame``): the metrics stay those of the plain images and gain a
+    ``shift_validation`` record (pooled and per condition). Raises ``ValueError`` for an empty split.
+    """
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
     data = dataclasses.replace(config.data, dataset=dataset, limit_per_split=limit)
@@ -264,6 +274,10 @@ def evaluate_run(run_dir: str | os.PathLike, dataset: str, split: str, root: str
         raise ValueError(f"dataset '{dataset}' has no images in split '{split}'; splits present: "
                          f"{sorted(frame['split'].unique())}")
     model = runs.load_model(run_dir)
-    scored = pipeline.score_frame(model, part, config.data.image_size, config.model.backbone, config.train.batch_size)
-    return write_evaluation(run_dir, config, scored, runs.load_threshold(run_dir), run_dir / "eval" / f"{dataset}-{split}",
-                            split, dataset, n_boot)
+    rows = shift_frame(part, shift_copies)
+    scored = pipeline.score_frame(model, rows, config.data.image_size, config.model.backbone, config.train.batch_size)
+    threshold = runs.load_threshold(run_dir)
+    extra = {"shift_validation": shift_summary(scored, threshold["threshold"], config)} if shift_copies else {}
+    plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
+    return write_evaluation(run_dir, config, plain, threshold, evaluate_dir(run_dir, dataset, split, shift_copies),
+                            split, dataset, n_boot, extra=extra)
