@@ -108,7 +108,10 @@ def shift_context(e: Evaluation, ledger: Ledger) -> dict[str, Any] | None:
         rows.append({"condition": row["condition"], "n": ledger.take(e.artifact, f"{where}.n", f"{q} {row['condition']}: images", "count"),
                      **{m: ledger.maybe(e.artifact, f"{where}.{m}", f"{q} {row['condition']}: {m.replace('_', ' ')}") or NOT_AVAILABLE
                         for m in ("auc", "sensitivity", "specificity", "balanced_accuracy")}})
-    shifts = [{"name": name, "strengths": " / ".join(str(v) for v in spec["strengths"]), "meaning": spec["meaning"]}
+    shifts = [{"name": name, "meaning": spec["meaning"],
+               "strengths": " / ".join(ledger.take(e.artifact, f"{key}.shifts.{name}.strengths[{i}]",
+                                                   f"{q}: {name} {level} strength", "num")
+                                       for i, level in enumerate(("mild", "strong")))}
               for name, spec in shifted["shifts"].items()]
     return {"copies": shifted["copies"], "pooled": pooled, "rows": rows, "shifts": shifts,
             "worst": ledger.take(e.artifact, f"{key}.balanced_accuracy_worst", f"{q}: worst balanced accuracy")}
