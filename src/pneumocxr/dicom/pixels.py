@@ -61,12 +61,15 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 def _number(ds: Dataset, keyword: str, default: float | None = None) -> float | None:
     """First value of a (possibly multi-valued) numeric header element, ``default`` when absent."""
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return default
-    if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__") and not isinstance(value, (str, bytes)):
-        value = value[0]
-    number = float(value)
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return default
+        if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__") and not isinstance(value, (str, bytes)):
+            value = value[0]
+        number = float(value)
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise DicomPixelError(f"{keyword} cannot be read as a number ({_short(exc)})") from exc
     if not np.isfinite(number):
         raise DicomPixelError(f"{keyword} is {value}, expected a finite number")
     return number
@@ -244,6 +247,8 @@ def dicom_to_pixels(ds: Dataset) -> np.ndarray:
     an empty output range).
     """
     photometric = _text(ds, "PhotometricInterpretation")
+    if "PixelData" in ds and photometric is None:
+        raise DicomPixelError("PhotometricInterpretation is missing, expected MONOCHROME1 or MONOCHROME2")
     if "PixelData" in ds and photometric not in MONOCHROME:
         raise DicomPixelError(f"PhotometricInterpretation is '{photometric}', expected MONOCHROME1 or MONOCHROME2")
     frames = _number(ds, "NumberOfFrames", 1) if "NumberOfFrames" in ds else 1
