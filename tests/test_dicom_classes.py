@@ -269,3 +269,16 @@ def test_native_pixel_data_longer_than_the_header_says_is_bounded(tmp_path, test
     ds.save_as(path, enforce_file_format=True)
     result = gate_dicom(path, GateConfig(max_decoded_bytes=1_000_000))
     assert result.reasons == ["pixel data need 2621440 bytes, above the limit of 1000000 ([gate] max_decoded_bytes)"]
+
+
+def test_gdcm_runs_in_a_child_process_whose_failure_is_only_a_none(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    from pneumocxr.dicom.gdcm_worker import decode_isolated
+
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 4096)
+    assert decode_isolated(str(garbage)) is None
+    assert decode_isolated(str(tmp_path / "missing.dcm")) is None
+    decoded = decode_isolated(get_testdata_file("JPEG-lossy.dcm"))
+    assert decoded.shape == (1024, 256) and decoded.max() == 264

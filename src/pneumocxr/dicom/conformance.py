@@ -22,7 +22,7 @@ from pydicom.data import get_testdata_files
 
 from pneumocxr.config import PROJECT_ROOT, GateConfig
 from pneumocxr.dicom.gate import gate_and_load
-from pneumocxr.dicom.pixels import DicomPixelError, _short, dicom_to_pixels
+from pneumocxr.dicom.pixels import DicomPixelError, short_message, dicom_to_pixels
 from pneumocxr.dicom.read import DicomLimitError, limit_reasons, read_dicom
 from pneumocxr.dicom.sanity import sanity_reasons
 
@@ -49,7 +49,7 @@ def pixel_outcome(path: Path, gate: GateConfig) -> str:
             return "; ".join(limits)
         image = dicom_to_pixels(ds)
     except (DicomPixelError, DicomLimitError, OSError, pydicom.errors.InvalidDicomError) as exc:
-        return _short(exc)
+        return short_message(exc)
     sanity = sanity_reasons(image, gate)
     return f"rendered {image.shape[0]}x{image.shape[1]}" + (f"; {sanity[0]}" if sanity else "; sane")
 

@@ -33,7 +33,7 @@ from pydicom.uid import UID
 
 from pneumocxr.config import GateConfig
 from pneumocxr.dicom.header import header_reasons, header_values, header_warnings
-from pneumocxr.dicom.pixels import DicomPixelError, _short, _text, dicom_to_pixels
+from pneumocxr.dicom.pixels import DicomPixelError, short_message, text_value, dicom_to_pixels
 from pneumocxr.dicom.read import DicomLimitError, limit_reasons, read_dicom
 from pneumocxr.dicom.sanity import sanity_reasons
 
@@ -93,7 +93,7 @@ def scope_reasons(ds: Dataset) -> list[str]:
             return [f"SOPClassUID is {name} ({sop_class}), {what}, not an image"]
     if sop_class in FOR_PROCESSING_CLASSES:
         return [f"SOPClassUID is {name}: an image for processing, not for presentation"]
-    if _text(ds, "PresentationIntentType") == "FOR PROCESSING":
+    if text_value(ds, "PresentationIntentType") == "FOR PROCESSING":
         return ["PresentationIntentType is 'FOR PROCESSING', expected FOR PRESENTATION"]
     return []
 
@@ -117,15 +117,15 @@ def gate_and_load(path: str | os.PathLike, gate: GateConfig | None = None) -> tu
     try:
         ds = read_dicom(path, gate)
     except (InvalidDicomError, OSError, DicomLimitError) as exc:
-        result.reasons = [_short(exc).removeprefix(f"{path}: ")]
+        result.reasons = [short_message(exc).removeprefix(f"{path}: ")]
         return result, None
     except Exception as exc:  # noqa: BLE001 - hostile bytes must not escape a batch
-        result.reasons = [f"not a readable DICOM file ({_short(exc)})"]
+        result.reasons = [f"not a readable DICOM file ({short_message(exc)})"]
         return result, None
     try:
         return _judge(ds, result, gate)
     except Exception as exc:  # noqa: BLE001
-        result.reasons = [*result.reasons, f"the file cannot be judged ({_short(exc)})"]
+        result.reasons = [*result.reasons, f"the file cannot be judged ({short_message(exc)})"]
         result.accepted = False
         return result, None
 
@@ -149,7 +149,7 @@ def _judge(ds: Dataset, result: GateResult, gate: GateConfig) -> tuple[GateResul
             if str(exc) not in reasons:
                 reasons.append(str(exc))
         except Exception as exc:  # noqa: BLE001
-            reasons.append(f"pixel data cannot be decoded ({_short(exc)})")
+            reasons.append(f"pixel data cannot be decoded ({short_message(exc)})")
     result.reasons = reasons
     result.accepted = not reasons
     return result, (pixels if result.accepted else None)

@@ -26,7 +26,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from pneumocxr.config import GateConfig
-from pneumocxr.dicom.pixels import MONOCHROME, _text
+from pneumocxr.dicom.pixels import MONOCHROME, text_value
+from pneumocxr.dicom.read import header_int
 
 # CID 4010 DX View: (coding scheme, code value) -> ViewPosition defined term (PS3.16; legacy SRT codes
 # from pydicom's SNOMED CT <-> SNOMED-RT mapping, R-10214 postero-anterior from the earlier CID 4010).
@@ -48,16 +49,12 @@ AGE_DATES = ("StudyDate", "AcquisitionDate", "SeriesDate", "ContentDate")
 
 def _int(ds: Dataset, keyword: str) -> int | None:
     """A header value as int, or None when absent, empty or malformed."""
-    try:
-        value = ds.get(keyword)
-        return int(value) if value not in (None, "") else None
-    except Exception:  # noqa: BLE001
-        return None
+    return header_int(ds, keyword, None)
 
 
 def _code(item: Dataset) -> tuple[str, str, str]:
     """(CodingSchemeDesignator, CodeValue, CodeMeaning) of a code item, upper-cased, '' when absent."""
-    return tuple(_text(item, key) or "" for key in ("CodingSchemeDesignator", "CodeValue", "CodeMeaning"))
+    return tuple(text_value(item, key) or "" for key in ("CodingSchemeDesignator", "CodeValue", "CodeMeaning"))
 
 
 def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
@@ -71,7 +68,7 @@ def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
 
 def normalise_view(ds: Dataset) -> dict[str, Any]:
     """The view: {'view', 'view_source', 'view_warning'} from ViewPosition, ViewCodeSequence, PatientPosition."""
-    view = _text(ds, "ViewPosition")
+    view = text_value(ds, "ViewPosition")
     if view is not None:
         return {"view": view, "view_source": "ViewPosition", "view_warning": None}
     item = _first_item(ds, "ViewCodeSequence")
@@ -84,7 +81,7 @@ def normalise_view(ds: Dataset) -> dict[str, Any]:
             warning = f"ViewCodeSequence code {scheme} {value} means {term} but its CodeMeaning says '{meaning.lower()}'"
         return {"view": term or (meaning or f"{scheme} {value}"), "view_source": "ViewCodeSequence",
                 "view_warning": warning}
-    position = _text(ds, "PatientPosition")
+    position = text_value(ds, "PatientPosition")
     return {"view": position, "view_source": "PatientPosition" if position else None, "view_warning": None}
 
 
@@ -95,7 +92,7 @@ def _squash(text: str) -> str:
 
 def normalise_body_part(ds: Dataset, gate: GateConfig) -> str | None:
     """BodyPartExamined as 'CHEST' when a synonym, else squashed; else from AnatomicRegionSequence."""
-    raw = _text(ds, "BodyPartExamined")
+    raw = text_value(ds, "BodyPartExamined")
     if raw is None:
         item = _first_item(ds, "AnatomicRegionSequence")
         if item is not None and _code(item)[:2] in CHEST_REGION_CODES:
@@ -128,13 +125,13 @@ def _date(text: str | None) -> date | None:
 
 def normalise_age(ds: Dataset) -> dict[str, Any]:
     """{'age', 'age_raw', 'age_source'}: PatientAge, else PatientBirthDate to the first study date."""
-    raw = _text(ds, "PatientAge")
+    raw = text_value(ds, "PatientAge")
     age = parse_age(raw)
     if age is not None:
         return {"age": age, "age_raw": raw, "age_source": "PatientAge"}
-    birth = _date(_text(ds, "PatientBirthDate"))
+    birth = _date(text_value(ds, "PatientBirthDate"))
     for keyword in AGE_DATES:
-        when = _date(_text(ds, keyword))
+        when = _date(text_value(ds, keyword))
         if birth and when and when >= birth:
             return {"age": round((when - birth).days / 365.25, 3), "age_raw": raw,
                     "age_source": f"PatientBirthDate to {keyword}"}
@@ -145,13 +142,13 @@ def header_values(ds: Dataset, gate: GateConfig | None = None) -> dict[str, Any]
     """The header values the gate judges, raw and normalised (absent or malformed -> None)."""
     gate = gate or GateConfig()
     return {
-        "modality": _text(ds, "Modality"),
-        "body_part": _text(ds, "BodyPartExamined"),
+        "modality": text_value(ds, "Modality"),
+        "body_part": text_value(ds, "BodyPartExamined"),
         "body_part_normalised": normalise_body_part(ds, gate),
-        "view_position": _text(ds, "ViewPosition"),
-        "patient_position": _text(ds, "PatientPosition"),
+        "view_position": text_value(ds, "ViewPosition"),
+        "patient_position": text_value(ds, "PatientPosition"),
         **normalise_view(ds),
-        "photometric": _text(ds, "PhotometricInterpretation"),
+        "photometric": text_value(ds, "PhotometricInterpretation"),
         "rows": _int(ds, "Rows"),
         "columns": _int(ds, "Columns"),
         "bits_stored": _int(ds, "BitsStored"),

@@ -3,8 +3,9 @@
 ``dicom_to_pixels`` runs, each step a function tested alone:
 
 1. ``decode`` - pydicom's decoders (native, RLE, JPEG, JPEG-LS, JPEG 2000 through pylibjpeg and
-   Pillow); when every pydicom plugin fails, GDCM read directly (it decodes the 12-bit JPEG
-   Extended of older CRs that pylibjpeg refuses and that pydicom's own GDCM plugin declines). The
+   Pillow); when every pydicom plugin fails on a JPEG syntax, GDCM read directly in a child process
+   (it decodes the 12-bit JPEG Extended of older CRs that pylibjpeg refuses and that pydicom's own
+   GDCM plugin declines; it aborts its process on some malformed files, hence the child). The
    reason for an undecodable file carries each decoder's message.
 2. ``stored_values`` - the stored value of each pixel: bits HighBit-BitsStored+1 .. HighBit,
    sign-extended when PixelRepresentation is 1 (PS3.5 8.1.1, PS3.3 C.7.6.3.1). Applied after
@@ -41,13 +42,14 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+GDCM_SYNTAX_PREFIX = ("1.2.840.10008.1.2.4.5", "1.2.840.10008.1.2.4.6", "1.2.840.10008.1.2.4.70")  # JPEG processes
 
 
 class DicomPixelError(ValueError):
     """Pixel data that cannot be turned into a 2-D monochrome image; the message is the reason."""
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
+def text_value(ds: Dataset, keyword: str) -> str | None:
     """A header value as stripped upper-case text, or None when absent, empty or malformed."""
     try:
         value = ds.get(keyword)
@@ -69,13 +71,13 @@ def _number(ds: Dataset, keyword: str, default: float | None = None) -> float | 
             value = value[0]
         number = float(value)
     except (TypeError, ValueError, IndexError, KeyError) as exc:
-        raise DicomPixelError(f"{keyword} cannot be read as a number ({_short(exc)})") from exc
+        raise DicomPixelError(f"{keyword} cannot be read as a number ({short_message(exc)})") from exc
     if not np.isfinite(number):
         raise DicomPixelError(f"{keyword} is {value}, expected a finite number")
     return number
 
 
-def _short(exc: Exception) -> str:
+def short_message(exc: Exception) -> str:
     """An exception's message on one line (each decoder's message kept), at most 400 characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:400]
@@ -97,34 +99,27 @@ def decode(ds: Dataset) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - truncated, undecodable or unsupported pixel data
         array = _gdcm_decode(ds)
         if array is None:
-            raise DicomPixelError(f"pixel data cannot be decoded ({_short(exc)})") from exc
+            raise DicomPixelError(f"pixel data cannot be decoded ({short_message(exc)})") from exc
     if array.ndim != 2:
         raise DicomPixelError(f"pixel array has shape {array.shape}, expected a 2-D image")
     return array
 
 
 def _gdcm_decode(ds: Dataset) -> np.ndarray | None:
-    """GDCM's decode of the file behind ``ds`` (a single-frame monochrome image), None if it fails."""
-    filename = getattr(ds, "filename", None)
-    if not isinstance(filename, str):
-        return None
-    try:
-        import gdcm
+    """GDCM's decode of the file behind ``ds`` for the JPEG syntaxes it rescues, None otherwise.
 
-        reader = gdcm.ImageReader()
-        reader.SetFileName(filename)
-        if not reader.Read():
-            return None
-        image = reader.GetImage()
-        dtype = {"UINT8": np.uint8, "INT8": np.int8, "UINT16": np.uint16, "INT16": np.int16}.get(
-            image.GetPixelFormat().GetScalarTypeAsString())
-        columns, rows = image.GetDimension(0), image.GetDimension(1)
-        buffer = image.GetBuffer().encode("utf-8", "surrogateescape")
-        if dtype is None or len(buffer) != rows * columns * np.dtype(dtype).itemsize:
-            return None
-        return np.frombuffer(buffer, dtype=dtype).reshape(rows, columns).copy()
-    except Exception:  # noqa: BLE001 - GDCM is a last resort; its failure keeps pydicom's reason
+    Only JPEG transfer syntaxes (1.2.840.10008.1.2.4.5x-7x) are tried, in a child process
+    (``gdcm_worker``): GDCM aborts its process on some malformed files.
+    """
+    filename = getattr(ds, "filename", None)
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if not isinstance(filename, str) or not syntax.startswith(GDCM_SYNTAX_PREFIX):
         return None
+    from pneumocxr.dicom.gdcm_worker import decode_isolated
+
+    array = decode_isolated(filename)
+    rows, columns = _number(ds, "Rows", 0), _number(ds, "Columns", 0)
+    return array if array is not None and array.shape == (rows, columns) else None
 
 
 def stored_values(array: np.ndarray, bits_stored: int, high_bit: int, signed: bool) -> np.ndarray:
@@ -228,15 +223,15 @@ def voi_transform(values: np.ndarray, ds: Dataset, value_range: tuple[float, flo
         return _lookup(values, first, table), (float(table.min()), float(table.max())), "VOI LUT Sequence"
     center, width = _number(ds, "WindowCenter"), _number(ds, "WindowWidth")
     if center is not None and width is not None:
-        function = _text(ds, "VOILUTFunction") or "LINEAR"
+        function = text_value(ds, "VOILUTFunction") or "LINEAR"
         return window(values, center, width, function), (0.0, 1.0), f"window {center:g}/{width:g} {function}"
     return values, value_range, "none"
 
 
 def presentation_inverts(ds: Dataset) -> bool:
     """True when the image must be inverted so that dense is bright (PS3.3 C.8.11.6.1.2, C.7.6.3.1.2)."""
-    photometric = _text(ds, "PhotometricInterpretation")
-    shape = _text(ds, "PresentationLUTShape")
+    photometric = text_value(ds, "PhotometricInterpretation")
+    shape = text_value(ds, "PresentationLUTShape")
     return photometric == "MONOCHROME1" or (photometric == "MONOCHROME2" and shape == "INVERSE")
 
 
@@ -246,7 +241,7 @@ def dicom_to_pixels(ds: Dataset) -> np.ndarray:
     Raises ``DicomPixelError`` (no pixels, colour, multi-frame, undecodable, invalid LUT or window,
     an empty output range).
     """
-    photometric = _text(ds, "PhotometricInterpretation")
+    photometric = text_value(ds, "PhotometricInterpretation")
     if "PixelData" in ds and photometric is None:
         raise DicomPixelError("PhotometricInterpretation is missing, expected MONOCHROME1 or MONOCHROME2")
     if "PixelData" in ds and photometric not in MONOCHROME:
@@ -266,7 +261,7 @@ def dicom_to_pixels(ds: Dataset) -> np.ndarray:
     except (KeyError, AttributeError, TypeError, ValueError) as exc:
         if isinstance(exc, DicomPixelError):
             raise
-        raise DicomPixelError(f"LUT or window attributes are invalid ({_short(exc)})") from exc
+        raise DicomPixelError(f"LUT or window attributes are invalid ({short_message(exc)})") from exc
     if not high > low:
         raise DicomPixelError(f"the VOI output range is empty ({low:g} to {high:g})")
     image = np.clip((image - np.float32(low)) / np.float32(high - low), 0.0, 1.0)

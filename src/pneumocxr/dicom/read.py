@@ -146,7 +146,7 @@ def inflate_bounded(stream: io.BufferedIOBase, limit: int, chunk: int = 1 << 16)
     return b"".join(parts)
 
 
-def _header_int(ds: Dataset, keyword: str, default: int) -> int:
+def header_int(ds: Dataset, keyword: str, default: int | None) -> int | None:
     """An integer header value, ``default`` when absent, empty or malformed."""
     try:
         value = ds.get(keyword)
@@ -161,10 +161,10 @@ def limit_reasons(ds: Dataset, gate: GateConfig) -> list[str]:
     Uses Rows, Columns, SamplesPerPixel, NumberOfFrames, BitsAllocated (PS3.3 C.7.6.3) and the
     stored length of native pixel data. Returns an empty list when within every limit.
     """
-    rows, columns = _header_int(ds, "Rows", 0), _header_int(ds, "Columns", 0)
-    samples = max(_header_int(ds, "SamplesPerPixel", 1), 1)
-    frames = max(_header_int(ds, "NumberOfFrames", 1), 1)
-    bytes_per_sample = max((_header_int(ds, "BitsAllocated", 8) + 7) // 8, 1)
+    rows, columns = header_int(ds, "Rows", 0), header_int(ds, "Columns", 0)
+    samples = max(header_int(ds, "SamplesPerPixel", 1), 1)
+    frames = max(header_int(ds, "NumberOfFrames", 1), 1)
+    bytes_per_sample = max((header_int(ds, "BitsAllocated", 8) + 7) // 8, 1)
     reasons = []
     pixels = rows * columns
     if pixels > gate.max_pixels:
