@@ -85,6 +85,8 @@ def build(folder: Path, source: Path) -> dict[str, Path]:
         "voi_lut_descriptor12": make("voi_lut_descriptor12", bits=12, edit=voi_lut(12)),
         "mono2_inverse": make("mono2_inverse", bits=12, edit=mono2_inverse),
         "mono1": make("mono1", bits=12, edit=mono1),
+        "two_windows": make("two_windows", bits=12,
+                            edit=lambda ds, s: _window(ds, s, [2048, 1000], [3000, 500])),
         "window_sigmoid": make("window_sigmoid", bits=12, edit=lambda ds, s: _window(ds, s, 1800, 2500, "SIGMOID")),
         "window_linear_exact": make("window_linear_exact", bits=12,
                                     edit=lambda ds, s: _window(ds, s, 1800, 2500, "LINEAR_EXACT")),

@@ -111,39 +111,37 @@ def _read_deflated(path: Path, limit: int) -> Dataset:
         preamble = read_preamble(handle, False)
         meta = _read_file_meta_info(handle)
         inflated = inflate_bounded(handle, limit)
-    dataset = read_dataset(io.BytesIO(inflated), is_implicit_VR=False, is_little_endian=True)
+    dataset = read_dataset(inflated, is_implicit_VR=False, is_little_endian=True)
     ds = FileDataset(str(path), dataset, preamble=preamble, file_meta=meta,
                      is_implicit_VR=False, is_little_endian=True)
     return ds
 
 
-def inflate_bounded(stream: io.BufferedIOBase, limit: int, chunk: int = 1 << 16) -> bytes:
-    """Raw-deflate ``stream`` to bytes, refusing to produce more than ``limit`` bytes.
+def inflate_bounded(stream: io.BufferedIOBase, limit: int, chunk: int = 1 << 16) -> io.BytesIO:
+    """Raw-deflate ``stream`` into a rewound ``BytesIO``, refusing to produce more than ``limit`` bytes.
 
-    The output is capped per call with ``max_length``, so memory stays below ``limit`` plus one
-    chunk whatever the compression ratio. Raises ``DicomLimitError`` beyond the limit and
-    ``InvalidDicomError`` when the stream is not valid deflate data.
+    The output is capped per call with ``max_length`` and written straight into one buffer, so
+    memory stays below ``limit`` plus one chunk whatever the compression ratio. Raises
+    ``DicomLimitError`` beyond the limit and ``InvalidDicomError`` when the data are not deflate.
     """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    parts: list[bytes] = []
-    total = 0
+    out = io.BytesIO()
     try:
         while not inflater.eof:
             data = inflater.unconsumed_tail or stream.read(chunk)
             if not data:
                 break
-            out = inflater.decompress(data, limit + 1 - total)
-            total += len(out)
-            parts.append(out)
-            if total > limit:
-                raise DicomLimitError(f"deflated data inflate beyond the limit of {limit} bytes "
-                                      "([gate] max_inflated_bytes)")
-        parts.append(inflater.flush())
+            out.write(inflater.decompress(data, limit + 1 - out.tell()))
+            if out.tell() > limit:
+                break
+        if out.tell() <= limit:
+            out.write(inflater.flush())
     except zlib.error as exc:
         raise InvalidDicomError(f"deflated data cannot be inflated ({exc})") from exc
-    if total + len(parts[-1]) > limit:
+    if out.tell() > limit:
         raise DicomLimitError(f"deflated data inflate beyond the limit of {limit} bytes ([gate] max_inflated_bytes)")
-    return b"".join(parts)
+    out.seek(0)
+    return out
 
 
 def header_int(ds: Dataset, keyword: str, default: int | None) -> int | None:
