@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 export MPLBACKEND := Agg
 
-.PHONY: install data test test-fast demo bench fuzz clean
+.PHONY: install data dcmtk test test-fast demo bench fuzz clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,16 @@ install: $(VENV)/.installed
 data: install
 	$(CLI) data setup
 
-test: data
+# DCMTK's dcmj2pnm is the independent reference rendering of the DICOM tests (Debian package dcmtk)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+dcmtk:
+	@command -v dcmj2pnm >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dcmtk; }
+
+test: data dcmtk
 	$(PY) -m pytest -q --durations=15
 
-test-fast: data
+test-fast: data dcmtk
 	$(PY) -m pytest -q -m "not slow"
 
 demo: data

@@ -86,3 +86,44 @@ def truncate(path: str | Path, keep_fraction: float = 0.5) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep_fraction)])
     return path
+
+
+def real_chest(path: str | Path, source: str | Path, *, size: int = 256, bits: int = 8, edit=None,
+               transfer_syntax=None, file_meta: bool = True) -> Path:
+    """A DICOM built from a real radiograph (``source``, e.g. test1.dcm), downsampled to ``size``.
+
+    ``bits`` 8 keeps the stored 8-bit values; 12 or 16 stores them scaled to that depth in uint16.
+    ``edit(ds, stored)`` may change the dataset (and return new stored values) before it is written;
+    ``transfer_syntax`` compresses with ``Dataset.compress``; ``file_meta=False`` writes a bare dataset.
+    """
+    import pydicom
+
+    path = Path(path)
+    ds = pydicom.dcmread(str(source))
+    step = max(1, ds.Rows // size)
+    stored = ds.pixel_array[::step, ::step].astype(np.uint16 if bits > 8 else np.uint8)
+    if bits > 8:
+        stored = (stored.astype(np.uint32) * (2**bits - 1) // 255).astype(np.uint16)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (8 if bits == 8 else 16), bits, bits - 1, 0
+    if edit is not None:
+        changed = edit(ds, stored)
+        stored = stored if changed is None else changed
+    ds.Rows, ds.Columns = stored.shape
+    big = not ds.file_meta.TransferSyntaxUID.is_little_endian
+    ds.PixelData = np.ascontiguousarray(stored.astype(stored.dtype.newbyteorder(">")) if big else stored).tobytes()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if transfer_syntax is not None:
+        ds.compress(transfer_syntax)
+    if file_meta:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        from pydicom.filewriter import write_dataset
+        from pydicom.filebase import DicomFileLike
+        with open(path, "wb") as handle:
+            fp = DicomFileLike(handle)
+            syntax = ds.file_meta.TransferSyntaxUID
+            fp.is_little_endian, fp.is_implicit_VR = syntax.is_little_endian, syntax.is_implicit_VR
+            write_dataset(fp, ds)
+    return path

@@ -18,8 +18,9 @@ def test_check_json_on_real_test_dicoms(real_data, capsys):
     assert rows[3]["reasons"] == ["BodyPartExamined is 'RIBCAGE', expected CHEST"]
     assert rows[4]["reasons"] == ["Modality is 'CT', expected DX or CR"]
     assert rows[5]["reasons"] == ["PatientPosition is 'XX', expected PA or AP"]
-    assert set(rows[0]) == {"path", "accepted", "reasons", "modality", "body_part", "view_position",
-                            "patient_position", "photometric", "rows", "columns", "bits_stored", "age", "warnings"}
+    assert set(rows[0]) == {"path", "accepted", "reasons", "modality", "body_part", "body_part_normalised", "view",
+                            "view_source", "view_position", "patient_position", "photometric", "rows", "columns",
+                            "bits_stored", "age", "age_raw", "age_source", "transfer_syntax", "warnings"}
 
 
 def test_check_table_keeps_one_row_per_input_in_order(real_data, tmp_path, capsys):

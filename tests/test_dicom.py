@@ -10,7 +10,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 from dicom_factory import gradient, make_dicom, truncate
 from pneumocxr.config import GateConfig
 from pneumocxr.dicom import (
-    GATE_FIELDS, dicom_to_pixels, expand_inputs, gate_and_load, gate_dicom, parse_age, read_dicom,
+    GATE_FIELDS, dicom_to_pixels, expand_inputs, gate_and_load, gate_dicom, read_dicom,
 )
 
 
@@ -30,9 +30,8 @@ def test_classic_test_dicoms_decisions_and_reasons(test_dicoms):
 
 def test_accepted_real_file_returns_its_pixels(test_dicoms):
     result, pixels = gate_and_load(test_dicoms[0])
-    stored = read_dicom(test_dicoms[0]).pixel_array
     assert result.accepted and pixels.shape == (1024, 1024) and pixels.dtype == np.float32
-    np.testing.assert_allclose(pixels, stored / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(pixels, dicom_to_pixels(read_dicom(test_dicoms[0])))
 
 
 def test_rejected_file_returns_no_pixels(test_dicoms):
@@ -48,7 +47,7 @@ def test_rejected_file_returns_no_pixels(test_dicoms):
     ({"body_part": None}, "BodyPartExamined is missing, expected CHEST"),
     ({"body_part": "   "}, "BodyPartExamined is missing, expected CHEST"),
     ({"view": "LL"}, "ViewPosition is 'LL', expected PA or AP"),
-    ({"view": None}, "PatientPosition is missing, expected PA or AP"),
+    ({"view": None}, "view is missing (no ViewPosition, ViewCodeSequence or PatientPosition), expected PA or AP"),
     ({"view": None, "patient_position": "HFS"}, "PatientPosition is 'HFS', expected PA or AP"),
 ])
 def test_header_rejections_name_field_and_value(tmp_path, overrides, reason):
@@ -68,41 +67,7 @@ def test_age_range_gate(tmp_path):
     assert result.reasons == ["PatientAge is 0.5 years, expected 18 to 120"]
 
 
-@pytest.mark.parametrize("text, years", [("081Y", 81.0), ("81", 81.0), ("006M", 0.5), ("014D", 0.038), ("", None), ("abc", None)])
-def test_parse_age(text, years):
-    assert parse_age(text) == years
-
-
-# --- pixel pipeline corner cases ------------------------------------------------------------
-
-def test_8bit_scaled_over_stored_range(tmp_path):
-    pixels = dicom_to_pixels(read_dicom(make_dicom(tmp_path / "x.dcm")))
-    assert pixels.min() == 0.0 and pixels.max() == 1.0
-    np.testing.assert_allclose(pixels, gradient() / 255.0, atol=1e-6)
-
-
-def test_monochrome1_is_inverted(tmp_path):
-    plain = dicom_to_pixels(read_dicom(make_dicom(tmp_path / "a.dcm")))
-    inverted = dicom_to_pixels(read_dicom(make_dicom(tmp_path / "b.dcm", photometric="MONOCHROME1")))
-    np.testing.assert_allclose(inverted, 1.0 - plain, atol=1e-6)
-
-
-def test_16bit_with_rescale_uses_modality_lut(tmp_path):
-    stored = gradient(high=4095, dtype=np.uint16)
-    path = make_dicom(tmp_path / "x.dcm", stored, rescale=(2.0, -1024.0))
-    pixels = dicom_to_pixels(read_dicom(path))
-    # rescale is linear, so scaling over the rescaled stored range gives stored / 4095
-    np.testing.assert_allclose(pixels, stored / 4095.0, atol=1e-6)
-
-
-def test_voi_window_applied(tmp_path):
-    stored = gradient()
-    pixels = dicom_to_pixels(read_dicom(make_dicom(tmp_path / "x.dcm", stored, window=(128, 64))))
-    assert pixels[0, stored[0] < 90].max() == 0.0
-    assert pixels[0, stored[0] > 165].min() == 1.0
-    middle = np.argmin(np.abs(stored[0].astype(int) - 128))
-    assert 0.4 < pixels[0, middle] < 0.6
-
+# --- pixel pipeline corner cases (renderings are checked against DCMTK in test_dicom_reference.py) --
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless], ids=["rle", "jpeg-ls", "jpeg2000"])
 def test_compressed_transfer_syntaxes_decode_losslessly(tmp_path, syntax):

@@ -105,6 +105,16 @@ class GateConfig:
     min_size: int = 64  # smallest Rows/Columns accepted
     age_range: tuple[float, float] | None = None  # years, inclusive; None = no age check
     age_action: str = "reject"  # reject | warn: outside age_range rejects, or scores with a warning
+    age_missing_action: str = "warn"  # reject | warn: with age_range set, an age that is missing or unparseable
+    body_part_synonyms: tuple[str, ...] = (  # BodyPartExamined values read as CHEST (case/space-insensitive)
+        "CHEST", "THORAX", "TORAX", "THORACIC", "PECHO", "POITRINE", "BRUSTKORB", "TORACE", "PORT CHEST",
+        "CHEST PA", "CHEST AP", "CHEST PA AND LAT", "CHEST PORTABLE", "PORTABLE CHEST", "CXR", "LUNG", "LUNGS")
+    max_pixels: int = 25_000_000  # Rows x Columns per frame, judged from the header before any decode
+    max_decoded_bytes: int = 100_000_000  # decoded pixel bytes (header), or stored length of native pixel data
+    max_inflated_bytes: int = 134_217_728  # Deflated transfer syntax: bytes inflated at most (128 MiB)
+    max_aspect_ratio: float = 3.0  # longer side / shorter side (chest cassettes are at most 17:14)
+    min_dynamic_range: float = 0.1  # rendered image: 1st-99th percentile spread in [0, 1] below this is rejected
+    max_saturated_fraction: float = 0.75  # rendered image: share of pixels at exactly 0 or 1 above this is rejected
 
 
 @dataclass(frozen=True)

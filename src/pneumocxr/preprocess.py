@@ -3,7 +3,8 @@
 Two halves, used together by training, evaluation and inference:
 
 * ``load_pixels(path)`` -> 2-D float32 in [0, 1] (bright = dense). DICOM goes through
-  ``pneumocxr.dicom.dicom_to_pixels`` (modality LUT, VOI LUT, MONOCHROME1 inversion, stored range);
+  ``pneumocxr.dicom.dicom_to_pixels`` (stored bits, modality LUT, VOI LUT or window, polarity, [0, 1]
+  over the VOI step's range; PS3.3 C.7.6.3 / C.11);
   PNG/JPEG are converted to 8-bit grey and divided by 255, which is the same as an 8-bit DICOM's
   stored range, so a PNG and its DICOM twin give the same array.
 * ``to_model_input(pixels, size, backbone)`` -> (size, size, 3) float32: antialiased area resize,

@@ -24,7 +24,7 @@ from pneumocxr.report_data import (DESCRIPTIONS, PEDIATRIC_DATASETS, SOURCES, TI
                                    dataset_summary, evaluation_title, load_run_artifacts, manifest_rows, model_summary,
                                    try_summary)
 from pneumocxr.report_figures import EDA_FIGURES, prepare_figures
-from pneumocxr.report_trace import NOT_AVAILABLE, Ledger
+from pneumocxr.report_trace import NOT_AVAILABLE, Ledger, format_number
 from pneumocxr.runs import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -281,6 +281,16 @@ def train_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     return ctx
 
 
+DICOM_LIMITS = (
+    ("max_pixels", "largest Rows x Columns accepted (pixels)", "count"),
+    ("max_decoded_bytes", "largest decoded pixel data accepted (bytes)", "count"),
+    ("max_inflated_bytes", "largest inflated Deflated dataset accepted (bytes)", "count"),
+    ("max_aspect_ratio", "largest aspect ratio accepted (longer / shorter side)", "num"),
+    ("min_dynamic_range", "smallest 1st-99th percentile spread of the rendered image", "num"),
+    ("max_saturated_fraction", "largest share of rendered pixels at 0 or 1", "num"),
+)
+
+
 def gate_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     """What the DICOM gate accepts, from the run's ``[gate]`` table."""
     gate, c = art.config.gate, art.config_raw
@@ -290,6 +300,10 @@ def gate_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     if gate.age_range is not None:
         ctx["age_low"] = ledger.take(c, "gate.age_range[0]", "youngest accepted PatientAge (years)", "num")
         ctx["age_high"] = ledger.take(c, "gate.age_range[1]", "oldest accepted PatientAge (years)", "num")
+    ctx["body_part_synonyms"] = list(gate.body_part_synonyms)
+    ctx["age_missing_rejects"] = gate.age_missing_action == "reject"
+    for key, quantity, kind in DICOM_LIMITS:  # runs saved before these keys existed used the defaults
+        ctx[key] = ledger.maybe(c, f"gate.{key}", quantity, kind) or format_number(getattr(gate, key), kind)
     return ctx
 
 

@@ -39,12 +39,12 @@ def flowchart_steps(config: Config, threshold: float, rule: str) -> list[tuple[s
     head = " → ".join([f"Dense {units} (ReLU)" for units in model.head_units] + [f"Dropout {model.dropout:g}"])
     return [
         ("DICOM input", "one file or a folder; exactly one result row per input"),
-        ("DICOM gate (header check)",
-         f"Modality ∈ {{{', '.join(gate.modalities)}}}; BodyPartExamined ∈ {{{', '.join(gate.body_parts)}}}\n"
-         f"ViewPosition (else PatientPosition) ∈ {{{', '.join(gate.views)}}}\n"
-         f"MONOCHROME1/2; Rows, Columns ≥ {gate.min_size}{age}; pixel data decodable"),
+        ("DICOM gate (header, limits, rendering)",
+         f"Modality ∈ {{{', '.join(gate.modalities)}}}; BodyPartExamined (synonyms) ∈ {{{', '.join(gate.body_parts)}}}\n"
+         f"view (ViewPosition, ViewCodeSequence, PatientPosition) ∈ {{{', '.join(gate.views)}}}; for presentation\n"
+         f"MONOCHROME1/2; Rows, Columns ≥ {gate.min_size}{age}; size limits; decodable, sane rendering"),
         ("Preprocessing (the one shared function)",
-         "modality LUT → VOI LUT / window → MONOCHROME1 inversion → scale to [0, 1]\n"
+         "stored bits → modality LUT / rescale → VOI LUT / window → polarity → [0, 1] over the VOI range\n"
          f"area resize to {data.image_size} × {data.image_size} px → grey to RGB → {model.backbone} input normalisation"),
         (f"CNN: {model.backbone} (weights: {Path(model.weights).name}) + classification head",
          f"pre-trained layers (trained from {stages}) → global {model.pooling} pooling → {head} → sigmoid"),
