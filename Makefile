@@ -1,6 +1,6 @@
 # pneumocxr — every set-up step a fresh machine needs is here.
 #   make demo   install, link/download data, execute the three notebooks, write model, plots, report PDF
-#   make test   install, link/download data, run the test suite (slow tests included)
+#   make test   install, link/download data, install Orthanc if missing, run the test suite (slow tests included)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 export MPLBACKEND := Agg
 
-.PHONY: install data test test-fast demo bench fuzz clean
+.PHONY: install data orthanc test test-fast demo bench fuzz clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,16 @@ install: $(VENV)/.installed
 data: install
 	$(CLI) data setup
 
-test: data
+# Orthanc (Debian package) is the real PACS the `pneumocxr serve` tests start on 127.0.0.1 with a temporary
+# config; installed when missing (the system service is never used).
+orthanc:
+	@command -v Orthanc >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq orthanc; }
+
+test: data orthanc
 	$(PY) -m pytest -q --durations=15
 
-test-fast: data
+test-fast: data orthanc
 	$(PY) -m pytest -q -m "not slow"
 
 demo: data
