@@ -39,8 +39,9 @@ test-fast: data orthanc
 demo: data
 	$(CLI) demo
 
-bench: data
+bench: data orthanc
 	$(PY) bench/run.py
+	$(PY) bench/serve.py
 
 fuzz: data
 	PNEUMOCXR_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -m fuzz tests

@@ -386,3 +386,23 @@ def test_caller_from_a_host_outside_allowed_hosts_is_refused(tmp_path):
 def test_serve_config_errors_name_the_key(raw, named):
     with pytest.raises(ServeConfigError, match=named):
         serve_config_from_dict(raw, "serve.toml")
+
+
+def test_fda_report_describes_the_node_when_a_serve_config_is_given(tiny_run, tmp_path):
+    from pneumocxr.report import write_report
+    from pneumocxr.report_figures import flowchart_steps
+    from pneumocxr.runs import load_run_config
+
+    serve_toml = write_serve_config(tmp_path / "serve.toml", port=11112, state_dir=tmp_path / "state",
+                                    destination_port=4242)
+    node = load_serve_config(serve_toml).summary()
+    config = load_run_config(tiny_run)
+    plain = flowchart_steps(config, 0.5, "youden")
+    served = flowchart_steps(config, 0.5, "youden", node)
+    assert served[1:-1] == plain[1:-1]  # the algorithm boxes are the same; input and output name the node
+    assert "PNEUMOCXR" in served[0][0] and "ORTHANC" in served[-1][0] and "TID 1500" in served[-1][1]
+    with_node = write_report(tiny_run, tmp_path / "with" / "FDA.md", serve_config=serve_toml).markdown.read_text()
+    without = write_report(tiny_run, tmp_path / "without" / "FDA.md").markdown.read_text()
+    assert "**Deployment:**" in with_node and "AE title `PNEUMOCXR`, port 11112" in with_node
+    assert "accepting images only from MODALITY" in with_node and "PACS `ORTHANC`" in with_node
+    assert "**Deployment:**" not in without and "pneumocxr serve" not in without

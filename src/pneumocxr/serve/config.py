@@ -10,9 +10,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pneumocxr.config import ConfigError
+from pneumocxr.config import _build as build_dataclass  # the one TOML-table builder (unknown keys rejected)
 
 # Storage SOP classes a chest radiograph arrives in (PS3.4 B.5): CR, DX for presentation and for
 # processing, and Secondary Capture (many PACS exports of radiographs, the classic test files).
@@ -25,7 +28,7 @@ XRAY_STORAGE_CLASSES = (
 MAX_AE_LENGTH = 16  # PS3.5 6.2: AE titles are at most 16 characters
 
 
-class ServeConfigError(ValueError):
+class ServeConfigError(ConfigError):
     """A serve.toml that cannot be used, with the file, key and value named."""
 
 
@@ -167,6 +170,12 @@ class ServeConfig:
         base = Path(self.source).parent if self.source != "<dict>" else Path.cwd()
         return path if path.is_absolute() else (base / path).resolve()
 
+    def summary(self) -> dict[str, Any]:
+        """What the FDA report says about the node: AE titles, port, TLS, destination, outputs (no paths)."""
+        return {"ae_title": self.node.ae_title, "port": self.node.port, "tls": self.tls.enabled,
+                "callers": list(self.node.allowed_calling_ae_titles), "destination": self.destination.ae_title,
+                "secondary_capture": self.worker.secondary_capture, "batch_size": self.worker.batch_size}
+
     @property
     def journal_path(self) -> Path:
         """The SQLite journal file."""
@@ -177,19 +186,15 @@ _TABLES = {"node": NodeConfig, "tls": TlsConfig, "worker": WorkerConfig, "destin
 
 
 def _table(cls: type, values: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys and wrong types."""
+    """Build dataclass ``cls`` from a TOML table (``pneumocxr.config``'s builder), naming ``where`` on errors."""
     if not isinstance(values, dict):
         raise ServeConfigError(f"{where} must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ServeConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return build_dataclass(cls, values, where)
     except ServeConfigError as exc:
         raise ServeConfigError(f"{where}: {exc}") from exc
-    except TypeError as exc:
-        raise ServeConfigError(f"{where}: {exc}") from exc
+    except (ConfigError, TypeError) as exc:
+        raise ServeConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from exc
 
 
 def serve_config_from_dict(raw: dict[str, Any], where: str = "<dict>") -> ServeConfig:
