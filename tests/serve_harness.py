@@ -78,7 +78,10 @@ def send(datasets: Iterable[pydicom.Dataset], port: int, ae_title: str = SENDER_
         return statuses
     try:
         for i, ds in enumerate(datasets):
-            status = assoc.send_c_store(ds) if assoc.is_established else None
+            try:
+                status = assoc.send_c_store(ds) if assoc.is_established else None
+            except (RuntimeError, OSError):  # the peer vanished mid-association (a killed node)
+                status = None
             statuses[str(ds.SOPInstanceUID)] = getattr(status, "Status", None)
             if after_each:
                 after_each(i)
