@@ -1,6 +1,6 @@
 # pneumocxr — every set-up step a fresh machine needs is here.
 #   make demo   install, link/download data, execute the three notebooks, write model, plots, report PDF
-#   make test   install, link/download data, run the test suite (slow tests included)
+#   make test   install, link/download data, install Orthanc if missing, run the test suite (slow tests included)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 export MPLBACKEND := Agg
 
-.PHONY: install data dcmtk test test-fast demo bench fuzz clean
+.PHONY: install data system-packages test test-fast demo bench fuzz clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,23 +24,28 @@ install: $(VENV)/.installed
 data: install
 	$(CLI) data setup
 
-# DCMTK's dcmj2pnm is the independent reference rendering of the DICOM tests (Debian package dcmtk)
+# Debian packages the tests use as independent references and real components: DCMTK's dcmj2pnm (the
+# reference rendering of the DICOM tests) and Orthanc (the real PACS the `pneumocxr serve` tests start on
+# 127.0.0.1 with a temporary config; the system service is never used). Installed when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-dcmtk:
-	@command -v dcmj2pnm >/dev/null || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dcmtk; }
+system-packages:
+	@missing=""; command -v dcmj2pnm >/dev/null || missing="$$missing dcmtk"; \
+	command -v Orthanc >/dev/null || missing="$$missing orthanc"; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
-test: data dcmtk
+test: data system-packages
 	$(PY) -m pytest -q --durations=15
 
-test-fast: data dcmtk
+test-fast: data system-packages
 	$(PY) -m pytest -q -m "not slow"
 
 demo: data
 	$(CLI) demo
 
-bench: data
+bench: data system-packages
 	$(PY) bench/run.py
+	$(PY) bench/serve.py
 
 fuzz: data
 	PNEUMOCXR_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -m fuzz tests

@@ -395,13 +395,14 @@ def standard_context(evaluations: list[Evaluation], contexts: list[dict[str, Any
     return ctx
 
 
-def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, author: str, device: str) -> str:
+def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, author: str, device: str,
+                    node: dict | None = None) -> str:
     """The filled template: every number through one ledger, the ledger as Appendix A."""
     ledger = Ledger()
     train = train_context(art, ledger)
     contexts = [evaluation_context(e, art.config.data.dataset, figures, ledger) for e in art.evaluations]
     context = {
-        "author": author, "device": device, "run_id": art.manifest.data.get("run_id", art.run_dir.name),
+        "author": author, "device": device, "node": node, "run_id": art.manifest.data.get("run_id", art.run_dir.name),
         "config_name": art.config.name, "generator_version": __version__, "files_dir": files_dir,
         "train": train, "gate": gate_context(art, ledger), "val": contexts[0], "evaluations": contexts,
         "external": bool(art.external), "external_list": [c for c in contexts if c["role"] == "external test"],
@@ -428,8 +429,12 @@ def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, 
 
 
 def write_report(run_dir: str | Path, out: str | Path, eda_dir: str | Path | None = None, pdf: str | Path | None = None,
-                 author: str = "pneumocxr project", device: str = "PneumoCXR") -> ReportFiles:
-    """Write the submission markdown, its figure folder and (when ``pdf`` is given) the PDF; return the paths."""
+                 author: str = "pneumocxr project", device: str = "PneumoCXR",
+                 serve_config: str | Path | None = None) -> ReportFiles:
+    """Write the submission markdown, its figure folder and (when ``pdf`` is given) the PDF; return the paths.
+
+    With ``serve_config`` (a serve.toml) the flowchart and device description show the DICOM node.
+    """
     art = load_run_artifacts(run_dir, eda_dir)
     out = Path(out)
     files_dir = out.parent / f"{out.stem}_files"
@@ -443,8 +448,13 @@ def write_report(run_dir: str | Path, out: str | Path, eda_dir: str | Path | Non
             artifact = Artifact(f"report:{files_dir.name}/{name}", read_json(path))
             setattr(art, "dataset" if name.startswith("dataset") else "model", artifact)
     art.notes = [note.replace(f"{art.run_dir}/", "run:") for note in art.notes]
-    figures = prepare_figures(art, files_dir, Path(eda_dir) if eda_dir else None)
-    out.write_text(render_markdown(art, figures, files_dir.name, author, device))
+    node = None
+    if serve_config is not None:
+        from pneumocxr.serve.config import load_serve_config
+
+        node = load_serve_config(serve_config).summary()
+    figures = prepare_figures(art, files_dir, Path(eda_dir) if eda_dir else None, node)
+    out.write_text(render_markdown(art, figures, files_dir.name, author, device, node))
     log.info("report: wrote %s and %d figures in %s", out, len(figures), files_dir)
     pdf_path = None
     if pdf is not None:

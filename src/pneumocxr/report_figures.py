@@ -29,15 +29,16 @@ PNG_METADATA = {"Software": None}  # no version stamp: the same run gives the sa
 _BOX = {"boxstyle": "round,pad=0.004,rounding_size=0.015", "linewidth": 1.4}
 
 
-def flowchart_steps(config: Config, threshold: float, rule: str) -> list[tuple[str, str]]:
-    """``(title, detail)`` per box of the device flowchart, filled from the run's config and threshold."""
+def flowchart_steps(config: Config, threshold: float, rule: str, node: dict | None = None) -> list[tuple[str, str]]:
+    """``(title, detail)`` per box of the device flowchart, filled from the run's config and threshold
+    (and, with ``node`` = ``ServeConfig.summary()``, the DICOM node's input and output)."""
     gate, data, model = config.gate, config.data, config.model
     age = (f"; PatientAge {gate.age_range[0]:g}-{gate.age_range[1]:g} y" + (" (else a warning)" if gate.age_action == "warn" else "")) if gate.age_range else ""
     stages = getattr(config.train, "stage1_trainable_from", model.trainable_from)
     if getattr(config.train, "finetune_epochs", 0):
         stages += f", then a fine-tune from {model.trainable_from}, kept if it improves validation"
     head = " → ".join([f"Dense {units} (ReLU)" for units in model.head_units] + [f"Dropout {model.dropout:g}"])
-    return [
+    steps = [
         ("DICOM input", "one file or a folder; exactly one result row per input"),
         ("DICOM gate (header, limits, rendering)",
          f"Modality ∈ {{{', '.join(gate.modalities)}}}; BodyPartExamined (synonyms) ∈ {{{', '.join(gate.body_parts)}}}\n"
@@ -52,11 +53,18 @@ def flowchart_steps(config: Config, threshold: float, rule: str) -> list[tuple[s
         ("Output to the radiologist's worklist",
          "probability, label, threshold and Grad-CAM heatmap per image; an aid to triage, not a diagnosis"),
     ]
+    if node:
+        steps[0] = (f"DICOM node '{node['ae_title']}' (C-STORE{', TLS' if node['tls'] else ''})",
+                    "Storage SCP: known callers only; each image stored durably and journalled before success")
+        outputs = "Structured Report (TID 1500)" + (" + Grad-CAM Secondary Capture" if node["secondary_capture"] else "")
+        steps[-1] = (f"Results to the PACS '{node['destination']}' + worklist",
+                     f"{outputs} by C-STORE, once per image; worklist flagged first; an aid to triage, not a diagnosis")
+    return steps
 
 
-def plot_flowchart(config: Config, threshold: float, rule: str) -> Figure:
+def plot_flowchart(config: Config, threshold: float, rule: str, node: dict | None = None) -> Figure:
     """The device's data path as boxes and arrows: DICOM -> gate -> preprocess -> CNN -> threshold -> output."""
-    steps = flowchart_steps(config, threshold, rule)
+    steps = flowchart_steps(config, threshold, rule, node)
     fig, ax = plt.subplots(figsize=(8.6, 9.6))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -121,12 +129,12 @@ def run_plots(run_dir: Path) -> dict[str, Path]:
     return found
 
 
-def prepare_figures(art: RunArtifacts, files_dir: Path, eda_dir: Path | None) -> dict[str, str]:
+def prepare_figures(art: RunArtifacts, files_dir: Path, eda_dir: Path | None, node: dict | None = None) -> dict[str, str]:
     """Draw the flowchart and training history, copy run/eval/EDA plots; figure name -> path relative to the markdown."""
     files_dir.mkdir(parents=True, exist_ok=True)
     written = {name: copy_figure(path, files_dir, name) for name, path in run_plots(art.run_dir).items()}
     threshold = float(art.threshold.data["threshold"])
-    written["flowchart.png"] = save_report_figure(plot_flowchart(art.config, threshold, art.threshold.data.get("rule", "?")),
+    written["flowchart.png"] = save_report_figure(plot_flowchart(art.config, threshold, art.threshold.data.get("rule", "?"), node),
                                                   files_dir / "flowchart.png")
     if art.history.data and "history.png" not in written:  # runs write plots/history.png; older ones may not
         from pneumocxr.train import plot_history, read_history

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pdf", metavar="PDF", help="also render the markdown to this PDF")
     parser.add_argument("--author", default="pneumocxr project", help="the template's 'Your Name' (default: %(default)s)")
     parser.add_argument("--device", default="PneumoCXR", help="the device name (default: %(default)s)")
+    parser.add_argument("--serve-config", metavar="SERVE_TOML",
+                        help="the DICOM node's serve.toml: the flowchart and device description then show the node")
     parser.set_defaults(func=run)
 
 
@@ -30,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         files = write_report(args.run_dir, args.out, eda_dir=args.eda, pdf=args.pdf, author=args.author,
-                             device=args.device)
-    except (RunError, FileNotFoundError) as exc:
+                             device=args.device, serve_config=args.serve_config)
+    except (RunError, FileNotFoundError, ValueError) as exc:
         print(f"pneumocxr report: {exc}", file=sys.stderr)
         return 1
     print(f"markdown: {files.markdown}\nfigures:  {files.figures_dir}/")
