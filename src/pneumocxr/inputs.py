@@ -69,13 +69,14 @@ def _walk(folder: Path, seen: set[tuple[int, int]]) -> Iterator[Found]:
             yield Found(path, f"cannot be read ({_os_reason(exc)})")
             continue
         if is_dir:
-            yield from _folder(path, seen)
+            yield from _folder(path, seen, named=False)
         else:
             yield Found(path)
 
 
-def _folder(folder: Path, seen: set[tuple[int, int]]) -> Iterator[Found]:
-    """A folder's items, or one item saying why it has none (empty, or already walked via a link)."""
+def _folder(folder: Path, seen: set[tuple[int, int]], named: bool = True) -> Iterator[Found]:
+    """A folder's items; or one item saying why it has none: already walked (reached again through a
+    link), or empty when the user ``named`` it (an empty sub-folder is no input and gets no row)."""
     try:
         info = os.stat(folder)
     except OSError as exc:
@@ -89,7 +90,7 @@ def _folder(folder: Path, seen: set[tuple[int, int]]) -> Iterator[Found]:
     found = False
     for found, item in enumerate(_walk(folder, seen), start=1):
         yield item
-    if not found:
+    if not found and named:
         yield Found(folder, "is a folder with no files in it")
 
 
