@@ -24,16 +24,7 @@ from dicom_factory import make_dicom
 from pneumocxr import explain, infer
 from pneumocxr.cli import main
 from pneumocxr.privacy import input_hash
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_run) -> Path:
-    return Path(tiny_run)
-
-
-@pytest.fixture(scope="module")
-def predictor(run_dir):
-    return infer.load_predictor(run_dir)
+from test_infer import predictor, run_dir  # noqa: F401 - the shared tiny run and its predictor
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
