@@ -166,12 +166,17 @@ HEADER_FIELDS = ("modality", "body_part", "view_position", "patient_position", "
                  "bits_stored", "age")
 
 
+def row_name(row: dict) -> str:
+    """How a prediction row is shown: its file name when the row carries a path (``show_paths``), else its label."""
+    return Path(row["path"]).name if row.get("path") else str(row.get("input"))
+
+
 def case_summary(row: dict) -> dict:
     """The header values the gate judged, its decision and reasons, and the model's output for one row."""
     decision = "accepted" if row["accepted"] else "rejected: " + "; ".join(row["reasons"])
     output = {"decision": decision, "probability": row.get("probability"), "threshold": row.get("threshold"),
               "label": row.get("label")}
-    return {"file": Path(row["path"]).name, **{k: row.get(k) for k in HEADER_FIELDS}, **output}
+    return {"file": row_name(row), **{k: row.get(k) for k in HEADER_FIELDS}, **output}
 
 
 def case_figure(row: dict):
@@ -182,7 +187,7 @@ def case_figure(row: dict):
     from matplotlib.figure import Figure
     from matplotlib.image import imread
 
-    name = Path(row["path"]).name
+    name = row_name(row)
     if row.get("heatmap") and Path(row["heatmap"]).is_file():
         overlay = imread(row["heatmap"])
         fig = Figure(figsize=(overlay.shape[1] / 100, overlay.shape[0] / 100), dpi=100)
@@ -192,6 +197,8 @@ def case_figure(row: dict):
         return fig
     from pneumocxr.preprocess import ImageReadError, load_pixels
 
+    if not row.get("path"):
+        return None
     try:
         pixels = load_pixels(row["path"])
     except (ImageReadError, OSError, ValueError):
@@ -207,7 +214,7 @@ def probability_figure(rows: list[dict], threshold: float):
     scored = [r for r in rows if r.get("probability") is not None]
     fig = Figure(figsize=(max(4.0, 0.8 * len(scored) + 2), 3.6), dpi=100)
     ax = fig.add_subplot()
-    names = [Path(r["path"]).name for r in scored]
+    names = [row_name(r) for r in scored]
     colours = ["tab:red" if r["label"] == "pneumonia" else "tab:blue" for r in scored]
     ax.bar(names, [r["probability"] for r in scored], color=colours)
     ax.axhline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")

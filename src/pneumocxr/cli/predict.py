@@ -22,7 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="For each input: the DICOM gate, the one preprocessing function, the run's model and saved "
                     "threshold. Rejected inputs get null probability and label and their reasons. Folders are "
                     "walked lazily and rows are written batch by batch, so any number of files streams in flat "
-                    "memory. Output is a decision aid, not a diagnosis. Exit status 0 when every input got a row.")
+                    "memory. Rows, logs and overlay titles name inputs by position and a salted path hash (site salt: "
+                    "$PNEUMOCXR_PATIENT_SALT, else $PNEUMOCXR_SALT_FILE, else ~/.config/pneumocxr/site-salt, made "
+                    "at the first run, mode 0600); output files are named by that hash. Every output is written "
+                    "atomically and locked against a second writer. Output is a decision aid, not a diagnosis. "
+                    "Exit status 0 when every input got a row; 2 when the options or the run are refused.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (config.toml, model.keras, threshold.json)")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
     parser.add_argument("--json", action="store_true", help="print a JSON array of rows on stdout")
