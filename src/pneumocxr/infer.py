@@ -35,15 +35,14 @@ from pneumocxr.config import GateConfig
 from pneumocxr.dicom import GATE_FIELDS, gate_and_load
 from pneumocxr.inputs import Found, walk_inputs
 from pneumocxr.preprocess import to_model_input
-from pneumocxr.privacy import SALT_ENV, display_path, input_hash, input_label, patient_hash, resolve_salt
+from pneumocxr.privacy import SALT_ENV, display_path, input_hash, input_label, patient_hash, resolve_salt  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 ROW_FIELDS = ("input", *GATE_FIELDS, "probability", "label", "threshold", "heatmap", "dicom_out", "patient_hash")
 POSITIVE, NEGATIVE = "pneumonia", "no_pneumonia"
 PRECISIONS = ("float32", "bfloat16")
-__all__ = ["SALT_ENV", "patient_hash", "resolve_salt", "iter_inputs"]  # re-exported for callers of infer
-iter_inputs = walk_inputs
+iter_inputs = walk_inputs  # the inputs of a batch (``inputs.walk_inputs``); SALT_ENV is re-exported likewise
 FEW_FILES = 5  # more inputs than this get a progress bar
 DISPLAY_SIDE = 1024  # overlays are drawn from images shrunk to at most this many pixels a side
 
