@@ -68,7 +68,9 @@ def compare_precisions(fp32: np.ndarray, bf16: np.ndarray, labels: np.ndarray) -
 def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct: int | None = None,
                       chunk: int = 96, batch_size: int = 16, workers: int = 2, matmul_size: int = 4096,
                       matmuls_per_turn: int = 3) -> dict[str, Any]:
-    """Images/s of the classic loop and of ``predict`` (float32, bf16) on the same files, with ratios.
+    """Images/s of the classic loop and of ``predict`` (float32, bf16) on the same files, with ratios, the
+    largest bf16-vs-float32 probability change, and whether float32 ``predict`` run again on the first chunk
+    (same files, same batch size) gives bit-identical probabilities.
 
     The three take turns on chunks of ``chunk`` files (a multiple of the batch size, so ``predict``
     pads no batch), and with them ``matmuls_per_turn`` large matmuls in fp32 and in bf16: the FLOP
@@ -99,6 +101,7 @@ def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct:
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     seconds, parts = take_turns(methods, chunks)
     classic, prob32, prob16 = (np.concatenate(parts[name]) for name in ("classic", "fp32", "bf16"))
+    rerun = package_probabilities(fp32, chunks[0], batch_size, workers)  # same files, same batch size, again
     n = len(paths)
     result = {
         "inference_files": n,
@@ -109,6 +112,8 @@ def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct:
         "inference_bf16_img_s": n / seconds["bf16"],
         "inference_accepted": int(np.isfinite(prob32).sum()),
         "classic_vs_package_max_abs_prob_diff": float(np.nanmax(np.abs(classic - prob32))),
+        "fp32_rerun_max_abs_prob_diff": float(np.nanmax(np.abs(rerun - prob32[: len(rerun)]))),
+        "fp32_rerun_bit_identical": bool(np.array_equal(rerun, prob32[: len(rerun)], equal_nan=True)),
         **compare_precisions(prob32[distinct], prob16[distinct], np.asarray(labels)[distinct]),
     }
     for suffix, flops in matmul_flops.items():

@@ -89,6 +89,9 @@ def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = 
         run_dir, files[: sizes.inference_files], dicoms["label"].to_numpy()[: sizes.inference_files],
         n_distinct=min(len(nih), sizes.inference_files), chunk=sizes.inference_chunk, matmul_size=sizes.matmul_size))
     log(f"inference: {results['inference_img_s']:.1f} img/s vs classic {results['inference_classic_img_s']:.1f}")
+    log(f"precision: bf16 vs float32 max |probability difference| {results['bf16_max_abs_prob_diff']:.4f}; float32 "
+        f"re-run at batch size {results['inference_batch_size']}: max difference "
+        f"{results['fp32_rerun_max_abs_prob_diff']:.1e} (bit-identical: {results['fp32_rerun_bit_identical']})")
     results.update(inference.measure_breakdown(run_dir, files[: sizes.breakdown_files], batches=sizes.breakdown_batches))
     log(f"breakdown: decode {results['decode_img_s']:.0f} img/s, model eager {results['model_only_eager_img_s_fp32']:.1f}"
         f" / graph {results['model_only_graph_img_s_fp32']:.1f} img/s fp32")

@@ -84,6 +84,8 @@ def result_rows(r: dict[str, Any]) -> list[list[str]]:
         ["inference bf16 vs model-only ceiling bf16 (img/s)", _num(r.get("inference_bf16_img_s")),
          _num(r.get("ceiling_img_s_bf16")), _num(r.get("inference_bf16_fraction_of_ceiling"), 2), "", ""],
         ["bf16 vs float32: max |probability difference|", _num(r.get("bf16_max_abs_prob_diff"), 4), "", "", "", ""],
+        ["float32 predict re-run, same batch size: max |probability difference|",
+         _num(r.get("fp32_rerun_max_abs_prob_diff"), 4), "", "", "", ""],
         ["bf16 vs float32: ROC AUC on the distinct NIH images", _num(r.get("auc_bf16"), 4), _num(r.get("auc_fp32"), 4),
          "", "", ""],
         ["where predict's time goes: decoding alone (img/s, 2 threads)", _num(r.get("decode_img_s")), "", "", "", ""],

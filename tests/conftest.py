@@ -37,3 +37,21 @@ def tiny_run(real_data: Path, tmp_path_factory) -> Path:
     from pneumocxr.train_run import train_run
 
     return train_run(PROJECT_ROOT / "configs" / "tiny-test.toml", tmp_path_factory.mktemp("tiny") / "run")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def site_salt_file(tmp_path_factory) -> Path:
+    """Tests never create or read the user's site salt: it lives in a per-session temporary folder."""
+    os.environ.setdefault("PNEUMOCXR_SALT_FILE", str(tmp_path_factory.mktemp("salt") / "site-salt"))
+    return Path(os.environ["PNEUMOCXR_SALT_FILE"])
+
+
+@pytest.fixture(scope="session")
+def shared_cases() -> Path:
+    """The problem cases of ../shared/cases (hostile/, dicom-quirks/); fails (never skips) when absent."""
+    from pneumocxr.datasets.setup_data import find_shared
+
+    shared = find_shared()
+    if shared is None or not (shared / "cases").is_dir():
+        pytest.fail("../shared/cases missing: the hostile and quirk cases live there")
+    return shared / "cases"

@@ -173,3 +173,80 @@ def test_mutations_do_what_they_say():
     assert mutate(data, [("delete", False, 1.0, b"xy")]) == data[:9]
     assert mutate(data, [("flip", False, 0.0, b"\x01")])[0] == 1
     assert mutate(data, [("overwrite", True, 0.0, b"zz")])[:2] == b"zz"
+
+
+# ---------------------------------------------------------------- file names through `predict`
+NAME_EXAMPLES = EXAMPLES if EXAMPLES >= 1000 else 40  # 10,000 in make fuzz, a short run in make test
+KINDS = ("dicom", "garbage", "dangling", "loop", "folder", "folder_link")
+name_bytes = st.binary(min_size=1, max_size=255).filter(lambda b: b"/" not in b and b"\0" not in b
+                                                        and b not in (b".", b".."))
+entries = st.lists(st.tuples(name_bytes, st.sampled_from(KINDS)), min_size=1, max_size=4, unique_by=lambda e: e[0])
+
+
+@pytest.fixture(scope="module")
+def name_world(tmp_path_factory, tiny_run):
+    """The tiny real run's predictor, a small accepted DICOM's bytes, and a folder outside the inputs."""
+    from dicom_factory import make_dicom
+    from pneumocxr.infer import load_predictor
+
+    root = tmp_path_factory.mktemp("names")
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    dicom = make_dicom(elsewhere / "inside.dcm").read_bytes()
+    return {"predictor": load_predictor(tiny_run), "dicom": dicom, "root": root, "elsewhere": elsewhere}
+
+
+def build_entries(folder: Path, chosen: list[tuple[bytes, str]], world: dict) -> int:
+    """Create the entries under ``folder``; return how many rows they must give (hidden names give none)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    base = os.fsencode(folder) + b"/"
+    for name, kind in chosen:
+        path = base + name
+        if kind in ("dicom", "garbage"):
+            with open(path, "wb") as handle:
+                handle.write(world["dicom"] if kind == "dicom" else name * 3)
+        elif kind == "dangling":
+            os.symlink(base + b"missing-target", path)
+        elif kind == "loop":
+            os.symlink(path, path)
+        elif kind == "folder":
+            os.mkdir(path)
+            with open(path + b"/x.dcm", "wb") as handle:
+                handle.write(world["dicom"])
+        else:
+            os.symlink(os.fsencode(world["elsewhere"]), path)
+    return sum(not name.startswith(b".") for name, _ in chosen)
+
+
+@pytest.mark.fuzz
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=NAME_EXAMPLES, deadline=None, derandomize=NAME_EXAMPLES < 1000, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(chosen=entries, show_paths=st.booleans(), drawn=st.integers(0, 31))
+def test_any_file_name_gets_its_row_and_bounded_outputs_through_predict(name_world, chosen, show_paths, drawn):
+    """Rows for every name, CSV always; overlays and Secondary Captures (slow to draw) in one case of 32."""
+    import argparse
+    import csv
+
+    from pneumocxr.cli.predict import predict_outputs
+
+    folder = name_world["root"] / "case"
+    outputs = name_world["root"] / "out"
+    expected = build_entries(folder, chosen, name_world)
+    draw = drawn == 0
+    args = argparse.Namespace(out=str(outputs / "results.csv"), json=False, heatmaps=str(outputs / "hm") if draw else None,
+                              dicom_out=str(outputs / "sc") if draw else None, sc_identity="blank", batch_size=4,
+                              workers=2, show_paths=show_paths)
+    counts = predict_outputs(name_world["predictor"], [folder], args)
+    event(f"{counts['accepted']} of {expected} accepted" + (", drawn" if draw else ""))
+    assert counts["rows"] == counts["inputs"] == expected
+    with open(outputs / "results.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == expected
+    assert all(row["reasons"] or row["accepted"] == "True" for row in rows)
+    for sub in ("hm", "sc"):
+        for written in (outputs / sub).glob("*"):
+            assert written.name == ".pneumocxr.lock" or (written.name.startswith("pneumocxr-") and len(written.name) <= 40)

@@ -39,7 +39,7 @@ def predictor(run_dir):
 def test_real_test_dicoms_scored_or_rejected_with_reasons(tmp_path, predictor, test_dicoms):
     """Real data: test1-3 get a probability, a label and a heatmap; test4-6 are rejected with reasons."""
     table = infer.predict_table(predictor, [test_dicoms[0].parent], heatmap_dir=tmp_path / "heatmaps",
-                                dicom_out_dir=tmp_path / "sc")
+                                dicom_out_dir=tmp_path / "sc", show_paths=True)
     assert list(table.columns) == list(infer.ROW_FIELDS)
     assert [Path(p).name for p in table.path] == [f"test{i}.dcm" for i in range(1, 7)]
     accepted, rejected = table.iloc[:3], table.iloc[3:]
@@ -127,7 +127,8 @@ def unreadable_as_root(monkeypatch):
 
 def test_hostile_batch_gives_one_row_per_input_and_never_raises(tmp_path, predictor, test_dicoms, unreadable_as_root):
     cases = hostile_batch(tmp_path / "hostile", test_dicoms)
-    rows = list(infer.predict_paths(predictor, [p for p, _ in cases], batch_size=4, heatmap_dir=tmp_path / "hm"))
+    rows = list(infer.predict_paths(predictor, [p for p, _ in cases], batch_size=4, heatmap_dir=tmp_path / "hm",
+                                    show_paths=True))
     assert [r["path"] for r in rows] == [str(p) for p, _ in cases]
     for row, (path, expected) in zip(rows, cases):
         if expected is None:
@@ -141,7 +142,7 @@ def test_cli_writes_one_row_per_input_as_csv_and_json(tmp_path, run_dir, test_di
     cases = hostile_batch(tmp_path / "hostile", test_dicoms)
     out = tmp_path / "results" / "results.csv"
     status = main(["predict", str(run_dir), *[str(p) for p, _ in cases], "--out", str(out), "--json",
-                   "--batch-size", "3"])
+                   "--batch-size", "3", "--show-paths"])
     captured = capsys.readouterr()
     assert status == 0
     printed = json.loads(captured.out)
@@ -191,23 +192,26 @@ def test_rows_stream_without_reading_all_inputs_first(predictor, test_dicoms):
             pulled.append(i)
             yield test_dicoms[i % 6]
 
-    rows = infer.predict_paths(predictor, paths(), batch_size=4, progress=False)
+    rows = infer.predict_paths(predictor, paths(), batch_size=4, progress=False, show_paths=True)
     first = next(rows)
     assert first["path"] == str(test_dicoms[0])
     assert len(pulled) <= 2 * 4 + infer.FEW_FILES + 1
     rows.close()
 
 
-def test_csv_is_written_as_rows_come(tmp_path):
+def test_csv_is_written_as_rows_come_and_named_complete_only_at_the_end(tmp_path):
     from pneumocxr.cli.predict import write_csv
 
     out = tmp_path / "r.csv"
+    partial = tmp_path / "r.csv.partial"
     rows = ({**infer.empty_row(f"f{i}.dcm", 0.5), "reasons": ["x", "y"]} for i in range(10))
     stream = write_csv(rows, out, list(infer.ROW_FIELDS), flush_every=4)
     for _ in range(5):
         next(stream)
-    assert len(out.read_text().splitlines()) == 1 + 4  # header + the first flushed batch
+    assert len(partial.read_text().splitlines()) == 1 + 4  # header + the first flushed batch
+    assert not out.exists()  # an interrupted run leaves only the .partial file
     list(stream)
+    assert not partial.exists()
     lines = list(csv.DictReader(out.open()))
     assert len(lines) == 10 and lines[3]["reasons"] == "x; y" and lines[3]["probability"] == ""
 
@@ -220,8 +224,8 @@ def test_iter_inputs_is_a_lazy_expand_inputs(tmp_path, test_dicoms):
         (tree / name).write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     inputs = [test_dicoms[2], tree, tmp_path / "empty", tmp_path / "missing.dcm", test_dicoms[0]]
-    assert list(infer.iter_inputs(inputs)) == expand_inputs(inputs)
-    assert [p.name for p in infer.iter_inputs([tree])] == ["a.dcm", "y.dcm", "x.dcm", "z.dcm"]
+    assert [found.path for found in infer.iter_inputs(inputs)] == expand_inputs(inputs)
+    assert [found.path.name for found in infer.iter_inputs([tree])] == ["a.dcm", "y.dcm", "x.dcm", "z.dcm"]
 
 
 @pytest.mark.slow

@@ -7,12 +7,17 @@ must be one flat functional graph so that the last conv layer's output is reacha
 
 Overlays are drawn with matplotlib's object API (no pyplot state), so they can be rendered in any
 thread and saved as PNG or turned into RGB pixels for a DICOM Secondary Capture. Titles carry the
-file name, probability, threshold and decision, never a patient's name, id or birth date.
+input's label (its position and salted hash; the file name only with ``--show-paths``), probability,
+threshold and decision, never a patient's name, id or birth date.
+
+Size: an overlay is at most ``OVERLAY_MAX_PX`` pixels (width, height) whatever the input's size or
+aspect ratio - the image is fitted into a bounded drawing area, never the figure stretched to the image.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,10 @@ from typing import Any
 import numpy as np
 
 AID_NOTICE = "Decision aid, not a diagnosis"
+OVERLAY_DPI = 100
+OVERLAY_WIDTH_IN = 7.6
+IMAGE_HEIGHT_IN = (1.5, 8.1)  # the drawing area's height range (inches); titles and labels add 0.9
+OVERLAY_MAX_PX = (round(OVERLAY_WIDTH_IN * OVERLAY_DPI), round((IMAGE_HEIGHT_IN[1] + 0.9) * OVERLAY_DPI))
 
 
 def last_conv_layer_name(model) -> str:
@@ -93,19 +102,25 @@ def heatmap_peak(heatmap: np.ndarray) -> tuple[float, float]:
     return (row + 0.5) / heatmap.shape[0], (col + 0.5) / heatmap.shape[1]
 
 
-def decision_title(name: str, probability: float | None, threshold: float | None, label: str | None) -> str:
-    """Overlay title: file name, probability, threshold and decision (no patient identity)."""
+def decision_title(name: str | None, probability: float | None, threshold: float | None, label: str | None) -> str:
+    """Overlay title: the input's name or label (omitted when None), probability, threshold and decision."""
+    prefix = f"{name}: " if name else ""
     if probability is None:
-        return f"{name}: not analysed"
-    return f"{name}: P(pneumonia) = {probability:.3f}, threshold {threshold:.3f} -> {label}"
+        return f"{prefix}not analysed"
+    return f"{prefix}P(pneumonia) = {probability:.3f}, threshold {threshold:.3f} -> {label}"
 
 
 def overlay_figure(pixels: np.ndarray, heatmap: np.ndarray | None, title: str, alpha: float = 0.4):
-    """A matplotlib Figure of the grey image with the heatmap (if any) on top and a colour bar."""
+    """A matplotlib Figure of the grey image with the heatmap (if any) on top and a colour bar.
+
+    The figure is at most ``OVERLAY_MAX_PX`` pixels whatever the image's shape: the drawing area's
+    height follows the aspect ratio within ``IMAGE_HEIGHT_IN`` and the image keeps its aspect inside it.
+    """
     from matplotlib.figure import Figure
 
     rows, columns = pixels.shape
-    fig = Figure(figsize=(7.6, 6.2 * rows / columns + 0.9), dpi=100)
+    height = float(np.clip(6.2 * rows / columns, *IMAGE_HEIGHT_IN)) + 0.9
+    fig = Figure(figsize=(OVERLAY_WIDTH_IN, height), dpi=OVERLAY_DPI)
     ax = fig.add_subplot()
     ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="lanczos")
     if heatmap is not None:
@@ -114,7 +129,9 @@ def overlay_figure(pixels: np.ndarray, heatmap: np.ndarray | None, title: str, a
     ax.set_title(f"{title}\n{AID_NOTICE}", fontsize=9)
     ax.set_xlabel("column (pixels)", fontsize=8)
     ax.set_ylabel("row (pixels)", fontsize=8)
-    fig.tight_layout()
+    with warnings.catch_warnings():  # extreme aspect ratios: tight layout may give up; the size stays bounded
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     return fig
 
 
@@ -127,16 +144,20 @@ def figure_rgb(fig) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write a figure as PNG (parent folders made) and return the path."""
+def figure_png(fig) -> bytes:
+    """The figure rendered as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer)
-    path.write_bytes(buffer.getvalue())
-    return path
+    return buffer.getvalue()
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a figure as PNG atomically (parent folders made) and return the path."""
+    from pneumocxr.atomic import atomic_write_bytes
+
+    return atomic_write_bytes(path, figure_png(fig))
 
 
 # --- presentation of one prediction row for a reader (Inference.ipynb) -----------------------
@@ -145,12 +166,17 @@ HEADER_FIELDS = ("modality", "body_part", "view_position", "patient_position", "
                  "bits_stored", "age")
 
 
+def row_name(row: dict) -> str:
+    """How a prediction row is shown: its file name when the row carries a path (``show_paths``), else its label."""
+    return Path(row["path"]).name if row.get("path") else str(row.get("input"))
+
+
 def case_summary(row: dict) -> dict:
     """The header values the gate judged, its decision and reasons, and the model's output for one row."""
     decision = "accepted" if row["accepted"] else "rejected: " + "; ".join(row["reasons"])
     output = {"decision": decision, "probability": row.get("probability"), "threshold": row.get("threshold"),
               "label": row.get("label")}
-    return {"file": Path(row["path"]).name, **{k: row.get(k) for k in HEADER_FIELDS}, **output}
+    return {"file": row_name(row), **{k: row.get(k) for k in HEADER_FIELDS}, **output}
 
 
 def case_figure(row: dict):
@@ -161,7 +187,7 @@ def case_figure(row: dict):
     from matplotlib.figure import Figure
     from matplotlib.image import imread
 
-    name = Path(row["path"]).name
+    name = row_name(row)
     if row.get("heatmap") and Path(row["heatmap"]).is_file():
         overlay = imread(row["heatmap"])
         fig = Figure(figsize=(overlay.shape[1] / 100, overlay.shape[0] / 100), dpi=100)
@@ -171,6 +197,8 @@ def case_figure(row: dict):
         return fig
     from pneumocxr.preprocess import ImageReadError, load_pixels
 
+    if not row.get("path"):
+        return None
     try:
         pixels = load_pixels(row["path"])
     except (ImageReadError, OSError, ValueError):
@@ -186,7 +214,7 @@ def probability_figure(rows: list[dict], threshold: float):
     scored = [r for r in rows if r.get("probability") is not None]
     fig = Figure(figsize=(max(4.0, 0.8 * len(scored) + 2), 3.6), dpi=100)
     ax = fig.add_subplot()
-    names = [Path(r["path"]).name for r in scored]
+    names = [row_name(r) for r in scored]
     colours = ["tab:red" if r["label"] == "pneumonia" else "tab:blue" for r in scored]
     ax.bar(names, [r["probability"] for r in scored], color=colours)
     ax.axhline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")

@@ -9,13 +9,15 @@ the model, predicted per batch and yielded row by row, so memory holds about two
 number of files. Determinism: every model call sees a batch of the same shape (the last one padded),
 so the same inputs give bit-identical float32 probabilities run after run.
 
-Privacy: rows carry the path and ``patient_hash`` (salted SHA-256 of PatientID, salt from
-``$PNEUMOCXR_PATIENT_SALT``), never PatientName, PatientID or birth date.
+Privacy (``pneumocxr.privacy``): rows, logs and overlay titles name an input by ``input`` - its
+position in the batch and a salted hash of its path - and carry ``path`` only with ``show_paths``;
+``patient_hash`` is a salted SHA-256 of PatientID (site salt, never a public constant). Rows never
+carry PatientName, PatientID or birth date. Output files are named by the path hash, never by the
+input's own name, and written atomically (``pneumocxr.atomic``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
@@ -28,17 +30,19 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from pneumocxr import explain, runs
+from pneumocxr.atomic import atomic_write_bytes
 from pneumocxr.config import GateConfig
-from pneumocxr.dicom import GATE_FIELDS, gate_and_load, iter_inputs
+from pneumocxr.dicom import GATE_FIELDS, gate_and_load
+from pneumocxr.inputs import Found, walk_inputs
 from pneumocxr.preprocess import to_model_input
+from pneumocxr.privacy import SALT_ENV, display_path, input_hash, input_label, patient_hash, resolve_salt  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-ROW_FIELDS = (*GATE_FIELDS, "probability", "label", "threshold", "heatmap", "dicom_out", "patient_hash")
+ROW_FIELDS = ("input", *GATE_FIELDS, "probability", "label", "threshold", "heatmap", "dicom_out", "patient_hash")
 POSITIVE, NEGATIVE = "pneumonia", "no_pneumonia"
 PRECISIONS = ("float32", "bfloat16")
-SALT_ENV = "PNEUMOCXR_PATIENT_SALT"
-DEFAULT_SALT = "pneumocxr-default-salt"  # pseudonymises only; set a site secret in $PNEUMOCXR_PATIENT_SALT
+iter_inputs = walk_inputs  # the inputs of a batch (``inputs.walk_inputs``); SALT_ENV is re-exported likewise
 FEW_FILES = 5  # more inputs than this get a progress bar
 DISPLAY_SIDE = 1024  # overlays are drawn from images shrunk to at most this many pixels a side
 
@@ -98,21 +102,6 @@ def load_predictor(run_dir: str | os.PathLike, precision: str = "float32") -> Pr
     return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision)
 
 
-def patient_hash(patient_id: str | None, salt: str) -> str | None:
-    """First 16 hex digits of SHA-256(salt, PatientID): joins results without carrying the id."""
-    if not patient_id:
-        return None
-    return hashlib.sha256(f"{salt}\x00{patient_id}".encode()).hexdigest()[:16]
-
-
-def resolve_salt(salt: str | None = None) -> str:
-    """The patient-hash salt: argument, else ``$PNEUMOCXR_PATIENT_SALT``, else the (weak) default."""
-    chosen = salt or os.environ.get(SALT_ENV)
-    if not chosen:
-        log.warning("patient hashes use the default salt; set %s to a site secret", SALT_ENV)
-    return chosen or DEFAULT_SALT
-
-
 def _read_header(path: Path):
     """The DICOM header without pixels, or None when it cannot be read."""
     import pydicom
@@ -123,20 +112,39 @@ def _read_header(path: Path):
         return None
 
 
+@dataclass(frozen=True)
+class Options:
+    """How a batch names its inputs and what it writes besides rows."""
+
+    salt: str
+    show_paths: bool = False
+    heatmap_dir: Path | None = None
+    dicom_out_dir: Path | None = None
+    sc_identity: str = "copy"
+
+    @property
+    def keep_pixels(self) -> bool:
+        """Whether accepted cases keep display pixels (an overlay or a Secondary Capture is wanted)."""
+        return self.heatmap_dir is not None or self.dicom_out_dir is not None
+
+
 @dataclass
 class Case:
     """One input on its way through: its row, model input and what its outputs need."""
 
     row: dict[str, Any]
+    path: Path
     model_input: np.ndarray | None = None
     pixels: np.ndarray | None = None
     header: Any = None
 
 
-def empty_row(path: str | os.PathLike, threshold: float | None) -> dict[str, Any]:
-    """A row with every field of ``ROW_FIELDS``, unjudged."""
+def empty_row(path: str | os.PathLike, threshold: float | None, label: str | None = None,
+              show_paths: bool = True) -> dict[str, Any]:
+    """A row with every field of ``ROW_FIELDS``, unjudged: ``input`` is ``label``, ``path`` only with ``show_paths``."""
     row = dict.fromkeys(ROW_FIELDS)
-    row.update(path=str(path), accepted=False, reasons=[], threshold=threshold)
+    row.update(input=label, path=display_path(path) if show_paths else None, accepted=False, reasons=[],
+               threshold=threshold)
     return row
 
 
@@ -151,25 +159,40 @@ def display_pixels(pixels: np.ndarray, max_side: int = DISPLAY_SIDE) -> np.ndarr
     return tf.image.resize(pixels[..., None], shape, method="area", antialias=True).numpy()[..., 0]
 
 
-def load_case(path: Path, predictor: Predictor, salt: str, keep_pixels: bool = False,
-              keep_header: bool = False) -> Case:
+def scrub(text: str, path: Path, label: str) -> str:
+    """``text`` with the input's path and file name replaced by its label (messages may quote them)."""
+    for raw in sorted({str(path), os.path.abspath(path), path.name}, key=len, reverse=True):
+        if raw:
+            text = text.replace(raw, label)
+    return text
+
+
+def load_case(found: Found, position: int, predictor: Predictor, options: Options) -> Case:
     """Gate, decode and preprocess one input. Never raises: failures become reasons."""
-    case = Case(empty_row(path, predictor.threshold))
+    path = found.path
+    label = input_label(position, path, options.salt)
+    case = Case(empty_row(path, predictor.threshold, label, options.show_paths), path)
+    if found.problem:
+        case.row["reasons"] = [found.problem]
+        return case
     try:
         result, pixels = gate_and_load(path, predictor.gate)
-        case.row.update(result.to_dict())
+        case.row.update({k: v for k, v in result.to_dict().items() if k != "path"})
         header = _read_header(path) if result.photometric or result.modality or result.rows else None
-        case.row["patient_hash"] = patient_hash(getattr(header, "PatientID", None), salt) if header else None
+        case.row["patient_hash"] = patient_hash(getattr(header, "PatientID", None), options.salt) if header else None
         if pixels is None:
             return case
         if not np.isfinite(pixels).all():
             raise ValueError("pixel values are not finite")
         case.model_input = np.asarray(to_model_input(pixels, predictor.image_size, predictor.backbone))
-        case.pixels = display_pixels(pixels) if keep_pixels else None
-        case.header = header if keep_header else None
+        case.pixels = display_pixels(pixels) if options.keep_pixels else None
+        case.header = header if options.dicom_out_dir is not None else None
     except Exception as exc:  # noqa: BLE001 - one bad input must not stop a batch
         case.row.update(accepted=False, reasons=[*case.row["reasons"], f"could not be processed ({exc})"[:200]])
         case.model_input = case.pixels = case.header = None
+    if not options.show_paths:
+        case.row["reasons"] = [scrub(r, path, label) for r in case.row["reasons"]]
+        case.row["warnings"] = [scrub(w, path, label) for w in case.row.get("warnings") or []]
     return case
 
 
@@ -185,56 +208,64 @@ def predict_probabilities(predictor: Predictor, inputs: np.ndarray, batch_size: 
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def _output_name(path: str) -> str:
-    """A file name unique to an input path: its stem plus a short hash of the absolute path."""
-    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:8]
-    return f"{Path(path).stem}-{digest}"
+def output_name(path: str | os.PathLike, salt: str) -> str:
+    """An output file stem for an input: ``pneumocxr-`` and its salted path hash (bounded, never the raw name)."""
+    return f"pneumocxr-{input_hash(path, salt)}"
 
 
-def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, heatmap_dir: Path | None,
-                  dicom_out_dir: Path | None, sc_identity: str) -> None:
-    """Save the overlay PNG and/or Secondary Capture of an accepted case and record their paths."""
+def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, options: Options) -> None:
+    """Save the overlay PNG and/or Secondary Capture of an accepted case (atomically) and record their paths.
+
+    A failure costs only that output: it is logged (by the input's label) and the row keeps its prediction.
+    """
     from pneumocxr import dicom_out
 
     row = case.row
-    title = explain.decision_title(Path(row["path"]).name, row["probability"], row["threshold"], row["label"])
-    fig = explain.overlay_figure(case.pixels, heatmap, title)
-    name = _output_name(row["path"])
-    if heatmap_dir is not None:
-        row["heatmap"] = str(explain.save_figure(fig, heatmap_dir / f"{name}.png"))
-    if dicom_out_dir is not None:
+    name = case.path.name if options.show_paths else row["input"]
+    stem = output_name(case.path, options.salt)
+    if options.heatmap_dir is not None:
+        title = explain.decision_title(display_path(name), row["probability"], row["threshold"], row["label"])
         try:
-            comment = f"{title}; model run {predictor.run_id}"
-            row["dicom_out"] = str(dicom_out.write_secondary_capture(
-                dicom_out_dir / f"{name}.dcm", case.header, explain.figure_rgb(fig), run_id=predictor.run_id,
-                identity=sc_identity, pseudonym=row["patient_hash"], comment=comment))
+            png = explain.figure_png(explain.overlay_figure(case.pixels, heatmap, title))
+            row["heatmap"] = str(atomic_write_bytes(options.heatmap_dir / f"{stem}.png", png))
+        except Exception as exc:  # noqa: BLE001 - the prediction stands; only the overlay is missing
+            log.warning("%s: no overlay written (%s)", row["input"], scrub(str(exc), case.path, row["input"]))
+    if options.dicom_out_dir is not None:
+        blank = options.sc_identity == "blank"  # a blanked SC burns in no input name, not even the label
+        title = explain.decision_title(None if blank else row["input"], row["probability"], row["threshold"],
+                                       row["label"])
+        try:
+            rgb = explain.figure_rgb(explain.overlay_figure(case.pixels, heatmap, title))
+            sc = dicom_out.secondary_capture(case.header, rgb, run_id=predictor.run_id, identity=options.sc_identity,
+                                             pseudonym=row["patient_hash"], salt=options.salt,
+                                             comment=f"{title}; model run {predictor.run_id}")
+            row["dicom_out"] = str(dicom_out.write_dataset(options.dicom_out_dir / f"{stem}.dcm", sc))
         except Exception as exc:  # noqa: BLE001 - the prediction stands; only the PACS copy is missing
-            log.warning("%s: no Secondary Capture written (%s)", row["path"], exc)
+            log.warning("%s: no Secondary Capture written (%s)", row["input"], scrub(str(exc), case.path, row["input"]))
 
 
-def score_cases(cases: list[Case], predictor: Predictor, batch_size: int, heatmap_dir: Path | None = None,
-                dicom_out_dir: Path | None = None, sc_identity: str = "copy") -> list[dict[str, Any]]:
+def score_cases(cases: list[Case], predictor: Predictor, batch_size: int, options: Options) -> list[dict[str, Any]]:
     """Fill probability and label (and outputs) of a batch of cases; return their rows in order."""
     scored = [c for c in cases if c.model_input is not None]
     if scored:
         inputs = np.stack([c.model_input for c in scored])
         probabilities = predict_probabilities(predictor, inputs, batch_size)
-        heatmaps = explain.gradcam_heatmaps(predictor.grad_model(), inputs) if (heatmap_dir or dicom_out_dir) else None
+        heatmaps = explain.gradcam_heatmaps(predictor.grad_model(), inputs) if options.keep_pixels else None
         for i, (case, probability) in enumerate(zip(scored, probabilities)):
             case.row.update(probability=float(probability),
                             label=POSITIVE if probability >= predictor.threshold else NEGATIVE)
             if heatmaps is not None:
-                write_outputs(case, heatmaps[i], predictor, heatmap_dir, dicom_out_dir, sc_identity)
+                write_outputs(case, heatmaps[i], predictor, options)
     return [c.row for c in cases]
 
 
-def _batches_of_cases(paths: Iterator[Path], loader: Callable[[Path], Case], batch_size: int,
+def _batches_of_cases(items: Iterator[tuple[int, Found]], loader: Callable[[int, Found], Case], batch_size: int,
                       workers: int) -> Iterator[list[Case]]:
     """Cases batch by batch, the next batch decoding in the pool while the current one is scored."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pneumocxr-decode") as pool:
         pending = None
-        while chunk := list(itertools.islice(paths, batch_size)):
-            submitted = [pool.submit(loader, path) for path in chunk]
+        while chunk := list(itertools.islice(items, batch_size)):
+            submitted = [pool.submit(loader, position, found) for position, found in chunk]
             if pending is not None:
                 yield [future.result() for future in pending]
             pending = submitted
@@ -242,38 +273,38 @@ def _batches_of_cases(paths: Iterator[Path], loader: Callable[[Path], Case], bat
             yield [future.result() for future in pending]
 
 
-def _progress(paths: Iterator[Path], show: bool | None) -> tuple[Iterator[Path], Any]:
-    """The paths (peeked, not consumed) and a tqdm bar on stderr shown for more than ``FEW_FILES`` inputs."""
+def _progress(items: Iterator, show: bool | None) -> tuple[Iterator, Any]:
+    """The items (peeked, not consumed) and a tqdm bar on stderr shown for more than ``FEW_FILES`` inputs."""
     from tqdm import tqdm
 
-    head = list(itertools.islice(paths, FEW_FILES + 1))
+    head = list(itertools.islice(items, FEW_FILES + 1))
     enabled = len(head) > FEW_FILES if show is None else show
     bar = tqdm(unit="file", desc="predict", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
-    return itertools.chain(head, paths), bar
+    return itertools.chain(head, items), bar
 
 
-def predict_paths(run: str | os.PathLike | Predictor, paths: Iterable[str | os.PathLike], *, batch_size: int = 16,
+def predict_paths(run: str | os.PathLike | Predictor, paths: Iterable[str | os.PathLike | Found], *, batch_size: int = 16,
                   heatmap_dir: str | os.PathLike | None = None, dicom_out_dir: str | os.PathLike | None = None,
                   sc_identity: str = "copy", precision: str = "float32", workers: int = 2, salt: str | None = None,
-                  progress: bool | None = False) -> Iterator[dict[str, Any]]:
+                  progress: bool | None = False, show_paths: bool = False) -> Iterator[dict[str, Any]]:
     """Prediction rows (``ROW_FIELDS``), exactly one per input in input order, yielded batch by batch.
 
     ``run`` is a run directory (loaded with ``precision``) or a loaded ``Predictor``; ``paths`` files
-    and/or folders (walked lazily); ``progress`` None shows a bar for more than a few inputs.
+    and/or folders (walked lazily by ``inputs.walk_inputs``); ``progress`` None shows a bar for more
+    than a few inputs. Rows name inputs by ``input`` (position and salted path hash); ``path`` is
+    filled only with ``show_paths``. ``salt`` defaults to ``privacy.resolve_salt()``.
     """
     predictor = run if isinstance(run, Predictor) else load_predictor(run, precision)
-    heatmap_dir = Path(heatmap_dir) if heatmap_dir else None
-    dicom_out_dir = Path(dicom_out_dir) if dicom_out_dir else None
-    salt = resolve_salt(salt)
-    keep = heatmap_dir is not None or dicom_out_dir is not None
+    options = Options(resolve_salt(salt), show_paths, Path(heatmap_dir) if heatmap_dir else None,
+                      Path(dicom_out_dir) if dicom_out_dir else None, sc_identity)
 
-    def loader(path: Path) -> Case:
-        return load_case(path, predictor, salt, keep_pixels=keep, keep_header=dicom_out_dir is not None)
+    def loader(position: int, found: Found) -> Case:
+        return load_case(found, position, predictor, options)
 
-    inputs, bar = _progress(iter_inputs(paths), progress)
+    items, bar = _progress(enumerate(walk_inputs(paths), start=1), progress)
     with bar:
-        for cases in _batches_of_cases(inputs, loader, batch_size, workers):
-            rows = score_cases(cases, predictor, batch_size, heatmap_dir, dicom_out_dir, sc_identity)
+        for cases in _batches_of_cases(items, loader, batch_size, workers):
+            rows = score_cases(cases, predictor, batch_size, options)
             bar.update(len(rows))
             yield from rows
 

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import logging
 import string
+from urllib.parse import quote
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 import numpy as np
 import pandas as pd
 
 from pneumocxr import __version__
+from pneumocxr.atomic import atomic_write_text
 from pneumocxr.report_data import (DESCRIPTIONS, PEDIATRIC_DATASETS, SOURCES, TITLES, Artifact, Evaluation, RunArtifacts,
                                    dataset_summary, evaluation_title, load_run_artifacts, manifest_rows, model_summary,
                                    try_summary)
+from pneumocxr.report_escape import finalize, md_code, md_text
 from pneumocxr.report_figures import EDA_FIGURES, prepare_figures
 from pneumocxr.report_trace import NOT_AVAILABLE, Ledger, format_number
 from pneumocxr.runs import read_json, write_json
@@ -86,9 +90,9 @@ def evaluation_context(e: Evaluation, train_dataset: str, figures: dict[str, str
     ctx["figures"] = {name: figures.get(f"{e.plots_prefix}{name}.png")
                       for name in ("roc", "pr", "threshold", "confusion", "calibration", "subgroups")}
     ctx["subgroups"], ctx["drops"] = subgroup_context(e, q, ledger)
-    images = [f"![{alt}, {title}]({ctx['figures'][name]})" for name, alt in (("roc", "ROC curve"), ("confusion", "Confusion matrix"))
-              if ctx["figures"][name]]
-    ctx["images_md"] = " ".join(images)
+    images = [f"![{alt}, {md_text(title)}]({ctx['figures'][name]})"
+              for name, alt in (("roc", "ROC curve"), ("confusion", "Confusion matrix")) if ctx["figures"][name]]
+    ctx["images_md"] = Markup(" ".join(images))
     note = ""
     if e.dataset != train_dataset and e.role != "external test":
         note = (f" Its images come from the same institution as the training data ({SOURCES.get(e.dataset, e.dataset)}), "
@@ -177,11 +181,11 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
                            "optimizer": train.get("optimizer", "adam")}
     augment_keys = [k for k in train if any(w in k for w in AUGMENT_WORDS) and k != "augment"]
     if train.get("augment", False):
-        details = [f"{k} {setting_text(c, f'train.{k}', ledger)}" for k in augment_keys]
-        ctx["augmentation"] = ("random changes of geometry and intensity as Keras preprocessing layers, applied to "
-                               "training images only (`pneumocxr.pipeline`)" + (": " + "; ".join(details) if details else "."))
+        details = [f"{md_text(k)} {setting_text(c, f'train.{k}', ledger)}" for k in augment_keys]
+        ctx["augmentation"] = Markup("random changes of geometry and intensity as Keras preprocessing layers, applied to "
+                                     "training images only (`pneumocxr.pipeline`)" + (": " + "; ".join(details) if details else "."))
     else:
-        ctx["augmentation"] = "none (config `[train] augment = false`)."
+        ctx["augmentation"] = Markup("none (config `[train] augment = false`).")
     shown = {"batch_size", "learning_rate", "optimizer", "augment", *augment_keys}
     ctx["settings"] = [{"name": k, "value": setting_text(c, f"train.{k}", ledger)} for k in train if k not in shown]
     history = art.history
@@ -203,26 +207,27 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
                               **{k: ledger.maybe(m, f"stages[{i}].{k}", f"{where}: {k.replace('_', ' ')}", "num") or NOT_AVAILABLE
                                  for k in ("epochs", "steps_per_epoch", "seconds")}})
         if improved is False and i:
-            ctx["kept_notes"].append(f"Stage `{stage.get('stage')}` never improved `{getattr(art.config.train, 'monitor', 'val_loss')}` "
-                                     "on the validation split over the stage before it, so the saved model keeps the earlier "
-                                     "stage's weights; the layer groups above count only what the saved model kept.")
+            ctx["kept_notes"].append(Markup(
+                f"Stage {md_code(stage.get('stage'))} never improved {md_code(getattr(art.config.train, 'monitor', 'val_loss'))} "
+                "on the validation split over the stage before it, so the saved model keeps the earlier "
+                "stage's weights; the layer groups above count only what the saved model kept."))
     ctx["wall_time"] = ledger.maybe(m, "wall_time_s", "training wall time (seconds)", "count")
     ctx["precision_policy"] = m.data.get("precision")
     return ctx
 
 
-def setting_text(artifact: Artifact, key: str, ledger: Ledger) -> str:
-    """A config value as text: numbers through the ledger, booleans and strings as written."""
+def setting_text(artifact: Artifact, key: str, ledger: Ledger) -> Markup:
+    """A config value as Markdown: numbers through the ledger, booleans and strings as code spans."""
     from pneumocxr.report_trace import lookup
 
     value = lookup(artifact.data, key)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return ledger.take(artifact, key, f"config {key}", "num")
+        return md_text(ledger.take(artifact, key, f"config {key}", "num"))
     if isinstance(value, list):
-        return ", ".join(setting_text(artifact, f"{key}[{i}]", ledger) for i in range(len(value))) or "none"
+        return Markup(", ".join(setting_text(artifact, f"{key}[{i}]", ledger) for i in range(len(value))) or "none")
     if value == "":
-        return "(empty)"
-    return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+        return Markup("(empty)")
+    return md_code(str(value).lower() if isinstance(value, bool) else value)
 
 
 def model_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
@@ -233,12 +238,13 @@ def model_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
                            "available": m is not None, "reason": "; ".join(art.notes) or "not present"}
     if m is None:
         stage1 = getattr(art.config.train, "stage1_trainable_from", cfg.trainable_from)
-        stage2 = f"; the fine-tune stage trains from `{cfg.trainable_from}` on" if getattr(art.config.train, "finetune_epochs", 0) else ""
-        ctx.update(frozen_names=f"pre-trained layers before `{stage1}`{stage2}", fine_tuned_names=f"from `{stage1}` on{stage2}",
+        stage2 = f"; the fine-tune stage trains from {md_code(cfg.trainable_from)} on" if getattr(art.config.train, "finetune_epochs", 0) else ""
+        ctx.update(frozen_names=Markup(f"pre-trained layers before {md_code(stage1)}{stage2}"),
+                   fine_tuned_names=Markup(f"from {md_code(stage1)} on{stage2}"),
                    frozen_params=NOT_AVAILABLE, fine_tuned_params=NOT_AVAILABLE, added_params=NOT_AVAILABLE,
-                   added_names=", ".join([f"Dense {setting_text(c, f'model.head_units[{i}]', ledger)}"
-                                          for i in range(len(cfg.head_units))]
-                                         + [f"Dropout {setting_text(c, 'model.dropout', ledger)}", "Dense (sigmoid)"]))
+                   added_names=Markup(", ".join([f"Dense {setting_text(c, f'model.head_units[{i}]', ledger)}"
+                                                 for i in range(len(cfg.head_units))]
+                                                + [f"Dropout {setting_text(c, 'model.dropout', ledger)}", "Dense (sigmoid)"])))
         ctx.update(frozen_summary=ctx["frozen_names"], fine_tuned_summary=ctx["fine_tuned_names"], added_summary=ctx["added_names"])
         return ctx
     ctx["input_shape"] = " x ".join(ledger.take(m, f"input_shape[{i}]", f"model input shape [{i}]", "count")
@@ -246,25 +252,25 @@ def model_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     for name in ("n_layers", "total_params"):
         ctx[name] = ledger.take(m, name, f"model {name.replace('_', ' ')}", "count")
     for group in ("frozen", "fine_tuned"):
-        names = [f"`{layer['name']}`" for layer in m.data[group]]
-        ctx[f"{group}_names"] = ", ".join(names) or "none"
+        names = [md_code(layer["name"]) for layer in m.data[group]]
+        ctx[f"{group}_names"] = Markup(", ".join(names) or "none")
         if len(names) > 16:
             count = ledger.take(m, f"n_{group}", f"{group.replace('_', '-')} pre-trained layers with weights", "count")
-            ctx[f"{group}_names"] = f"{count} layers: {', '.join(names[:3])} ... {', '.join(names[-3:])}"
+            ctx[f"{group}_names"] = Markup(f"{count} layers: {', '.join(names[:3])} ... {', '.join(names[-3:])}")
         ctx[f"{group}_params"] = ledger.take(m, f"{group}_params", f"{group.replace('_', '-')} parameters", "count")
-        ctx[f"{group}_summary"] = f"{ctx[f'{group}_names']} ({ctx[f'{group}_params']} parameters)"
+        ctx[f"{group}_summary"] = Markup(f"{ctx[f'{group}_names']} ({md_text(ctx[f'{group}_params'])} parameters)")
     added = []
     for i, layer in enumerate(m.data["added"]):
         where = f"added layer {layer['name']}"
-        extra = [layer["type"]]
+        extra = [md_text(layer["type"])]
         if "units" in layer:
             extra.append("units " + ledger.take(m, f"added[{i}].units", f"{where}: units", "count"))
         if "rate" in layer:
             extra.append("rate " + ledger.take(m, f"added[{i}].rate", f"{where}: dropout rate", "num"))
-        added.append(f"`{layer['name']}` ({', '.join(extra)})")
-    ctx["added_names"] = ", ".join(added) or "none"
+        added.append(f"{md_code(layer['name'])} ({', '.join(extra)})")
+    ctx["added_names"] = Markup(", ".join(added) or "none")
     ctx["added_params"] = ledger.take(m, "added_params", "parameters of the added layers", "count")
-    ctx["added_summary"] = f"{ctx['added_names']} ({ctx['added_params']} parameters)"
+    ctx["added_summary"] = Markup(f"{ctx['added_names']} ({md_text(ctx['added_params'])} parameters)")
     return ctx
 
 
@@ -399,6 +405,7 @@ def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, 
                     node: dict | None = None) -> str:
     """The filled template: every number through one ledger, the ledger as Appendix A."""
     ledger = Ledger()
+    figures = {name: Markup(quote(str(path))) for name, path in figures.items()}  # the report's own figure links
     train = train_context(art, ledger)
     contexts = [evaluation_context(e, art.config.data.dataset, figures, ledger) for e in art.evaluations]
     context = {
@@ -421,7 +428,9 @@ def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, 
                             "pr": figures.get("pr.png"), "threshold": figures.get("threshold.png")},
                    manifest=manifest_rows(art.manifest), notes=art.notes, traces=ledger.rows)
     env = jinja2.Environment(loader=jinja2.PackageLoader("pneumocxr", "templates"), trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False,
+                             finalize=finalize)
+    env.filters["code"] = md_code
     text = env.get_template(TEMPLATE).render(**context)
     while "\n\n\n\n" in text:
         text = text.replace("\n\n\n\n", "\n\n\n")
@@ -454,11 +463,11 @@ def write_report(run_dir: str | Path, out: str | Path, eda_dir: str | Path | Non
 
         node = load_serve_config(serve_config).summary()
     figures = prepare_figures(art, files_dir, Path(eda_dir) if eda_dir else None, node)
-    out.write_text(render_markdown(art, figures, files_dir.name, author, device, node))
+    atomic_write_text(out, render_markdown(art, figures, files_dir.name, author, device, node))
     log.info("report: wrote %s and %d figures in %s", out, len(figures), files_dir)
     pdf_path = None
     if pdf is not None:
         from pneumocxr.report_pdf import write_pdf
 
-        pdf_path = write_pdf(out, pdf)
+        pdf_path = write_pdf(out, pdf, files_dir)
     return ReportFiles(out, files_dir, pdf_path)

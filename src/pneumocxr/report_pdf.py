@@ -3,15 +3,26 @@
 Figures are embedded from the report's figure folder (relative paths resolve against the markdown's
 folder), tables get borders and repeat their header row across pages, level-2 sections start on a new
 page, and every page carries the document title and "Page n of N".
+
+Untrusted text: raw HTML in the Markdown is not passed through (``NoRawHtml``: it is shown as text),
+and WeasyPrint's ``FigureFolderFetcher`` fetches only regular files inside the report's own figure
+folder (``<markdown stem>_files/``): no other ``file://`` path, no network, no ``data:`` URL. A
+refused URL is logged and the PDF is written without it.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 import markdown
+from markdown.extensions import Extension
+
+log = logging.getLogger(__name__)
 
 MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "fenced_code")
 STYLE = """
@@ -42,20 +53,62 @@ img[src$="roc.png"], img[src$="confusion.png"] { display: inline-block; width: 4
 """
 
 
+class NoRawHtml(Extension):
+    """Python-Markdown without raw HTML: HTML blocks and inline tags are escaped and shown as text."""
+
+    def extendMarkdown(self, md) -> None:  # noqa: N802 (Python-Markdown's name)
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+
+
 def markdown_to_html(text: str, title: str = "FDA Submission") -> str:
-    """A standalone HTML document (with the print stylesheet) for the submission markdown."""
-    body = markdown.markdown(text, extensions=list(MARKDOWN_EXTENSIONS), output_format="html")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+    """A standalone HTML document (with the print stylesheet) for the submission markdown; raw HTML is escaped."""
+    body = markdown.markdown(text, extensions=[*MARKDOWN_EXTENSIONS, NoRawHtml()], output_format="html")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
-def write_pdf(markdown_path: str | os.PathLike, pdf_path: str | os.PathLike) -> Path:
-    """Render ``markdown_path`` to ``pdf_path``; relative figure paths resolve against the markdown's folder."""
+def figure_folder_fetcher(folder: str | os.PathLike):
+    """A WeasyPrint URL fetcher serving only regular files inside ``folder`` (symbolic links resolved).
+
+    Every other URL - another ``file://`` path, ``http(s)``, ``data:`` - raises ``PermissionError``
+    (WeasyPrint then skips the resource with a warning); ``fetcher.refused`` lists them.
+    """
+    from weasyprint.urls import URLFetcher
+
+    root = Path(folder).resolve()
+
+    class FigureFolderFetcher(URLFetcher):
+        """``URLFetcher`` limited to ``root``."""
+
+        refused: list[str] = []
+
+        def fetch(self, url, headers=None):
+            parts = urlsplit(url)
+            path = Path(url2pathname(parts.path)).resolve() if parts.scheme == "file" else None
+            if (path is None or parts.netloc not in ("", "localhost") or not path.is_relative_to(root)
+                    or not path.is_file()):
+                self.refused.append(url)
+                log.warning("PDF: refused to fetch %s (only the report's figure folder is read)", url[:200])
+                raise PermissionError(f"{url[:200]}: outside the report's figure folder")
+            return super().fetch(path.as_uri(), headers)
+
+    fetcher = FigureFolderFetcher(allowed_protocols=("file",))
+    fetcher.refused = []
+    return fetcher
+
+
+def write_pdf(markdown_path: str | os.PathLike, pdf_path: str | os.PathLike, figures_dir: str | os.PathLike | None = None) -> Path:
+    """Render ``markdown_path`` to ``pdf_path`` atomically; figures are read only from ``figures_dir``
+    (default ``<markdown stem>_files/`` beside the markdown), relative paths resolving against the markdown's folder."""
     from weasyprint import HTML
 
+    from pneumocxr.atomic import atomic_path
+
     source = Path(markdown_path)
-    html = markdown_to_html(source.read_text())
-    missing = [src for src in image_sources(html) if not (source.parent / src).is_file()]
+    figures_dir = Path(figures_dir) if figures_dir else source.parent / f"{source.stem}_files"
+    page = markdown_to_html(source.read_text())
+    missing = [src for src in image_sources(page) if not (source.parent / unquote(src)).is_file()]
     if missing:
         raise FileNotFoundError(f"{source}: figure(s) missing for the PDF: {', '.join(missing)}")
     target = Path(pdf_path)
@@ -65,15 +118,17 @@ def write_pdf(markdown_path: str | os.PathLike, pdf_path: str | os.PathLike) -> 
     for logger in quiet:  # font-subsetting notices, not problems of the document
         logger.setLevel(logging.ERROR)
     try:
-        HTML(string=html, base_url=str(source.parent.resolve()) + "/").write_pdf(target)
+        with atomic_path(target, suffix=".pdf") as temporary:
+            HTML(string=page, base_url=str(source.parent.resolve()) + "/",
+                 url_fetcher=figure_folder_fetcher(figures_dir)).write_pdf(temporary)
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
     return target
 
 
-def image_sources(html: str) -> list[str]:
-    """The ``src`` of every ``<img>`` in ``html``, in document order."""
+def image_sources(page: str) -> list[str]:
+    """The ``src`` of every ``<img>`` in ``page`` (HTML), in document order."""
     import re
 
-    return re.findall(r'<img[^>]*\bsrc="([^"]+)"', html)
+    return re.findall(r'<img[^>]*\bsrc="([^"]+)"', page)

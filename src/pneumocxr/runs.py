@@ -49,11 +49,10 @@ def _clean(value: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as stable, sorted, indented JSON (NaN written as null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(obj), indent=2, sort_keys=True) + "\n")
-    return path
+    """Write ``obj`` as stable, sorted, indented JSON (NaN written as null), atomically."""
+    from pneumocxr.atomic import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(_clean(obj), indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -7,12 +7,17 @@ fine-tunes on augmented images with a smaller learning rate. Each stage: Adam (o
 cosine schedule, class weights, label smoothing, best-on-validation checkpoint, early stopping, one
 ``history.csv`` row per epoch, and ``BackupAndRestore`` so ``--resume`` continues an interrupted stage at
 its next epoch; finished stages are skipped on resume. ``train_run.train_run`` writes the run directory.
+
+Crash consistency (``train_backup``): epoch backups, the best checkpoint, stage weights, ``history.csv``
+and ``state.json`` are written to a temporary file or folder and renamed into place, so a kill at any
+moment leaves the previous complete version; ``--resume`` restores the newest backup that reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
 import os
@@ -24,6 +29,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from pneumocxr.atomic import atomic_write_text
 from pneumocxr.config import Config, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -133,11 +139,12 @@ def read_history(run_dir: str | os.PathLike) -> list[dict[str, str]]:
 
 
 def _write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite ``history.csv`` with ``rows``."""
-    with open(run_dir / "history.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    """Rewrite ``history.csv`` with ``rows`` (atomically: a kill leaves the previous version)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir / "history.csv", buffer.getvalue())
 
 
 def _history_logger(run_dir: Path, stage: str):
@@ -216,6 +223,7 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
     import keras
 
     from pneumocxr.models import set_trainable_from
+    from pneumocxr.train_backup import AtomicBackupAndRestore, AtomicModelCheckpoint, save_weights_atomic
 
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
@@ -231,8 +239,8 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
     monitor, mode = train_cfg.monitor, "min" if train_cfg.monitor.endswith("loss") else "max"
     best_path = checkpoints / f"{stage.name}-best.weights.h5"
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage.name)),
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
+        AtomicBackupAndRestore(str(run_dir / "backup" / stage.name)),
+        AtomicModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
                                         save_weights_only=True,
                                         initial_value_threshold=checkpoint_threshold(
                                             run_dir, stage.name, monitor, train_cfg.stage_tolerance)),
@@ -255,9 +263,9 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
         load_weights_quietly(full_model, checkpoints / f"{previous}-done.weights.h5")
         log.warning("stage %s never came within %g of stage %s's best %s; keeping %s's weights", stage.name,
                     train_cfg.stage_tolerance, previous, monitor, previous)
-    full_model.save_weights(done_weights)
+    save_weights_atomic(full_model, done_weights)
     state["done"] = [*state["done"], stage.name]
-    (run_dir / "state.json").write_text(json.dumps(state))
+    atomic_write_text(run_dir / "state.json", json.dumps(state))
     seconds = time.perf_counter() - started
     log.info("stage %s finished in %.0f s", stage.name, seconds)
     return {"stage": stage.name, "seconds": round(seconds, 1), "epochs": stage.epochs, "kept": improved,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pneumocxr import features, pipeline, runs
+from pneumocxr.atomic import atomic_write_text
 from pneumocxr.config import Config, load_config, resolve_path
 from pneumocxr.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
@@ -247,7 +248,7 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
         "n_train": len(train), "n_val": int((val["condition"] == PLAIN).sum()), "n_val_shifted": int((val["condition"] != PLAIN).sum()), "stages": summaries, "val_auc": metrics["auc"],
         "wall_time_s": round(time.perf_counter() - started, 1)})
     state = load_state(run_dir)
-    (run_dir / "state.json").write_text(json.dumps({**state, "finished": True}))
+    atomic_write_text(run_dir / "state.json", json.dumps({**state, "finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
     log.info("run %s finished in %.0f s: validation AUC %.4f", run_dir, time.perf_counter() - started, metrics["auc"])
     return run_dir

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, TextIO
 
 from pneumocxr.cli.table import format_table
 
-TABLE_COLUMNS = ["path", "accepted", "probability", "label", "threshold", "heatmap", "reasons"]
+TABLE_COLUMNS = ["input", "path", "accepted", "probability", "label", "threshold", "heatmap", "reasons"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,16 +22,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="For each input: the DICOM gate, the one preprocessing function, the run's model and saved "
                     "threshold. Rejected inputs get null probability and label and their reasons. Folders are "
                     "walked lazily and rows are written batch by batch, so any number of files streams in flat "
-                    "memory. Output is a decision aid, not a diagnosis. Exit status 0 when every input got a row.")
+                    "memory. Rows, logs and overlay titles name inputs by position and a salted path hash (site salt: "
+                    "$PNEUMOCXR_PATIENT_SALT, else $PNEUMOCXR_SALT_FILE, else ~/.config/pneumocxr/site-salt, made "
+                    "at the first run, mode 0600); output files are named by that hash. Every output is written "
+                    "atomically and locked against a second writer. Output is a decision aid, not a diagnosis. "
+                    "Exit status 0 when every input got a row; 2 when the options or the run are refused.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (config.toml, model.keras, threshold.json)")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
     parser.add_argument("--json", action="store_true", help="print a JSON array of rows on stdout")
-    parser.add_argument("--out", metavar="CSV", help="write rows to this CSV file, appended batch by batch")
+    parser.add_argument("--out", metavar="CSV",
+                        help="write rows to this CSV file: to CSV.partial batch by batch, renamed to CSV when every "
+                             "input has its row; a second writer to the same CSV is refused (exit 2)")
     parser.add_argument("--heatmaps", metavar="DIR", help="save a Grad-CAM overlay PNG per accepted image here")
     parser.add_argument("--dicom-out", metavar="DIR", help="write a DICOM Secondary Capture of each overlay here")
     parser.add_argument("--sc-identity", choices=("copy", "blank"), default="copy",
                         help="patient identity in the Secondary Capture: copy (for PACS filing, default) or blank "
-                             "(research; PatientID becomes the salted hash)")
+                             "(research: DICOM PS3.15 E.1 basic profile for what it writes; PatientID becomes the "
+                             "salted hash, UIDs salted hashes, dates and comments removed)")
+    parser.add_argument("--show-paths", action="store_true",
+                        help="put each input's path in the rows and its file name in overlay titles (default: inputs "
+                             "are named by position and a salted path hash, since file names may carry identity)")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per model call (default 16)")
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                         help="float32 (bit-reproducible, default) or bfloat16 (faster on CPUs with bf16)")
@@ -45,15 +55,22 @@ def csv_record(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_csv(rows: Iterable[dict[str, Any]], path: str | Path, columns: list[str], flush_every: int = 16) -> Iterator[dict[str, Any]]:
-    """Write rows to a CSV file as they come (flushed every ``flush_every`` rows), passing them on."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+    """Write rows to ``<path>.partial`` as they come (flushed every ``flush_every`` rows), passing them on;
+    rename it to ``path`` once every row is written, so an interrupted run leaves only the ``.partial`` file."""
+    from pneumocxr.atomic import PartialFile
+
+    partial = PartialFile(path, newline="")
+    try:
+        writer = csv.DictWriter(partial.handle, fieldnames=columns)
         writer.writeheader()
         for count, row in enumerate(rows, start=1):
             writer.writerow(csv_record(row))
             if count % flush_every == 0:
-                handle.flush()
+                partial.handle.flush()
             yield row
+        partial.commit()
+    finally:
+        partial.close()
 
 
 def stream_json(rows: Iterable[dict[str, Any]], out: TextIO) -> Iterator[dict[str, Any]]:
@@ -96,38 +113,87 @@ def summary(counts: Counter, n_inputs: int, destination: str | None) -> str:
     return text + (f"; results in {destination}" if destination else "") + ". Decision aid, not a diagnosis."
 
 
-def run(args: argparse.Namespace) -> int:
-    """Predict every input and write the rows (CSV, JSON or a table) as they come."""
-    from pneumocxr.infer import ROW_FIELDS, iter_inputs, load_predictor, predict_paths
+def _locks(args: argparse.Namespace) -> list:
+    """One exclusive lock per output (``--out`` file, ``--heatmaps`` and ``--dicom-out`` folders), all taken."""
+    from pneumocxr.atomic import OutputLock
+
+    locks = [OutputLock(args.out)] if args.out else []
+    locks += [OutputLock(folder, folder=True) for folder in {args.heatmaps, args.dicom_out} if folder]
+    taken = []
+    try:
+        for lock in locks:
+            taken.append(lock.acquire())
+    except BaseException:
+        for lock in taken:
+            lock.release()
+        raise
+    return taken
+
+
+def _refusal(args: argparse.Namespace) -> str | None:
+    """Why the options cannot run (checked before any work), or None."""
+    from pneumocxr.atomic import check_output_kinds
 
     if args.batch_size < 1 or args.workers < 1:
-        print("pneumocxr predict: --batch-size and --workers must be at least 1", file=sys.stderr)
-        return 2
+        return "--batch-size and --workers must be at least 1"
     try:
-        predictor = load_predictor(args.run_dir, args.precision)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"pneumocxr predict: error: {exc}", file=sys.stderr)
-        return 2
-    n_inputs = 0
+        check_output_kinds(files=[args.out], folders=[args.heatmaps, args.dicom_out])
+    except ValueError as exc:
+        return str(exc)
+    return None
 
-    def counted_inputs() -> Iterator[Path]:
-        nonlocal n_inputs
-        for path in iter_inputs(args.paths):
-            n_inputs += 1
-            yield path
+
+def predict_outputs(predictor, paths: Iterable[Any], args: argparse.Namespace) -> Counter:
+    """Predict every input and write the rows (CSV, JSON or a table) as they come; return the counts.
+
+    ``counts["rows"]`` rows were written for ``counts["inputs"]`` inputs found.
+    """
+    from pneumocxr.infer import ROW_FIELDS, iter_inputs, predict_paths
+
+    counts: Counter = Counter()
+
+    def counted_inputs() -> Iterator[Any]:
+        for found in iter_inputs(paths):
+            counts.update(inputs=1)
+            yield found
 
     rows = predict_paths(predictor, counted_inputs(), batch_size=args.batch_size, heatmap_dir=args.heatmaps,
                          dicom_out_dir=args.dicom_out, sc_identity=args.sc_identity, workers=args.workers,
-                         progress=None)
+                         progress=None, show_paths=args.show_paths)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         rows = write_csv(rows, args.out, list(ROW_FIELDS), flush_every=args.batch_size)
     if args.json:
         rows = stream_json(rows, sys.stdout)
     elif not args.out:
         rows = stream_table(rows, sys.stdout, every=args.batch_size)
-    counts: Counter = Counter()
     for row in rows:
         counts.update(rows=1, accepted=int(bool(row["accepted"])), **({row["label"]: 1} if row["label"] else {}))
-    print(summary(counts, n_inputs, args.out), file=sys.stderr)
-    return 0 if counts["rows"] == n_inputs else 1
+    return counts
+
+
+def run(args: argparse.Namespace) -> int:
+    """Refuse conflicting outputs, lock them, predict every input and write the rows as they come."""
+    from pneumocxr.atomic import OutputBusyError
+    from pneumocxr.infer import load_predictor
+
+    refusal = _refusal(args)
+    if refusal:
+        print(f"pneumocxr predict: error: {refusal}", file=sys.stderr)
+        return 2
+    try:
+        locks = _locks(args)
+    except (OutputBusyError, OSError) as exc:
+        print(f"pneumocxr predict: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        try:
+            predictor = load_predictor(args.run_dir, args.precision)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"pneumocxr predict: error: {exc}", file=sys.stderr)
+            return 2
+        counts = predict_outputs(predictor, args.paths, args)
+    finally:
+        for lock in locks:
+            lock.release()
+    print(summary(counts, counts["inputs"], args.out), file=sys.stderr)
+    return 0 if counts["rows"] == counts["inputs"] else 1
