@@ -27,8 +27,8 @@ import pandas as pd
 from pneumocxr import features, pipeline, runs
 from pneumocxr.config import Config, load_config, resolve_path
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
-from pneumocxr.train import (Stage, fit_stage, load_state, make_strategy, plot_history, precision_policy,
-                             read_history, resolve_precision)
+from pneumocxr.train import (Stage, check_strategy, fit_stage, load_state, make_strategy, plot_history,
+                             precision_policy, read_history, resolve_precision)
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,7 @@ def cached_views(config: Config, bottom, bottom32, train: pd.DataFrame, val: pd.
             make = lambda: pipeline.evaluation_dataset(train, config, cache=False)  # noqa: E731
             extra: dict[str, Any] = {"view": 0}
         else:
-            augment = pipeline.augmentation_model(config.train, config.data.seed + 1000 * view)
-            make = lambda augment=augment: pipeline.image_dataset(  # noqa: E731
-                paths, train["label"].tolist(), size=config.data.image_size, backbone=config.model.backbone,
-                batch_size=config.train.batch_size, augment=augment, cache=False)
+            make = lambda view=view: pipeline.augmented_view_dataset(train, config, config.data.seed + 1000 * view)  # noqa: E731
             extra = {"view": view, "seed": config.data.seed,
                      "augmentation": {k: v for k, v in dataclasses.asdict(config.train).items() if k.startswith("aug_")}}
         views.append(features.cached_features(bottom, make, paths, cache_dir, f"train-view{view}", dtype,
@@ -131,13 +128,12 @@ def build_stages(config: Config, model, model32, train: pd.DataFrame, val: pd.Da
         if cfg.finetune_epochs == 0:
             val_scores = lambda: np.asarray(top32.predict(val_ds, verbose=0), np.float32).ravel()  # noqa: E731
     else:
-        stages.append(Stage("stage1", model, pipeline.training_dataset(train, config, repeat=True),
-                            pipeline.evaluation_dataset(val, config), cfg.epochs, batches, cfg.learning_rate,
-                            cfg.stage1_trainable_from))
+        stages.append(Stage("stage1", *pipeline.training_inputs(model, train, val, config), cfg.epochs, batches,
+                            cfg.learning_rate, cfg.stage1_trainable_from))
     if cfg.finetune_epochs > 0:
-        stages.append(Stage("stage2-finetune", model, pipeline.training_dataset(train, config, repeat=True),
-                            pipeline.evaluation_dataset(val, config), cfg.finetune_epochs,
-                            cfg.finetune_steps or batches, cfg.finetune_learning_rate, config.model.trainable_from))
+        stages.append(Stage("stage2-finetune", *pipeline.training_inputs(model, train, val, config),
+                            cfg.finetune_epochs, cfg.finetune_steps or batches, cfg.finetune_learning_rate,
+                            config.model.trainable_from))
     if val_scores is None:
         val_scores = lambda: pipeline.predict_files(model32, val["path"].tolist(), config.data.image_size,  # noqa: E731
                                                     config.model.backbone, cfg.batch_size)
@@ -147,6 +143,7 @@ def build_stages(config: Config, model, model32, train: pd.DataFrame, val: pd.Da
 def check_stage_config(config: Config) -> None:
     """Stage 1 may train no deeper than the final model; without stage 2 they must be the same layer."""
     cfg = config.train
+    check_strategy(cfg.strategy)
     if cfg.finetune_epochs == 0 and cfg.stage1_trainable_from != config.model.trainable_from:
         raise ValueError(f"[train] stage1_trainable_from = '{cfg.stage1_trainable_from}' but [model] trainable_from = "
                          f"'{config.model.trainable_from}' and no fine-tune stage (finetune_epochs = 0); make them equal")
