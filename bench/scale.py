@@ -29,7 +29,8 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-NIH = Path(os.environ.get("PNEUMOCXR_SHARED_NIH", PROJECT_ROOT.parent / "shared" / "data" / "nih"))
+if str(PROJECT_ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT / "src"))
 RESULTS = PROJECT_ROOT / "bench" / "scale-results.json"
 DOCS = PROJECT_ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench-scale:start -->", "<!-- bench-scale:end -->"
@@ -38,28 +39,24 @@ MB = 1024.0 * 1024.0
 
 def build_tree(nih: Path, work: Path, rows: int) -> Path:
     """A data root ``work/root-ROWS`` whose ``nih/`` holds the first ``rows`` real metadata rows, the real
-    split lists, and ``images/`` links (shared by every size) to the real PNGs, in turn."""
+    split lists, and ``images/`` links (``work/images``, shared by every size) to the real PNGs, in turn."""
     import pandas as pd
 
     images = work / "images"
-    metadata = pd.read_csv(nih / "Data_Entry_2017_v2020.csv.gz")
+    metadata = pd.read_csv(nih / "Data_Entry_2017_v2020.csv.gz").head(rows)
     real = sorted((nih / "images").glob("*.png"))
     if not real:
         raise FileNotFoundError(f"{nih / 'images'}: no real NIH PNGs to link to")
-    if not images.is_dir():
-        partial = work / "images.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        for i, name in enumerate(metadata["Image Index"]):
-            os.symlink(real[i % len(real)], partial / name)
-        partial.rename(images)
+    images.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(metadata["Image Index"]):
+        if not os.path.lexists(images / name):
+            os.symlink(real[i % len(real)], images / name)
     root = work / f"root-{rows}"
     (root / "nih").mkdir(parents=True, exist_ok=True)
-    metadata.head(rows).to_csv(root / "nih" / "Data_Entry_2017_v2020.csv", index=False)
+    metadata.to_csv(root / "nih" / "Data_Entry_2017_v2020.csv", index=False)
     for name in ("test_list.txt", "train_val_list.txt"):
-        target = root / "nih" / name
-        if not target.exists():
-            os.symlink(nih / name, target)
+        if not (root / "nih" / name).exists():
+            os.symlink((nih / name).resolve(), root / "nih" / name)
     if not (root / "nih" / "images").exists():
         os.symlink(images, root / "nih" / "images")
     return root
@@ -145,18 +142,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 112_120], help="metadata rows per run")
     parser.add_argument("--png-images", type=int, default=2000, help="images read from PNGs in each run")
+    parser.add_argument("--nih", help="real NIH folder: metadata, split lists, images/ (default: DATA_ROOT/nih)")
     parser.add_argument("--work", help="working folder (default: a temporary one, removed)")
     parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
+    parser.add_argument("--append", action="store_true", help="add these sizes to bench/scale-results.json's runs")
     parser.add_argument("--child", nargs=2, metavar=("ROOT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(Path(args.child[0]), Path(args.child[1]), args.png_images)))
         return 0
+    from pneumocxr.config import data_root
+
+    nih = Path(args.nih) if args.nih else data_root() / "nih"
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-scale-"))
-    results = []
+    results = json.loads(RESULTS.read_text()) if args.append and RESULTS.is_file() else []
     try:
         for rows in args.sizes:
-            root = build_tree(NIH, work, rows)
+            root = build_tree(nih, work, rows)
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), str(PROJECT_ROOT)])}
             done = subprocess.run([sys.executable, __file__, "--png-images", str(args.png_images), "--child",
                                    str(root), str(work / f"shards-{rows}")], env=env, stdout=subprocess.PIPE, text=True)
