@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -72,14 +73,20 @@ def peak_rss_mb(reset: bool = False) -> float:
     return peak
 
 
-def drain(dataset, limit: int | None = None) -> tuple[int, float]:
-    """Images read from a dataset of (batch, label) pairs (stop after ``limit``) and the seconds it took."""
-    count, started = 0, time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU seconds (user + system, all threads) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def drain(dataset, limit: int | None = None) -> tuple[int, float, float]:
+    """Images read from a dataset of (batch, label) pairs (stop after ``limit``), wall and CPU seconds."""
+    count, started, cpu = 0, time.perf_counter(), cpu_seconds()
     for images, _ in dataset:
         count += int(images.shape[0])
         if limit and count >= limit:
             break
-    return count, time.perf_counter() - started
+    return count, time.perf_counter() - started, cpu_seconds() - cpu
 
 
 def child(root: Path, out: Path, png_images: int) -> dict[str, Any]:
@@ -93,36 +100,42 @@ def child(root: Path, out: Path, png_images: int) -> dict[str, Any]:
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root), shards=str(out)))
     cores = len(os.sched_getaffinity(0))
     result: dict[str, Any] = {"cores": cores, "start_rss_mb": peak_rss_mb(reset=True)}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     prepare.prepare(config, root=root, show_progress=sys.stderr.isatty())
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     frame = pipeline.data_frame(config, root)
-    result.update(rows=len(frame), prepare_s=seconds, prepare_img_s=len(frame) / seconds,
+    result.update(rows=len(frame), prepare_s=seconds, prepare_cpu_s=cpu, prepare_img_s=len(frame) / seconds,
                   prepare_peak_rss_mb=peak_rss_mb(reset=True), disk_mb=prepare.shard_bytes(out) / MB)
     train = frame[frame["split"] == "train"].reset_index(drop=True)
-    shards_ds = pipeline.frame_dataset(train, config, shuffle=True, seed=1, output="grey")
-    count, seconds = drain(shards_ds)
-    result.update(epoch_images=count, shards_s=seconds, shards_img_s=count / seconds,
+    count, seconds, cpu = drain(pipeline.frame_dataset(train, config, shuffle=True, seed=1, output="grey"))
+    result.update(epoch_images=count, shards_s=seconds, shards_cpu_s=cpu, shards_img_s=count / seconds,
                   shards_peak_rss_mb=peak_rss_mb(reset=True))
     files_only = dataclasses.replace(config, data=dataclasses.replace(config.data, shards=""))
     png_ds = pipeline.frame_dataset(train, files_only, shuffle=True, seed=1, output="grey", cache=False)
-    count, seconds = drain(png_ds, png_images)
-    result.update(png_images=count, png_s=seconds, png_img_s=count / seconds, png_peak_rss_mb=peak_rss_mb())
-    for key in ("prepare", "shards", "png"):
-        result[f"{key}_img_s_core"] = result[f"{key}_img_s"] / cores
+    count, seconds, cpu = drain(png_ds, png_images)
+    result.update(png_images=count, png_s=seconds, png_cpu_s=cpu, png_img_s=count / seconds,
+                  png_peak_rss_mb=peak_rss_mb())
+    for key, images in (("prepare", result["rows"]), ("shards", result["epoch_images"]), ("png", count)):
+        result[f"{key}_img_s_core"] = result[f"{key}_img_s"] / cores  # wall rate shared out over the cores
+        result[f"{key}_img_per_cpu_s"] = images / result[f"{key}_cpu_s"]  # per core-second actually used
     result["shards_over_png"] = result["shards_img_s"] / result["png_img_s"]
+    result["shards_over_png_cpu"] = result["shards_img_per_cpu_s"] / result["png_img_per_cpu_s"]
     return result
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """Markdown table of the runs, one row per size."""
-    head = ("| rows | prepare (s) | prepare img/s/core | shard disk | epoch from shards: images, img/s/core | "
-            "from PNGs: images, img/s/core | shards / PNGs | peak RSS prepare / shards / PNGs (MB) |\n"
-            "|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-    rows = [f"| {r['rows']:,} | {r['prepare_s']:.0f} | {r['prepare_img_s_core']:.1f} | {r['disk_mb'] / 1024:.2f} GB | "
-            f"{r['epoch_images']:,}, {r['shards_img_s_core']:,.0f} | {r['png_images']:,}, {r['png_img_s_core']:.1f} | "
-            f"**{r['shards_over_png']:.0f}x** | {r['prepare_peak_rss_mb']:.0f} / {r['shards_peak_rss_mb']:.0f} / "
-            f"{r['png_peak_rss_mb']:.0f} |" for r in results]
+    """Markdown table of the runs, one row per size (per core: images per CPU-second the process used)."""
+    head = ("| rows | prepare: s, img/CPU-s | shard disk | epoch from shards: images, s, img/CPU-s | "
+            "from PNGs: images, s, img/CPU-s | shards / PNGs per core (wall) | "
+            "peak RSS prepare / shards / PNGs (MB) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+    rows = []
+    for r in results:
+        per_cpu = {k: r.get(f"{k}_img_per_cpu_s", float("nan")) for k in ("prepare", "shards", "png")}
+        rows.append(f"| {r['rows']:,} | {r['prepare_s']:.0f}, {per_cpu['prepare']:.1f} | {r['disk_mb'] / 1024:.2f} GB | "
+                    f"{r['epoch_images']:,}, {r['shards_s']:.1f}, {per_cpu['shards']:,.0f} | "
+                    f"{r['png_images']:,}, {r['png_s']:.0f}, {per_cpu['png']:.1f} | "
+                    f"**{r.get('shards_over_png_cpu', float('nan')):.0f}x** ({r['shards_over_png']:.0f}x) | "
+                    f"{r['prepare_peak_rss_mb']:.0f} / {r['shards_peak_rss_mb']:.0f} / {r['png_peak_rss_mb']:.0f} |")
     return head + "\n".join(rows) + "\n"
 
 

@@ -136,3 +136,15 @@ def test_prepare_command_line(real_data, config, tmp_path, capsys):
     assert json.loads((tmp_path / "s" / "prepare.json").read_text())["complete"]
     assert main(["prepare", "--config", str(toml), "--root", str(real_data)]) == 2
     assert "no shard folder" in capsys.readouterr().err
+
+
+def test_the_in_memory_cache_holds_uint8_images(frame, config):
+    import tensorflow as tf
+
+    part = frame[frame["split"] == "val"].reset_index(drop=True)
+    cached = pipeline.evaluation_dataset(part, files_only(config), output="grey", cache=True)
+    assert cached.element_spec[0] == tf.TensorSpec((None, SIZE, SIZE, 1), tf.uint8)  # what the cache stores
+    x, _ = batches(cached)
+    assert x.nbytes == len(part) * SIZE * SIZE  # one byte per pixel: the documented bound
+    plain = batches(pipeline.evaluation_dataset(part, files_only(config), cache=True))[0]
+    np.testing.assert_allclose(plain[..., 0], x[..., 0] - 103.939, atol=1e-3)  # VGG16's blue channel mean
