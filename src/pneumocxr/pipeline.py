@@ -1,11 +1,16 @@
-"""Input pipeline step: file lists -> tf.data batches of model inputs, with training-only augmentation.
+"""Input pipeline step: file lists or prepared shards -> tf.data batches of model inputs, with training-only augmentation.
 
-    paths ──► decode (load_pixels, parallel) ──► resize_pixels ──► cache ──► shuffle ──► batch
-          ──► augment (Keras preprocessing layers, training only) ──► grey_to_model_input ──► prefetch
+    paths ──► decode (load_pixels, parallel) ──► resize_pixels ──► uint8 view ──► cache ──► shuffle ──► batch
+    shards (pneumocxr prepare: the same uint8 view) ──────────────────────────────────► shuffle ──► batch
+          ──► [0, 1] ──► augment (Keras preprocessing layers, training only) ──► grey_to_model_input ──► prefetch
 
 The decode and the two halves of ``preprocess.to_model_input`` are the one preprocessing function that
-inference uses too; the cache holds resized [0, 1] grey images, so augmentation (exposure, contrast,
-scale, position) works on physical intensities before the backbone's normalisation. No horizontal
+inference uses too. Training and its validation read the uint8 view ``round(255 * grey)`` (within half a
+grey level of the float image), from shards when ``[data] shards`` holds exactly the split, else from the
+files: identical pixels either way, so the in-memory cache holds one byte per pixel. Augmentation
+(exposure, contrast, scale, position) works on physical intensities before the backbone's normalisation;
+with ``[train] augment_on`` it runs in tf.data on the CPU or inside the model on the GPU
+(``device_augmented_model``), the same ``augmentation_model`` layers both ways. No horizontal
 flip by default: a chest X-ray has laterality (heart on the left, side markers), and a mirrored film is
 an image the device never sees. The legacy ``ImageDataGenerator`` survives only as
 ``classic_imagedatagenerator``, the baseline the benchmark compares against.

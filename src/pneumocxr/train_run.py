@@ -97,7 +97,8 @@ def cached_views(config: Config, bottom, bottom32, train: pd.DataFrame, val: pd.
             make = lambda: pipeline.evaluation_dataset(train, config, cache=False)  # noqa: E731
             extra: dict[str, Any] = {"view": 0}
         else:
-            make = lambda view=view: pipeline.augmented_view_dataset(train, config, config.data.seed + 1000 * view)  # noqa: E731
+            seed = config.data.seed + 1000 * view
+            make = lambda seed=seed: pipeline.augmented_view_dataset(train, config, seed)  # noqa: E731
             extra = {"view": view, "seed": config.data.seed,
                      "augmentation": {k: v for k, v in dataclasses.asdict(config.train).items() if k.startswith("aug_")}}
         views.append(features.cached_features(bottom, make, paths, cache_dir, f"train-view{view}", dtype,
