@@ -39,6 +39,11 @@ CLASSIC_AUGMENTATION = {
     "shear_range=0.1": ("(no Keras 3 layer; RandomZoom + RandomTranslation cover the small geometric jitter)", None),
     "brightness_range / featurewise normalisation": ("RandomBrightness(factor, value_range=(0, 1))", "aug_brightness"),
     "(none in the classic set)": ("RandomContrast(factor, value_range=(0, 1)): exposure/contrast of other scanners", "aug_contrast"),
+    "(none in the classic set: exposure)": ("RandomGamma (pneumocxr.augment): display-LUT / exposure differences", "aug_gamma"),
+    "(none in the classic set: sharpness)": ("RandomGaussianBlur: detector sharpness / resampling", "aug_blur"),
+    "(none in the classic set: noise)": ("GaussianNoise: quantum noise of low-dose films", "aug_noise"),
+    "(none in the classic set: borders)": ("BorderErasing (pneumocxr.augment): markers, collimation edges carry no label",
+                                           "aug_border"),
 }
 
 
@@ -60,11 +65,21 @@ def data_frame(config: Config, root: str | os.PathLike | None = None, dataset: s
     return stratified_limit(frame, data.limit_per_split, data.seed).reset_index(drop=True)
 
 
-def decode_pixels(path) -> Any:
-    """``load_pixels`` as a tf op: a path string tensor -> (H, W) float32 in [0, 1]."""
+def decode_pixels(path, condition=None) -> Any:
+    """``load_pixels`` as a tf op: a path string tensor -> (H, W) float32 in [0, 1].
+
+    ``condition`` (a string tensor, optional) renders the image under a shift-validation condition
+    (``shift.apply_condition``) before anything else; ``"plain"`` leaves it as read.
+    """
     import tensorflow as tf
 
-    pixels = tf.numpy_function(lambda p: load_pixels(p.decode()), [path], tf.float32, stateful=False)
+    if condition is None:
+        pixels = tf.numpy_function(lambda p: load_pixels(p.decode()), [path], tf.float32, stateful=False)
+    else:
+        from pneumocxr.shift import apply_condition
+
+        pixels = tf.numpy_function(lambda p, c: apply_condition(load_pixels(p.decode()), c.decode(), p.decode()),
+                                   [path, condition], tf.float32, stateful=False)
     pixels.set_shape([None, None])
     return pixels
 
@@ -72,6 +87,8 @@ def decode_pixels(path) -> Any:
 def augmentation_model(config: TrainConfig, seed: int = 0):
     """Training-only random transforms of (N, H, W, 1) grey images in [0, 1], as Keras preprocessing layers."""
     import keras
+
+    from pneumocxr.augment import BorderErasing, RandomGamma
 
     layers = []
     if config.aug_flip:
@@ -87,6 +104,15 @@ def augmentation_model(config: TrainConfig, seed: int = 0):
         layers.append(keras.layers.RandomContrast(config.aug_contrast, value_range=(0, 1), seed=seed + 4))
     if config.aug_brightness:
         layers.append(keras.layers.RandomBrightness(config.aug_brightness, value_range=(0, 1), seed=seed + 5))
+    if config.aug_gamma:
+        layers.append(RandomGamma(config.aug_gamma, seed=seed + 6))
+    if config.aug_blur:
+        layers.append(keras.layers.RandomGaussianBlur(config.aug_blur, kernel_size=5, sigma=1.0, value_range=(0, 1),
+                                                      seed=seed + 7))
+    if config.aug_noise:
+        layers.append(keras.layers.GaussianNoise(config.aug_noise, seed=seed + 8))
+    if config.aug_border:
+        layers.append(BorderErasing(config.aug_border, config.aug_border_rate, seed=seed + 9))
     return keras.Sequential(layers, name="augmentation")
 
 
@@ -156,27 +182,35 @@ def uint8_view(grey):
     return tf.cast(tf.round(tf.clip_by_value(grey, 0.0, 1.0) * 255.0), tf.uint8)
 
 
-def grey_images(paths: Sequence[str], size: int, quantize: bool = True):
+def sources(paths: Sequence[str], conditions: Sequence[str] | None = None) -> tuple[list[str], ...]:
+    """What decodes each image: (paths,) or (paths, shift-validation conditions)."""
+    paths = [str(p) for p in paths]
+    return (paths,) if conditions is None else (paths, [str(c) for c in conditions])
+
+
+def grey_images(paths: Sequence[str], size: int, quantize: bool = True, conditions: Sequence[str] | None = None):
     """A ``tf.data.Dataset`` of (size, size, 1) images decoded from ``paths`` in order, in parallel.
 
-    uint8 (``uint8_view``) when ``quantize``, else float32 in [0, 1] (the inference function's values).
+    uint8 (``uint8_view``) when ``quantize``, else float32 in [0, 1] (the inference function's values);
+    each under its shift-validation condition when ``conditions`` is given.
     """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    return ds.map(lambda p: decoded(p, size, quantize), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices(sources(paths, conditions))
+    return ds.map(lambda *source: decoded(source, size, quantize), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def decoded(path, size: int, quantize: bool = True):
-    """One path string tensor -> its (size, size, 1) image: uint8 view, or float32 when not ``quantize``."""
-    grey = resize_pixels(decode_pixels(path), size)
+def decoded(source, size: int, quantize: bool = True):
+    """(path[, condition]) string tensors -> the (size, size, 1) image: uint8 view, or float32 when not
+    ``quantize``."""
+    grey = resize_pixels(decode_pixels(*source), size)
     return uint8_view(grey) if quantize else grey
 
 
 def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, size: int = 224,
                   backbone: str = "vgg16", batch_size: int = 16, augment: Any = None, shuffle: bool = False,
                   seed: int = 0, cache: bool | str = True, repeat: bool = False, quantize: bool = True,
-                  shards: Sequence[str] | None = None, output: str = "model"):
+                  shards: Sequence[str] | None = None, output: str = "model", conditions: Sequence[str] | None = None):
     """A ``tf.data.Dataset`` of model-input batches (with float32 labels when ``labels`` is given).
 
     Images come from ``shards`` (files from ``shards.find_shards``, holding exactly these paths) or
@@ -185,7 +219,8 @@ def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, 
     (size * size bytes each; never with shards), a string caches them in that file. ``augment`` is a
     model from ``augmentation_model`` (training only). ``output`` "model" gives (N, size, size, 3)
     float32 backbone inputs; "grey" gives (N, size, size, 1) uint8 batches, unaugmented, for a model
-    that augments and normalises on its device (``device_augmented_model``).
+    that augments and normalises on its device (``device_augmented_model``). ``conditions`` gives each
+    path a shift-validation condition (``shift.apply_condition``; same length as ``paths``; never from shards).
     """
     import tensorflow as tf
 
@@ -197,15 +232,16 @@ def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, 
     if shards:
         ds = shard_io.shard_dataset(list(shards), size, shuffle=shuffle, seed=seed).repeat(-1 if repeat else 1)
     elif cache:  # decode once, keep uint8 images, shuffle them every epoch
-        ds = tf.data.Dataset.zip((grey_images(paths, size, quantize), tf.data.Dataset.from_tensor_slices(targets)))
+        images = grey_images(paths, size, quantize, conditions)
+        ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(targets)))
         ds = ds.cache(cache if isinstance(cache, str) else "").repeat(-1 if repeat else 1)
         if shuffle:
             ds = ds.shuffle(min(len(paths), shard_io.SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
     else:  # no cache: shuffle the paths (a buffer of strings, not images), then decode
-        ds = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], targets)).repeat(-1 if repeat else 1)
+        ds = tf.data.Dataset.from_tensor_slices((sources(paths, conditions), targets)).repeat(-1 if repeat else 1)
         if shuffle:
             ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda p, y: (decoded(p, size, quantize), y), num_parallel_calls=autotune)
+        ds = ds.map(lambda source, y: (decoded(source, size, quantize), y), num_parallel_calls=autotune)
     ds = ds.batch(batch_size)
     if output == "model":
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else x, y),
@@ -222,12 +258,17 @@ def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, 
 
 def frame_dataset(frame: pd.DataFrame, config: Config, **options):
     """``image_dataset`` over a frame's images and labels with the config's size, backbone and batch,
-    from the prepared shards (``[data] shards``) when they hold exactly this frame."""
+    from the prepared shards (``[data] shards``) when they hold exactly this frame; a ``condition``
+    column (shift validation) renders each row under its condition, from the image files."""
     from pneumocxr.shards import find_shards
 
-    files = find_shards(resolve_path(config.data.shards), frame, config.data.image_size) if config.data.shards else None
+    conditions = frame["condition"].tolist() if "condition" in frame else None
+    files = None
+    if config.data.shards and conditions is None:
+        files = find_shards(resolve_path(config.data.shards), frame, config.data.image_size)
     return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
-                         backbone=config.model.backbone, batch_size=config.train.batch_size, shards=files, **options)
+                         backbone=config.model.backbone, batch_size=config.train.batch_size, shards=files,
+                         conditions=conditions, **options)
 
 
 def training_dataset(frame: pd.DataFrame, config: Config, augment: bool = True, **options):
@@ -237,7 +278,8 @@ def training_dataset(frame: pd.DataFrame, config: Config, augment: bool = True, 
 
 
 def evaluation_dataset(frame: pd.DataFrame, config: Config, **options):
-    """Plain (never augmented) batches of a frame's images and labels, in frame order."""
+    """Never-augmented batches of a frame's images and labels, in frame order; a ``condition`` column
+    (shift validation) renders each row under its condition."""
     return frame_dataset(frame, config, **options)
 
 
@@ -247,20 +289,23 @@ def augmented_view_dataset(frame: pd.DataFrame, config: Config, seed: int):
 
 
 def predict_files(model, paths: Sequence[str | os.PathLike], size: int, backbone: str,
-                  batch_size: int = 16) -> np.ndarray:
-    """Pneumonia probability (float32) for every file, in order: decode, preprocess, predict in batches."""
+                  batch_size: int = 16, conditions: Sequence[str] | None = None) -> np.ndarray:
+    """Pneumonia probability (float32) for every file, in order: decode, preprocess, predict in batches
+    (each file under its shift-validation condition when ``conditions`` is given)."""
     if len(paths) == 0:
         return np.zeros(0, np.float32)
     ds = image_dataset([str(p) for p in paths], size=size, backbone=backbone, batch_size=batch_size, cache=False,
-                       quantize=False)
+                       quantize=False, conditions=conditions)
     scores = model.predict(ds, verbose=0)
     return np.asarray(scores, np.float32).reshape(len(paths), -1)[:, -1]
 
 
 def score_frame(model, frame: pd.DataFrame, size: int, backbone: str, batch_size: int = 16) -> pd.DataFrame:
-    """A copy of ``frame`` with a ``probability`` column from ``predict_files``."""
+    """A copy of ``frame`` with a ``probability`` column from ``predict_files`` (rows under their
+    ``condition`` when the frame has that column)."""
     scored = frame.copy()
-    scored["probability"] = predict_files(model, scored["path"].tolist(), size, backbone, batch_size)
+    conditions = scored["condition"].tolist() if "condition" in scored else None
+    scored["probability"] = predict_files(model, scored["path"].tolist(), size, backbone, batch_size, conditions)
     return scored
 
 
@@ -298,5 +343,6 @@ def plot_augmented_views(paths: Sequence[str], config: TrainConfig, size: int = 
             ax.set_title(f"augmented view {i}", fontsize=8)
         for ax in row:
             ax.set(xticks=[], yticks=[], xlabel=f"{size} px")
-    fig.suptitle("Training augmentation: rotation, zoom, shift, contrast, brightness (no flip)")
+    names = ", ".join(type(layer).__name__ for layer in augment.layers) or "none"
+    fig.suptitle(f"Training augmentation, in order: {names}" + ("" if config.aug_flip else " (no flip)"), fontsize=9)
     return fig
