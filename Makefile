@@ -1,6 +1,8 @@
 # pneumocxr — every set-up step a fresh machine needs is here.
 #   make demo   install, link/download data, execute the three notebooks, write model, plots, report PDF
-#   make test   install, link/download data, install Orthanc if missing, run the test suite (slow tests included)
+#   make test   install, link/download data, DCMTK and Orthanc if missing, run the test suite (slow tests included)
+#   make bench-scale   NIH input path at 112,120 rows: prepare, epoch from shards vs PNGs (not in make test)
+#   make bench-gpu     on a GPU: VGG16 train-step img/s vs shard input img/s (skips cleanly without one)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +12,7 @@ export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 export MPLBACKEND := Agg
 
-.PHONY: install data system-packages test test-fast demo bench fuzz clean
+.PHONY: install data system-packages test test-fast demo bench bench-scale bench-gpu fuzz clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +48,13 @@ demo: data
 bench: data system-packages
 	$(PY) bench/run.py
 	$(PY) bench/serve.py
+
+bench-scale: data
+	$(PY) bench/scale.py
+
+bench-gpu: data
+	if command -v nvidia-smi >/dev/null; then $(PY) -m pip install --quiet "tensorflow[and-cuda]==2.21.0"; fi
+	$(PY) bench/gpu.py
 
 fuzz: data
 	PNEUMOCXR_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -m fuzz tests

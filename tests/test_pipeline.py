@@ -10,7 +10,7 @@ import pytest
 
 from pneumocxr import pipeline
 from pneumocxr.config import Config, DataConfig, TrainConfig
-from pneumocxr.preprocess import preprocess_file
+from pneumocxr.preprocess import grey_to_model_input, load_pixels, preprocess_file, resize_pixels
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,11 @@ def test_evaluation_batches_equal_the_one_preprocessing_function(frame, config):
     x, y = next(iter(pipeline.evaluation_dataset(part, config)))
     assert x.shape == (4, 64, 64, 3) and y.shape == (4, 1)
     for i, path in enumerate(part["path"].iloc[:4]):
-        np.testing.assert_allclose(x[i].numpy(), preprocess_file(path, 64, "vgg16"), atol=1e-4)
+        # training and evaluation batches hold the uint8 view: round(255 * grey), then the backbone input
+        grey = np.round(resize_pixels(load_pixels(path), 64).numpy() * 255) / 255
+        np.testing.assert_allclose(x[i].numpy(), grey_to_model_input(grey, "vgg16").numpy(), atol=1e-4)
+        # ... within half a grey level of the inference function's float values, never more
+        assert np.abs(x[i].numpy() - preprocess_file(path, 64, "vgg16")).max() <= 0.5 + 1e-3
     np.testing.assert_array_equal(y.numpy().ravel(), part["label"].iloc[:4].to_numpy())
 
 
@@ -67,8 +71,6 @@ def test_training_batches_are_augmented_and_labelled(frame, config):
 
 
 def test_augmented_grey_stays_in_unit_range(frame, config):
-    from pneumocxr.preprocess import load_pixels, resize_pixels
-
     grey = np.stack([resize_pixels(load_pixels(p), 64).numpy() for p in frame["path"].iloc[:4]])
     out = pipeline.augmentation_model(config.train, seed=1)(grey, training=True).numpy()
     assert out.shape == grey.shape and out.min() >= 0.0 and out.max() <= 1.0

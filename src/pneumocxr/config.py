@@ -32,6 +32,7 @@ class DataConfig:
     shift_copies: int = 0  # shift validation: each validation image also under this many acquisition shifts (0 = off)
     shift_splits: tuple[str, ...] = ()  # other splits joining the shift validation as their own condition (e.g. official_val)
     nih_images: str | None = None  # NIH image folder (flat or Kaggle images_0NN/images layout)
+    shards: str = ""  # `pneumocxr prepare` output folder (uint8 TFRecord shards); "" = always read image files
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class TrainConfig:
     class_weight: str = "balanced"  # balanced (weights inverse to class frequency) | none
     label_smoothing: float = 0.0
     mixed_precision: str = "auto"  # auto (bf16 on CPUs with AVX512-BF16/AMX, float16 on GPU) | float32 | mixed_bfloat16 | mixed_float16
-    strategy: str = "default"  # default | mirrored | multi_worker
+    strategy: str = "default"  # default | mirrored (all local GPUs, else all logical CPUs)
     monitor: str = "val_loss"  # checkpoint / early stopping quantity: val_loss | val_auc
     early_stopping_patience: int = 4
     stage_tolerance: float = 0.0  # a later stage replaces the earlier one's weights if its best monitor value is within this of the earlier best
@@ -71,6 +72,7 @@ class TrainConfig:
     finetune_learning_rate: float = 1e-5
     finetune_steps: int | None = None  # batches per stage-2 epoch (None = one pass over the training split)
     augment: bool = True
+    augment_on: str = "auto"  # auto (in the model on a GPU, in tf.data on a CPU) | model | pipeline
     aug_flip: bool = False  # horizontal flip: off, chest X-rays have laterality (heart, markers)
     aug_rotation: float = 0.03  # fraction of a full turn (0.03 = +-10.8 degrees)
     aug_translation: float = 0.08  # fraction of the image side

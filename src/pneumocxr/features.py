@@ -1,7 +1,8 @@
 """Training step, CPU path: the frozen layers' outputs computed once per image view and cached as .npy.
 
 The frozen bottom of the model (image -> ``cache_layer``) is the expensive part of a forward pass; its
-outputs do not change while only the top trains, so they are computed once - for view 0 (the plain
+outputs do not change while only the top trains, so they are computed once - from the prepared shards when
+``[data] shards`` holds the split, else from the image files - for view 0 (the plain
 image) and, for the training split, views 1.. of randomly augmented images - written batch by batch
 to a memory-mapped ``.npy`` (float16 under mixed precision), and the top is trained on them. The file
 name is a hash of everything that decides the numbers (image list, backbone, weights, layer, size,
@@ -23,8 +24,16 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+PIXEL_VIEW = "uint8"  # the images features are computed from: pipeline.uint8_view, from shards or files alike
+
+
 def cache_key(paths: Sequence[str], **settings: Any) -> str:
-    """Short SHA-256 over the ordered image paths and the settings that decide the features."""
+    """Short SHA-256 over the ordered image paths and the settings that decide the features.
+
+    The pixel view (``PIXEL_VIEW``) is part of the key; whether the pixels came from prepared shards
+    or image files is not, since both give identical values (``pipeline.image_dataset``).
+    """
+    settings = {"pixels": PIXEL_VIEW, **settings}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in paths:
         digest.update(f"{path}\n".encode())

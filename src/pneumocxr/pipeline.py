@@ -1,11 +1,16 @@
-"""Input pipeline step: file lists -> tf.data batches of model inputs, with training-only augmentation.
+"""Input pipeline step: file lists or prepared shards -> tf.data batches of model inputs, with training-only augmentation.
 
-    paths ──► decode (load_pixels, parallel) ──► resize_pixels ──► cache ──► shuffle ──► batch
-          ──► augment (Keras preprocessing layers, training only) ──► grey_to_model_input ──► prefetch
+    paths ──► decode (load_pixels, parallel) ──► resize_pixels ──► uint8 view ──► cache ──► shuffle ──► batch
+    shards (pneumocxr prepare: the same uint8 view) ──────────────────────────────────► shuffle ──► batch
+          ──► [0, 1] ──► augment (Keras preprocessing layers, training only) ──► grey_to_model_input ──► prefetch
 
 The decode and the two halves of ``preprocess.to_model_input`` are the one preprocessing function that
-inference uses too; the cache holds resized [0, 1] grey images, so augmentation (exposure, contrast,
-scale, position) works on physical intensities before the backbone's normalisation. No horizontal
+inference uses too. Training and its validation read the uint8 view ``round(255 * grey)`` (within half a
+grey level of the float image), from shards when ``[data] shards`` holds exactly the split, else from the
+files: identical pixels either way, so the in-memory cache holds one byte per pixel. Augmentation
+(exposure, contrast, scale, position) works on physical intensities before the backbone's normalisation;
+with ``[train] augment_on`` it runs in tf.data on the CPU or inside the model on the GPU
+(``device_augmented_model``), the same ``augmentation_model`` layers both ways. No horizontal
 flip by default: a chest X-ray has laterality (heart on the left, side markers), and a mirrored film is
 an image the device never sees. The legacy ``ImageDataGenerator`` survives only as
 ``classic_imagedatagenerator``, the baseline the benchmark compares against.
@@ -111,60 +116,177 @@ def augmentation_model(config: TrainConfig, seed: int = 0):
     return keras.Sequential(layers, name="augmentation")
 
 
-def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, size: int = 224,
-                  backbone: str = "vgg16", batch_size: int = 16, augment: Any = None, shuffle: bool = False,
-                  seed: int = 0, cache: bool | str = True, repeat: bool = False,
-                  conditions: Sequence[str] | None = None):
-    """A ``tf.data.Dataset`` of model-input batches (with float32 labels when ``labels`` is given).
+AUGMENT_ON = ("auto", "model", "pipeline")
 
-    ``augment`` is a model from ``augmentation_model`` (training only); ``cache`` True keeps resized
-    images in memory, a string caches them in that file; ``conditions`` gives each path a
-    shift-validation condition (``shift.apply_condition``; same length as ``paths``).
+
+def augments_on_device(config: TrainConfig) -> bool:
+    """Where training augmentation runs: True = inside the model on its device ("model", or "auto" with a
+    GPU present), False = in tf.data on the host CPU ("pipeline", or "auto" without a GPU)."""
+    if config.augment_on not in AUGMENT_ON:
+        raise ValueError(f"[train] augment_on = '{config.augment_on}' is unknown; expected one of {AUGMENT_ON}")
+    if config.augment_on != "auto":
+        return config.augment_on == "model"
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def device_augmented_model(model, config: Config, seed: int | None = None):
+    """``model`` behind uint8 grey input, ``augmentation_model`` and the backbone normalisation, as layers.
+
+    Input (N, size, size, 1) uint8 (``image_dataset(output="grey")``); the random layers act only when
+    training (``fit``), so validation passes through unchanged. The wrapper shares ``model``'s layers and
+    weights: training it trains ``model``, which is what is saved. Build it inside the strategy scope.
+    """
+    import keras
+
+    size, backbone = config.data.image_size, config.model.backbone
+    augment = augmentation_model(config.train, config.data.seed if seed is None else seed)
+
+    class GreyToModelInput(keras.layers.Layer):
+        """uint8 grey -> [0, 1] -> ``augment`` (training only) -> ``grey_to_model_input``."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.augment = augment  # tracked: its random layers' seed state lives on the device
+
+        def call(self, grey, training=None):
+            unit = keras.ops.cast(grey, "float32") / 255.0
+            return grey_to_model_input(self.augment(unit, training=training), backbone)
+
+    inputs = keras.Input((size, size, 1), dtype="uint8", name="grey_uint8")
+    return keras.Model(inputs, model(GreyToModelInput(name="device_augmentation", dtype="float32")(inputs)),
+                       name=f"{model.name}_device_augmented")
+
+
+def training_inputs(model, train: pd.DataFrame, val: pd.DataFrame, config: Config):
+    """(model to fit, repeating training batches, validation batches) for a stage that trains on images.
+
+    With augmentation on the device the batches are uint8 grey and the fitted model is
+    ``device_augmented_model(model)``; otherwise ``model`` itself on tf.data-augmented inputs.
+    """
+    if config.train.augment and augments_on_device(config.train):
+        return (device_augmented_model(model, config),
+                frame_dataset(train, config, shuffle=True, seed=config.data.seed, repeat=True, output="grey"),
+                frame_dataset(val, config, output="grey"))
+    return model, training_dataset(train, config, repeat=True), evaluation_dataset(val, config)
+
+
+def uint8_view(grey):
+    """The stored training view of resized [0, 1] grey images: round(255 * grey) as uint8 (tf op).
+
+    Half a grey level (0.5 / 255) from the float image at most; shards hold exactly these values.
     """
     import tensorflow as tf
 
-    autotune = tf.data.AUTOTUNE
+    return tf.cast(tf.round(tf.clip_by_value(grey, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def sources(paths: Sequence[str], conditions: Sequence[str] | None = None) -> tuple[list[str], ...]:
+    """What decodes each image: (paths,) or (paths, shift-validation conditions)."""
     paths = [str(p) for p in paths]
+    return (paths,) if conditions is None else (paths, [str(c) for c in conditions])
+
+
+def grey_images(paths: Sequence[str], size: int, quantize: bool = True, conditions: Sequence[str] | None = None):
+    """A ``tf.data.Dataset`` of (size, size, 1) images decoded from ``paths`` in order, in parallel.
+
+    uint8 (``uint8_view``) when ``quantize``, else float32 in [0, 1] (the inference function's values);
+    each under its shift-validation condition when ``conditions`` is given.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(sources(paths, conditions))
+    return ds.map(lambda *source: decoded(source, size, quantize), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def decoded(source, size: int, quantize: bool = True):
+    """(path[, condition]) string tensors -> the (size, size, 1) image: uint8 view, or float32 when not
+    ``quantize``."""
+    grey = resize_pixels(decode_pixels(*source), size)
+    return uint8_view(grey) if quantize else grey
+
+
+def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, size: int = 224,
+                  backbone: str = "vgg16", batch_size: int = 16, augment: Any = None, shuffle: bool = False,
+                  seed: int = 0, cache: bool | str = True, repeat: bool = False, quantize: bool = True,
+                  shards: Sequence[str] | None = None, output: str = "model", conditions: Sequence[str] | None = None):
+    """A ``tf.data.Dataset`` of model-input batches (with float32 labels when ``labels`` is given).
+
+    Images come from ``shards`` (files from ``shards.find_shards``, holding exactly these paths) or
+    are decoded from ``paths``; both give the same uint8 view (``quantize``; False keeps the float
+    values of the inference function). ``cache`` True keeps the decoded uint8 images in memory
+    (size * size bytes each; never with shards), a string caches them in that file. ``augment`` is a
+    model from ``augmentation_model`` (training only). ``output`` "model" gives (N, size, size, 3)
+    float32 backbone inputs; "grey" gives (N, size, size, 1) uint8 batches, unaugmented, for a model
+    that augments and normalises on its device (``device_augmented_model``). ``conditions`` gives each
+    path a shift-validation condition (``shift.apply_condition``; same length as ``paths``; never from shards).
+    """
+    import tensorflow as tf
+
+    from pneumocxr import shards as shard_io
+
+    autotune = tf.data.AUTOTUNE
     targets = np.zeros(len(paths)) if labels is None else np.asarray(labels)
     targets = targets.astype(np.float32).reshape(-1, 1)
-    if conditions is None:
-        ds = tf.data.Dataset.from_tensor_slices((paths, targets))
-        ds = ds.map(lambda p, y: (resize_pixels(decode_pixels(p), size), y), num_parallel_calls=autotune)
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((paths, [str(c) for c in conditions], targets))
-        ds = ds.map(lambda p, c, y: (resize_pixels(decode_pixels(p, c), size), y), num_parallel_calls=autotune)
-    if cache:
-        ds = ds.cache(cache if isinstance(cache, str) else "")
-    if repeat:
-        ds = ds.repeat()
-    if shuffle:
-        ds = ds.shuffle(min(len(paths), 2048), seed=seed, reshuffle_each_iteration=True)
+    if shards:
+        ds = shard_io.shard_dataset(list(shards), size, shuffle=shuffle, seed=seed).repeat(-1 if repeat else 1)
+    elif cache:  # decode once, keep uint8 images, shuffle them every epoch
+        images = grey_images(paths, size, quantize, conditions)
+        ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(targets)))
+        ds = ds.cache(cache if isinstance(cache, str) else "").repeat(-1 if repeat else 1)
+        if shuffle:
+            ds = ds.shuffle(min(len(paths), shard_io.SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+    else:  # no cache: shuffle the paths (a buffer of strings, not images), then decode
+        ds = tf.data.Dataset.from_tensor_slices((sources(paths, conditions), targets)).repeat(-1 if repeat else 1)
+        if shuffle:
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda source, y: (decoded(source, size, quantize), y), num_parallel_calls=autotune)
     ds = ds.batch(batch_size)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=autotune)
-    ds = ds.map(lambda x, y: (grey_to_model_input(x, backbone), y), num_parallel_calls=autotune)
+    if output == "model":
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else x, y),
+                    num_parallel_calls=autotune)
+        if augment is not None:
+            ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=autotune)
+        ds = ds.map(lambda x, y: (grey_to_model_input(x, backbone), y), num_parallel_calls=autotune)
+    elif output != "grey":
+        raise ValueError(f"output '{output}' is unknown; expected 'model' or 'grey'")
     if labels is None:
         ds = ds.map(lambda x, y: x)
     return ds.prefetch(autotune)
 
 
+def frame_dataset(frame: pd.DataFrame, config: Config, **options):
+    """``image_dataset`` over a frame's images and labels with the config's size, backbone and batch,
+    from the prepared shards (``[data] shards``) when they hold exactly this frame; a ``condition``
+    column (shift validation) renders each row under its condition, from the image files."""
+    from pneumocxr.shards import find_shards
+    from pneumocxr.shift import rendering
+
+    conditions = [rendering(c) for c in frame["condition"]] if "condition" in frame else None
+    files = None
+    if config.data.shards and conditions is None:
+        files = find_shards(resolve_path(config.data.shards), frame, config.data.image_size)
+    return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
+                         backbone=config.model.backbone, batch_size=config.train.batch_size, shards=files,
+                         conditions=conditions, **options)
+
+
 def training_dataset(frame: pd.DataFrame, config: Config, augment: bool = True, **options):
     """Shuffled, augmented (when ``config.train.augment``) batches of a frame's images and labels."""
     aug = augmentation_model(config.train, config.data.seed) if augment and config.train.augment else None
-    return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
-                         backbone=config.model.backbone, batch_size=config.train.batch_size, augment=aug,
-                         shuffle=True, seed=config.data.seed, **options)
+    return frame_dataset(frame, config, augment=aug, shuffle=True, seed=config.data.seed, **options)
 
 
 def evaluation_dataset(frame: pd.DataFrame, config: Config, **options):
     """Never-augmented batches of a frame's images and labels, in frame order; a ``condition`` column
     (shift validation) renders each row under its condition."""
-    from pneumocxr.shift import rendering
+    return frame_dataset(frame, config, **options)
 
-    conditions = [rendering(c) for c in frame["condition"]] if "condition" in frame else None
-    return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
-                         backbone=config.model.backbone, batch_size=config.train.batch_size,
-                         conditions=conditions, **options)
+
+def augmented_view_dataset(frame: pd.DataFrame, config: Config, seed: int):
+    """One augmented view of every image, in frame order (feature cache views 1..), augmentation ``seed``."""
+    return frame_dataset(frame, config, augment=augmentation_model(config.train, seed), cache=False)
 
 
 def predict_files(model, paths: Sequence[str | os.PathLike], size: int, backbone: str,
@@ -174,7 +296,7 @@ def predict_files(model, paths: Sequence[str | os.PathLike], size: int, backbone
     if len(paths) == 0:
         return np.zeros(0, np.float32)
     ds = image_dataset([str(p) for p in paths], size=size, backbone=backbone, batch_size=batch_size, cache=False,
-                       conditions=conditions)
+                       quantize=False, conditions=conditions)
     scores = model.predict(ds, verbose=0)
     return np.asarray(scores, np.float32).reshape(len(paths), -1)[:, -1]
 

@@ -29,8 +29,8 @@ from pneumocxr.atomic import atomic_write_text
 from pneumocxr.config import Config, load_config, resolve_path
 from pneumocxr.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
-from pneumocxr.train import (Stage, fit_stage, load_state, make_strategy, plot_history, precision_policy,
-                             read_history, resolve_precision)
+from pneumocxr.train import (Stage, check_strategy, fit_stage, load_state, make_strategy, plot_history,
+                             precision_policy, read_history, resolve_precision)
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,8 @@ def cached_views(config: Config, bottom, bottom32, train: pd.DataFrame, val: pd.
             make = lambda: pipeline.evaluation_dataset(train, config, cache=False)  # noqa: E731
             extra: dict[str, Any] = {"view": 0}
         else:
-            augment = pipeline.augmentation_model(config.train, config.data.seed + 1000 * view)
-            make = lambda augment=augment: pipeline.image_dataset(  # noqa: E731
-                paths, train["label"].tolist(), size=config.data.image_size, backbone=config.model.backbone,
-                batch_size=config.train.batch_size, augment=augment, cache=False)
+            seed = config.data.seed + 1000 * view
+            make = lambda seed=seed: pipeline.augmented_view_dataset(train, config, seed)  # noqa: E731
             extra = {"view": view, "seed": config.data.seed,
                      "augmentation": {k: v for k, v in dataclasses.asdict(config.train).items() if k.startswith("aug_")}}
         views.append(features.cached_features(bottom, make, paths, cache_dir, f"train-view{view}", dtype,
@@ -133,13 +131,12 @@ def build_stages(config: Config, model, model32, train: pd.DataFrame, val: pd.Da
         if cfg.finetune_epochs == 0:
             val_scores = lambda: np.asarray(top32.predict(val_ds, verbose=0), np.float32).ravel()  # noqa: E731
     else:
-        stages.append(Stage("stage1", model, pipeline.training_dataset(train, config, repeat=True),
-                            pipeline.evaluation_dataset(val, config), cfg.epochs, batches, cfg.learning_rate,
-                            cfg.stage1_trainable_from))
+        stages.append(Stage("stage1", *pipeline.training_inputs(model, train, val, config), cfg.epochs, batches,
+                            cfg.learning_rate, cfg.stage1_trainable_from))
     if cfg.finetune_epochs > 0:
-        stages.append(Stage("stage2-finetune", model, pipeline.training_dataset(train, config, repeat=True),
-                            pipeline.evaluation_dataset(val, config), cfg.finetune_epochs,
-                            cfg.finetune_steps or batches, cfg.finetune_learning_rate, config.model.trainable_from))
+        stages.append(Stage("stage2-finetune", *pipeline.training_inputs(model, train, val, config),
+                            cfg.finetune_epochs, cfg.finetune_steps or batches, cfg.finetune_learning_rate,
+                            config.model.trainable_from))
     if val_scores is None:
         val_scores = lambda: pipeline.score_frame(model32, val, config.data.image_size,  # noqa: E731
                                                   config.model.backbone, cfg.batch_size)["probability"].to_numpy()
@@ -149,6 +146,7 @@ def build_stages(config: Config, model, model32, train: pd.DataFrame, val: pd.Da
 def check_stage_config(config: Config) -> None:
     """Stage 1 may train no deeper than the final model; without stage 2 they must be the same layer."""
     cfg = config.train
+    check_strategy(cfg.strategy)
     if cfg.finetune_epochs == 0 and cfg.stage1_trainable_from != config.model.trainable_from:
         raise ValueError(f"[train] stage1_trainable_from = '{cfg.stage1_trainable_from}' but [model] trainable_from = "
                          f"'{config.model.trainable_from}' and no fine-tune stage (finetune_epochs = 0); make them equal")
