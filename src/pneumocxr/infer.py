@@ -30,11 +30,12 @@ import numpy as np
 from pneumocxr import explain, runs
 from pneumocxr.config import GateConfig
 from pneumocxr.dicom import GATE_FIELDS, gate_and_load, iter_inputs
+from pneumocxr.localize.boxes import DEFAULT_BOX_THRESHOLD, cam_boxes, load_box_threshold
 from pneumocxr.preprocess import to_model_input
 
 log = logging.getLogger(__name__)
 
-ROW_FIELDS = (*GATE_FIELDS, "probability", "label", "threshold", "heatmap", "dicom_out", "patient_hash")
+ROW_FIELDS = (*GATE_FIELDS, "probability", "label", "threshold", "boxes", "heatmap", "dicom_out", "patient_hash")
 POSITIVE, NEGATIVE = "pneumonia", "no_pneumonia"
 PRECISIONS = ("float32", "bfloat16")
 SALT_ENV = "PNEUMOCXR_PATIENT_SALT"
@@ -54,6 +55,7 @@ class Predictor:
     backbone: str
     gate: GateConfig
     precision: str = "float32"
+    box_threshold: float = DEFAULT_BOX_THRESHOLD  # fraction of the Grad-CAM peak (pneumocxr.localize.boxes)
     _grad_model: Any = field(default=None, repr=False)
 
     @property
@@ -95,7 +97,8 @@ def load_predictor(run_dir: str | os.PathLike, precision: str = "float32") -> Pr
     config = runs.load_run_config(run_dir)
     threshold = float(runs.load_threshold(run_dir)["threshold"])
     model = with_precision(runs.load_model(run_dir), precision)
-    return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision)
+    return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision,
+                     load_box_threshold(run_dir))
 
 
 def patient_hash(patient_id: str | None, salt: str) -> str | None:
@@ -131,6 +134,7 @@ class Case:
     model_input: np.ndarray | None = None
     pixels: np.ndarray | None = None
     header: Any = None
+    shape: tuple[int, int] | None = None  # the original pixel grid (boxes are given in it)
 
 
 def empty_row(path: str | os.PathLike, threshold: float | None) -> dict[str, Any]:
@@ -165,6 +169,7 @@ def load_case(path: Path, predictor: Predictor, salt: str, keep_pixels: bool = F
         if not np.isfinite(pixels).all():
             raise ValueError("pixel values are not finite")
         case.model_input = np.asarray(to_model_input(pixels, predictor.image_size, predictor.backbone))
+        case.shape = pixels.shape
         case.pixels = display_pixels(pixels) if keep_pixels else None
         case.header = header if keep_header else None
     except Exception as exc:  # noqa: BLE001 - one bad input must not stop a batch
@@ -198,13 +203,14 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, heatmap
 
     row = case.row
     title = explain.decision_title(Path(row["path"]).name, row["probability"], row["threshold"], row["label"])
-    fig = explain.overlay_figure(case.pixels, heatmap, title)
+    fig = explain.overlay_figure(case.pixels, heatmap, title, boxes=row["boxes"],
+                                 box_scale=case.pixels.shape[0] / case.shape[0])
     name = _output_name(row["path"])
     if heatmap_dir is not None:
         row["heatmap"] = str(explain.save_figure(fig, heatmap_dir / f"{name}.png"))
     if dicom_out_dir is not None:
         try:
-            comment = f"{title}; model run {predictor.run_id}"
+            comment = f"{title}; model run {predictor.run_id}; boxes (x, y, width, height, score) {row['boxes']}"
             row["dicom_out"] = str(dicom_out.write_secondary_capture(
                 dicom_out_dir / f"{name}.dcm", case.header, explain.figure_rgb(fig), run_id=predictor.run_id,
                 identity=sc_identity, pseudonym=row["patient_hash"], comment=comment))
@@ -213,18 +219,28 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, heatmap
 
 
 def score_cases(cases: list[Case], predictor: Predictor, batch_size: int, heatmap_dir: Path | None = None,
-                dicom_out_dir: Path | None = None, sc_identity: str = "copy") -> list[dict[str, Any]]:
-    """Fill probability and label (and outputs) of a batch of cases; return their rows in order."""
+                dicom_out_dir: Path | None = None, sc_identity: str = "copy", boxes: bool = True) -> list[dict[str, Any]]:
+    """Fill probability, label, boxes (and outputs) of a batch of cases; return their rows in order.
+
+    Boxes (``pneumocxr.localize.boxes.cam_boxes`` at the run's box threshold) are given for cases
+    labelled pneumonia, ``[]`` for the others; Grad-CAM runs only where a box or an overlay needs it.
+    """
     scored = [c for c in cases if c.model_input is not None]
-    if scored:
-        inputs = np.stack([c.model_input for c in scored])
-        probabilities = predict_probabilities(predictor, inputs, batch_size)
-        heatmaps = explain.gradcam_heatmaps(predictor.grad_model(), inputs) if (heatmap_dir or dicom_out_dir) else None
-        for i, (case, probability) in enumerate(zip(scored, probabilities)):
-            case.row.update(probability=float(probability),
-                            label=POSITIVE if probability >= predictor.threshold else NEGATIVE)
-            if heatmaps is not None:
-                write_outputs(case, heatmaps[i], predictor, heatmap_dir, dicom_out_dir, sc_identity)
+    if not scored:
+        return [c.row for c in cases]
+    inputs = np.stack([c.model_input for c in scored])
+    probabilities = predict_probabilities(predictor, inputs, batch_size)
+    drawn = heatmap_dir is not None or dicom_out_dir is not None
+    need = [i for i, p in enumerate(probabilities) if drawn or (boxes and p >= predictor.threshold)]
+    heatmaps = dict(zip(need, explain.gradcam_heatmaps(predictor.grad_model(), inputs[need]))) if need else {}
+    for i, (case, probability) in enumerate(zip(scored, probabilities)):
+        positive = bool(probability >= predictor.threshold)
+        case.row.update(probability=float(probability), label=POSITIVE if positive else NEGATIVE)
+        if boxes:
+            found = cam_boxes(heatmaps[i], case.shape, predictor.box_threshold, float(probability)) if positive else []
+            case.row["boxes"] = [b.to_dict() for b in found]
+        if drawn:
+            write_outputs(case, heatmaps[i], predictor, heatmap_dir, dicom_out_dir, sc_identity)
     return [c.row for c in cases]
 
 
@@ -255,11 +271,12 @@ def _progress(paths: Iterator[Path], show: bool | None) -> tuple[Iterator[Path],
 def predict_paths(run: str | os.PathLike | Predictor, paths: Iterable[str | os.PathLike], *, batch_size: int = 16,
                   heatmap_dir: str | os.PathLike | None = None, dicom_out_dir: str | os.PathLike | None = None,
                   sc_identity: str = "copy", precision: str = "float32", workers: int = 2, salt: str | None = None,
-                  progress: bool | None = False) -> Iterator[dict[str, Any]]:
+                  progress: bool | None = False, boxes: bool = True) -> Iterator[dict[str, Any]]:
     """Prediction rows (``ROW_FIELDS``), exactly one per input in input order, yielded batch by batch.
 
     ``run`` is a run directory (loaded with ``precision``) or a loaded ``Predictor``; ``paths`` files
-    and/or folders (walked lazily); ``progress`` None shows a bar for more than a few inputs.
+    and/or folders (walked lazily); ``progress`` None shows a bar for more than a few inputs; ``boxes``
+    False leaves the ``boxes`` field None (no Grad-CAM for rows without overlays, e.g. to time the model).
     """
     predictor = run if isinstance(run, Predictor) else load_predictor(run, precision)
     heatmap_dir = Path(heatmap_dir) if heatmap_dir else None
@@ -273,7 +290,7 @@ def predict_paths(run: str | os.PathLike | Predictor, paths: Iterable[str | os.P
     inputs, bar = _progress(iter_inputs(paths), progress)
     with bar:
         for cases in _batches_of_cases(inputs, loader, batch_size, workers):
-            rows = score_cases(cases, predictor, batch_size, heatmap_dir, dicom_out_dir, sc_identity)
+            rows = score_cases(cases, predictor, batch_size, heatmap_dir, dicom_out_dir, sc_identity, boxes)
             bar.update(len(rows))
             yield from rows
 
