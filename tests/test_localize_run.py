@@ -17,6 +17,7 @@ from pneumocxr import explain, infer
 from pneumocxr.cli import main
 from pneumocxr.localize import load_box_threshold, occlusion_map, run_scorer
 from pneumocxr.localize.attribution import model_grey
+from pneumocxr.localize.figures import box_table, boxes_beside_heatmap
 from pneumocxr.preprocess import load_pixels
 
 
@@ -40,12 +41,20 @@ def test_predict_rows_carry_boxes_in_original_pixels(tmp_path, always_positive, 
             assert 0 <= box["x"] and box["x"] + box["width"] <= row["columns"]
             assert 0 <= box["y"] and box["y"] + box["height"] <= row["rows"]
         assert "boxes (x, y, width, height, score) [{" in pydicom.dcmread(row["dicom_out"]).ImageComments
+    figure = boxes_beside_heatmap(always_positive, accepted[0])
+    assert len(figure.axes[1].patches) == len(accepted[0]["boxes"]) and "reported" in figure.axes[1].get_title()
+    assert [line["rank"] for line in box_table(rows)][:1] == [1]
 
 
 def test_negative_rows_get_an_empty_box_list(tiny_run, test_dicoms):
     never = dataclasses.replace(infer.load_predictor(tiny_run), threshold=1.01)
     rows = [r for r in infer.predict_paths(never, test_dicoms[:3])]
     assert [r["boxes"] for r in rows] == [[], [], []]
+    figure = boxes_beside_heatmap(never, rows[0])  # candidates drawn for orientation, said not reported
+    assert "not reported" in figure.axes[1].get_title()
+    assert box_table(rows)[0]["rank"] is None
+    with pytest.raises(ValueError, match="not analysed"):
+        boxes_beside_heatmap(never, {"path": "x.dcm", "accepted": False})
     assert all(r["boxes"] is None for r in infer.predict_paths(never, test_dicoms[:1], boxes=False))
 
 
