@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+DESCRIPTION = ("Runs the model on the boxed films of DATA/boxes (manifest.csv), turns each Grad-CAM into "
+               "boxes, chooses the box threshold on the 'tune' half of the films and reports on the other "
+               "half: the RSNA challenge metric (IoU 0.40:0.05:0.75), the IoU of the top box and the "
+               "pointing game against the RSNA readers' boxes and each NIH finding's boxes, with 95%% "
+               "bootstrap CIs; then Grad-CAM against occlusion sensitivity, the share of attribution in "
+               "the image centre and how much the probability moves when the border is masked or "
+               "cropped. Writes localisation.json, films.json and localisation.md.")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``localize`` sub-command."""
-    parser = subparsers.add_parser(
-        "localize", help="score a run's Grad-CAM boxes against radiologists' boxes (NIH, RSNA) on real films",
-        description="Runs the model on the boxed films of DATA/boxes (manifest.csv), turns each Grad-CAM into "
-                    "boxes, chooses the box threshold on the 'tune' half of the films and reports on the other "
-                    "half: the RSNA challenge metric (IoU 0.40:0.05:0.75), the IoU of the top box and the "
-                    "pointing game against the RSNA readers' boxes and each NIH finding's boxes, with 95%% "
-                    "bootstrap CIs; then Grad-CAM against occlusion sensitivity, the share of attribution in "
-                    "the image centre and how much the probability moves when the border is masked or "
-                    "cropped. Writes localisation.json, films.json and localisation.md.")
+    parser = subparsers.add_parser("localize", description=DESCRIPTION,
+                                   help="score a run's Grad-CAM boxes against radiologists' boxes on real films")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (config.toml, model.keras, threshold.json)")
     parser.add_argument("--root", default=None, metavar="DATA",
                         help="data root with boxes/, nih/BBox_List_2017.csv, rsna/stage_2_train_labels.csv "

@@ -162,7 +162,7 @@ def attribution_center_share(heatmap: np.ndarray, margin: float = CENTER_MARGIN)
 def border_variant(grey: np.ndarray, fraction: float, mode: str) -> np.ndarray:
     """The square image with a border of ``fraction`` of its side masked (mean grey) or cropped away."""
     size = grey.shape[0]
-    band = int(round(fraction * size))
+    band = round(fraction * size)
     if mode not in BORDER_MODES:
         raise ValueError(f"border mode '{mode}' is unknown; expected one of {BORDER_MODES}")
     if not 0 < band < size / 2:
@@ -204,7 +204,7 @@ def border_dependence(scorer: Callable[[np.ndarray], np.ndarray], greys: Sequenc
             variant = np.stack([border_variant(g, fraction, mode) for g in greys])
             change = np.asarray(scorer(variant), dtype=np.float64) - base
             flipped = None if threshold is None else int(((base >= threshold) != (base + change >= threshold)).sum())
-            rows.append({"mode": mode, "fraction": float(fraction), "n": int(len(greys)),
+            rows.append({"mode": mode, "fraction": float(fraction), "n": len(greys),
                          "mean_abs_change": float(np.abs(change).mean()),
                          "median_abs_change": float(np.median(np.abs(change))),
                          "max_abs_change": float(np.abs(change).max()), "mean_change": float(change.mean()),

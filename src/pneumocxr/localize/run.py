@@ -40,19 +40,23 @@ def attribution_check(predictor, outputs: Sequence[FilmOutput], n_occlusion: int
         occlusion = occlusion_map(scorer, o.grey, grid=grid)
         pairs.append((compare_attributions(o.heatmap, occlusion), attribution_center_share(occlusion, margin)))
     cam_shares = [attribution_center_share(o.heatmap, margin) for o in outputs]
-    finite = lambda values: [None if not np.isfinite(v) else float(v) for v in values]  # noqa: E731
     return {
         "margin": margin, "uniform_center_share": (1 - 2 * margin) ** 2, "grid": grid,
-        "gradcam_center_share": mean_with_ci(finite(cam_shares), n_boot=n_boot),
-        "occlusion_center_share": mean_with_ci(finite([s for _, s in pairs]), n_boot=n_boot),
+        "gradcam_center_share": mean_with_ci(_finite(cam_shares), n_boot=n_boot),
+        "occlusion_center_share": mean_with_ci(_finite([s for _, s in pairs]), n_boot=n_boot),
         "gradcam_vs_occlusion": {
             "n": len(pairs),
-            "spearman": mean_with_ci(finite([c["spearman"] for c, _ in pairs]), n_boot=n_boot),
+            "spearman": mean_with_ci(_finite([c["spearman"] for c, _ in pairs]), n_boot=n_boot),
             "same_peak": mean_with_ci([float(c["same_peak"]) for c, _ in pairs], n_boot=n_boot),
             "near_peak": mean_with_ci([float(c["near_peak"]) for c, _ in pairs], n_boot=n_boot)},
         "gradcam_peak_on_edge": mean_with_ci([float(_on_edge(o.heatmap)) for o in outputs], n_boot=n_boot),
         "border_dependence": border_dependence(scorer, [o.grey for o in outputs], threshold=predictor.threshold),
     }
+
+
+def _finite(values) -> list[float | None]:
+    """Values as floats, NaN as None (left out of a mean)."""
+    return [None if not np.isfinite(v) else float(v) for v in values]
 
 
 def _on_edge(heatmap: np.ndarray) -> bool:
@@ -82,7 +86,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
     check = result.get("attribution")
     if check:
         versus = check["gradcam_vs_occlusion"]
-        lines += ["", f"| where the model looks (report films) | value (95% CI) |", "|---|---|",
+        lines += ["", "| where the model looks (report films) | value (95% CI) |", "|---|---|",
                   f"| Grad-CAM share inside the centre (margin {check['margin']}; uniform map "
                   f"{check['uniform_center_share']:.3f}) | {_cell(check['gradcam_center_share'])} |",
                   f"| occlusion ({check['grid']}x{check['grid']}) share inside the centre, {versus['n']} films | "
