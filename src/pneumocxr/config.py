@@ -29,6 +29,7 @@ class DataConfig:
     val_fraction: float = 0.15  # share of *patients* carved from the training split for validation
     seed: int = 42
     limit_per_split: int | None = None  # cap images per split (tiny/demo configs); stratified
+    shift_copies: int = 0  # shift validation: each validation image also under this many acquisition shifts (0 = off)
     nih_images: str | None = None  # NIH image folder (flat or Kaggle images_0NN/images layout)
 
 
@@ -75,6 +76,11 @@ class TrainConfig:
     aug_zoom: float = 0.15  # fraction: zoom in/out up to 15 %
     aug_contrast: float = 0.3  # contrast factor range 1 +- 0.3
     aug_brightness: float = 0.15  # brightness shift, fraction of the [0, 1] range
+    aug_gamma: float = 0.0  # exposure: gamma with log-uniform spread 1 +- this (0 = off)
+    aug_blur: float = 0.0  # Keras RandomGaussianBlur factor (0 = off): detector sharpness differences
+    aug_noise: float = 0.0  # Gaussian noise SD on the [0, 1] scale (0 = off)
+    aug_border: float = 0.0  # BorderErasing: widest random edge band, fraction of the side (0 = off)
+    aug_border_rate: float = 0.5  # share of training images whose borders are erased
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class ThresholdConfig:
     target: float | None = None  # e.g. 0.90 for sensitivity_target
     tolerance: float = 0.01  # youden_midpoint: balanced-accuracy slack defining the plateau
     n_boot: int = 1000  # bootstrap resamples (of patients) for every CI
+    calibration: str = "none"  # none | platt | temperature: fitted on the (shift) validation set, folded into the model
 
 
 @dataclass(frozen=True)
