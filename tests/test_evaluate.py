@@ -289,3 +289,26 @@ def test_threshold_rules_on_real_pneumoniamnist_shift(real_data):
     accuracy = {rule: ev.metrics_at_threshold(y["test"], test, ev.choose_threshold(y["val"], val, rule)["threshold"])
                 ["accuracy"] for rule in ("max_f1", "youden_midpoint")}
     assert accuracy["youden_midpoint"] > accuracy["max_f1"] + 0.01
+
+
+def test_worst_group_midpoint_maximises_the_worst_groups_balanced_accuracy():
+    # group a separates at any threshold in (0.2, 0.9]; group b only in (0.7, 0.8]: the worst group
+    # decides, so the operating point is the middle of (0.7, 0.8], not of a's wide gap
+    labels = [0, 0, 1, 1, 0, 0, 1, 1]
+    groups = ["a", "a", "a", "a", "b", "b", "b", "b"]
+    chosen = ev.choose_threshold(labels, [0.1, 0.2, 0.9, 0.95, 0.5, 0.7, 0.8, 0.95], "worst_group_midpoint",
+                                 tolerance=0.0, groups=groups)
+    assert chosen["low"] == pytest.approx(0.7) and chosen["high"] == pytest.approx(0.8)
+    assert chosen["threshold"] == pytest.approx(0.75) and chosen["criterion_value"] == 1.0 and chosen["groups"] == 2
+    # b's films score lower (a shifted acquisition): its gap (0.35, 0.4] now decides
+    moved = ev.choose_threshold(labels, [0.1, 0.2, 0.9, 0.95, 0.3, 0.35, 0.4, 0.95], "worst_group_midpoint",
+                                tolerance=0.0, groups=groups)
+    assert moved["low"] == pytest.approx(0.35) and moved["high"] == pytest.approx(0.4)
+    # no threshold separates b (a normal above a positive): the best worst case, 0.75, holds on (0.5, 0.8]
+    # and (0.85, 0.9]; the widest run wins
+    overlap = ev.choose_threshold(labels, [0.1, 0.2, 0.9, 0.95, 0.5, 0.85, 0.8, 0.95], "worst_group_midpoint",
+                                  tolerance=0.0, groups=groups)
+    assert overlap["best_worst_balanced_accuracy"] == pytest.approx(0.75)
+    assert overlap["low"] == pytest.approx(0.5) and overlap["high"] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="needs one group label per score"):
+        ev.choose_threshold(labels, [0.1] * 8, "worst_group_midpoint")

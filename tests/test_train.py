@@ -77,13 +77,19 @@ def test_tiny_run_writes_the_run_directory_contract(tiny_run):
     assert metrics["n"] == 32 and metrics["split"] == "val"
     threshold = runs.load_threshold(tiny_run)
     # chosen on the shift validation: 32 plain validation images + 2 shifted renderings of each
-    assert threshold["rule"] == "youden_midpoint" and threshold["split"] == "val" and threshold["n"] == 96
-    assert threshold["calibration"]["method"] == "platt" and threshold["calibration"]["n"] == 96
+    # + the 16 official_val films as a condition of their own
+    assert threshold["rule"] == "worst_group_midpoint" and threshold["split"] == "val" and threshold["n"] == 112
+    assert threshold["calibration"]["method"] == "platt" and threshold["calibration"]["n"] == 112
+    assert threshold["validation"] == "shift (2 shifted copies + official_val)"
     shifted = metrics["shift_validation"]
-    assert shifted["pooled"]["n"] == 96 and shifted["copies"] == 2
+    assert shifted["pooled"]["n"] == 112 and shifted["copies"] == 2
     conditions = {row["condition"]: row["n"] for row in shifted["conditions"]}
-    assert conditions["plain"] == 32 and conditions["pooled"] == 96
+    assert conditions["plain"] == 32 and conditions["official_val"] == 16 and conditions["pooled"] == 112
     assert sum(n for c, n in conditions.items() if "/" in c and not c.startswith("all/")) == 64
+    # the threshold's worst-condition balanced accuracy is the table's minimum at that threshold
+    groups = [r for r in shifted["conditions"] if r["condition"] != "pooled" and not r["condition"].startswith("all/")
+              and 0 < r["n"]]
+    assert threshold["criterion_value"] <= min(r["balanced_accuracy"] for r in groups) + 1e-9
     assert threshold["low"] <= threshold["threshold"] <= threshold["high"]
     assert metrics["threshold"] == threshold["threshold"]
     manifest = runs.read_json(tiny_run / "manifest.json")

@@ -30,6 +30,7 @@ class DataConfig:
     seed: int = 42
     limit_per_split: int | None = None  # cap images per split (tiny/demo configs); stratified
     shift_copies: int = 0  # shift validation: each validation image also under this many acquisition shifts (0 = off)
+    shift_splits: tuple[str, ...] = ()  # other splits joining the shift validation as their own condition (e.g. official_val)
     nih_images: str | None = None  # NIH image folder (flat or Kaggle images_0NN/images layout)
 
 

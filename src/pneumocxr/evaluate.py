@@ -22,7 +22,7 @@ from sklearn.metrics import (average_precision_score, confusion_matrix, precisio
 
 from pneumocxr.runs import write_json
 
-THRESHOLD_RULES = ("max_f1", "sensitivity_target", "youden", "youden_midpoint")
+THRESHOLD_RULES = ("max_f1", "sensitivity_target", "youden", "youden_midpoint", "worst_group_midpoint")
 CONFUSION_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1")
 AGE_BANDS = ((0, 18, "0-17"), (18, 40, "18-39"), (40, 60, "40-59"), (60, 80, "60-79"), (80, np.inf, "80+"))
 SUBGROUP_COLUMNS = ("sex", "age_band", "view")
@@ -101,6 +101,18 @@ def threshold_curves(y_true: Any, y_prob: Any) -> pd.DataFrame:
                          "balanced_accuracy": (recall + 1 - fpr[keep]) / 2})
 
 
+def _widest_run(edges: np.ndarray, values: np.ndarray, tolerance: float) -> tuple[float, float, float]:
+    """``(low, high, best)``: the widest run of adjacent cells whose ``values`` are within ``tolerance``
+    of the best; cell ``k`` spans ``(edges[k], edges[k + 1]]``. Ties go to the lowest run."""
+    best = values.max()
+    ok = np.concatenate([[0], (values >= best - tolerance).astype(int), [0]])
+    starts = np.flatnonzero(np.diff(ok) == 1)  # first cell of each run of qualifying cells
+    ends = np.flatnonzero(np.diff(ok) == -1)  # one past its last cell
+    widths = edges[ends] - edges[starts]
+    widest = int(np.argmax(widths))
+    return float(edges[starts[widest]]), float(edges[ends[widest]]), float(best)
+
+
 def _widest_near_best_interval(scores: np.ndarray, labels: np.ndarray, tolerance: float) -> tuple[float, float, float]:
     """``(low, high, best balanced accuracy)``: the widest run of thresholds within ``tolerance`` of the best.
 
@@ -111,17 +123,30 @@ def _widest_near_best_interval(scores: np.ndarray, labels: np.ndarray, tolerance
     curves = threshold_curves(labels, scores).iloc[::-1]  # ascending thresholds u_0..u_{m-1}
     cells_ba = np.append(curves["balanced_accuracy"].to_numpy(), 0.5)  # cell m: nothing positive
     edges = np.concatenate([[0.0], curves["threshold"].to_numpy(), [1.0]])  # edges[k] = u_{k-1}
-    best = cells_ba.max()
-    ok = np.concatenate([[0], (cells_ba >= best - tolerance).astype(int), [0]])
-    starts = np.flatnonzero(np.diff(ok) == 1)  # first cell of each run of qualifying cells
-    ends = np.flatnonzero(np.diff(ok) == -1)  # one past its last cell
-    widths = edges[ends] - edges[starts]
-    widest = int(np.argmax(widths))  # ties: the lowest run
-    return float(edges[starts[widest]]), float(edges[ends[widest]]), float(best)
+    return _widest_run(edges, cells_ba, tolerance)
+
+
+def worst_group_balanced_accuracy(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, worst)``: for every threshold cell (as in ``_widest_near_best_interval``, over the
+    distinct scores of all rows) the lowest balanced accuracy of any group holding both classes."""
+    cuts = np.unique(scores)
+    edges = np.concatenate([[0.0], cuts, [1.0]])
+    worst = np.full(cuts.size + 1, np.inf)
+    for group in pd.unique(groups):
+        member = groups == group
+        pos, neg = np.sort(scores[member & (labels == 1)]), np.sort(scores[member & (labels == 0)])
+        if pos.size == 0 or neg.size == 0:
+            continue
+        sensitivity = 1 - np.searchsorted(pos, cuts, "left") / pos.size  # share of positives >= cut
+        specificity = np.searchsorted(neg, cuts, "left") / neg.size  # share of negatives < cut
+        worst = np.minimum(worst, np.append((sensitivity + specificity) / 2, 0.5))
+    if not np.isfinite(worst).all():
+        raise ValueError("no group holds both classes; the worst-group rule needs at least one")
+    return edges, worst
 
 
 def choose_threshold(y_true: Any, y_prob: Any, rule: str = "max_f1", target: float | None = None,
-                     tolerance: float = 0.01) -> dict[str, Any]:
+                     tolerance: float = 0.01, groups: Any = None) -> dict[str, Any]:
     """The operating point chosen on validation scores by a named rule, as the ``threshold.json`` record.
 
     Parameters
@@ -141,10 +166,17 @@ def choose_threshold(y_true: Any, y_prob: Any, rule: str = "max_f1", target: flo
           interval of them, and return its midpoint. When validation separates the classes with a gap,
           the point sits in the middle of the gap instead of on the lowest positive score, so a shift of
           the score distribution on new data costs the least.
+        - ``worst_group_midpoint``: robust to acquisition shifts. For every threshold, the balanced
+          accuracy of each group (``groups``: the shift-validation conditions, e.g. plain, blur/strong,
+          official_val) is computed and the worst one kept - the threshold whose performance degrades
+          least across shifts (a max-min, distributionally robust choice). As in ``youden_midpoint``,
+          the midpoint of the widest interval within ``tolerance`` of the best worst-case value.
     target : float, optional
         Required sensitivity in (0, 1] for ``sensitivity_target``; ignored otherwise.
     tolerance : float
-        Balanced-accuracy slack for ``youden_midpoint`` (0.01 = one percentage point).
+        Balanced-accuracy slack for the midpoint rules (0.01 = one percentage point).
+    groups : array-like, optional
+        One group label per score; required by ``worst_group_midpoint``, ignored otherwise.
 
     Returns
     -------
@@ -179,6 +211,17 @@ def choose_threshold(y_true: Any, y_prob: Any, rule: str = "max_f1", target: flo
         low, high, best_ba = _widest_near_best_interval(scores, labels, tolerance)
         threshold, criterion, value = (low + high) / 2, "balanced_accuracy", None  # value: at the midpoint, below
         extra = {"tolerance": float(tolerance), "low": low, "high": high, "best_balanced_accuracy": best_ba}
+    elif rule == "worst_group_midpoint":
+        if groups is None or len(groups) != labels.size:
+            raise ValueError("rule 'worst_group_midpoint' needs one group label per score (groups=)")
+        if not 0 <= tolerance < 0.5:
+            raise ValueError(f"tolerance must be in [0, 0.5), got {tolerance!r}")
+        edges, worst = worst_group_balanced_accuracy(scores, labels, np.asarray(groups))
+        low, high, best_worst = _widest_run(edges, worst, tolerance)
+        threshold, criterion = (low + high) / 2, "worst_group_balanced_accuracy"
+        value = worst[int(np.searchsorted(edges, threshold, side="left")) - 1]  # the cell holding the threshold
+        extra = {"tolerance": float(tolerance), "low": low, "high": high, "best_worst_balanced_accuracy": best_worst,
+                 "groups": int(pd.unique(np.asarray(groups)).size)}
     else:
         raise ValueError(f"unknown threshold rule {rule!r}; expected one of {', '.join(THRESHOLD_RULES)}")
     at = metrics_at_threshold(labels, scores, float(threshold))

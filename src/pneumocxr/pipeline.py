@@ -159,7 +159,9 @@ def training_dataset(frame: pd.DataFrame, config: Config, augment: bool = True, 
 def evaluation_dataset(frame: pd.DataFrame, config: Config, **options):
     """Never-augmented batches of a frame's images and labels, in frame order; a ``condition`` column
     (shift validation) renders each row under its condition."""
-    conditions = frame["condition"].tolist() if "condition" in frame else None
+    from pneumocxr.shift import rendering
+
+    conditions = [rendering(c) for c in frame["condition"]] if "condition" in frame else None
     return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
                          backbone=config.model.backbone, batch_size=config.train.batch_size,
                          conditions=conditions, **options)
@@ -181,7 +183,9 @@ def score_frame(model, frame: pd.DataFrame, size: int, backbone: str, batch_size
     """A copy of ``frame`` with a ``probability`` column from ``predict_files`` (rows under their
     ``condition`` when the frame has that column)."""
     scored = frame.copy()
-    conditions = scored["condition"].tolist() if "condition" in scored else None
+    from pneumocxr.shift import rendering
+
+    conditions = [rendering(c) for c in scored["condition"]] if "condition" in scored else None
     scored["probability"] = predict_files(model, scored["path"].tolist(), size, backbone, batch_size, conditions)
     return scored
 

@@ -48,6 +48,12 @@ CALIBRATIONS = {
     "temperature": "temperature scaling (Guo et al. 2017): the output is sigmoid(a z) of the trained model's logit z, "
                    "a = 1/T = {a}, fitted on the validation images; folded into the model's output layer. It leaves "
                    "the ranking (AUC) unchanged.",
+    "worst_group_midpoint": "for every threshold, the balanced accuracy of each validation condition (the plain "
+                            "validation images, each acquisition shift, and every extra split such as Kermany's "
+                            "original-resolution official validation films) was computed and the worst kept; the "
+                            "threshold is the midpoint of the widest interval ({low} to {high}) whose worst-condition "
+                            "balanced accuracy is within {tolerance} of the best. It is the operating point that "
+                            "degrades least across acquisitions, not the best one on the familiar rendering.",
 }
 RATES = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity", "precision": "precision (PPV)",
          "npv": "NPV", "f1": "F1", "accuracy": "accuracy"}

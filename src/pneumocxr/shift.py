@@ -160,6 +160,25 @@ def shift_frame(frame: pd.DataFrame, copies: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def validation_rows(frame: pd.DataFrame, copies: int, splits=()) -> pd.DataFrame:
+    """The whole shift validation of a run: the ``val`` rows of ``frame`` plain and shifted
+    (``shift_frame``), then the rows of each split in ``splits`` (e.g. Kermany's ``official_val``,
+    original-resolution films of a later collection) unshifted, with that split as their condition."""
+    missing = [name for name in splits if not (frame["split"] == name).any()]
+    if missing:
+        raise ValueError(f"shift validation split(s) {missing} have no images; splits present: "
+                         f"{sorted(frame['split'].unique())}")
+    val = frame[frame["split"] == "val"].reset_index(drop=True)
+    extra = [frame[frame["split"] == name].assign(condition=name) for name in splits]
+    return pd.concat([shift_frame(val, copies), *extra], ignore_index=True)
+
+
+def rendering(condition: str) -> str:
+    """The shift a row's condition renders with: its own for ``name/level``, else ``"plain"``
+    (plain rows and rows of another split, such as ``official_val``)."""
+    return condition if "/" in condition else PLAIN
+
+
 def condition_table(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Per condition (plain, each ``name/level``, and per level pooled): n, AUC, sensitivity,
     specificity and balanced accuracy at ``threshold``; rows of ``scored`` need ``label``,
@@ -189,8 +208,16 @@ def shift_summary(scored: pd.DataFrame, threshold: float, config) -> dict:
     keys = ("n", "n_patients", "n_pos", "auc", "auc_ci95", "accuracy", "accuracy_ci95", "sensitivity",
             "sensitivity_ci95", "specificity", "specificity_ci95", "ece")
     table = condition_table(scored, threshold)
-    return {"copies": int((scored["condition"] != PLAIN).sum() // max(1, (scored["condition"] == PLAIN).sum())),
+    shifted = scored["condition"].str.contains("/", regex=False)
+    return {"copies": int(shifted.sum() // max(1, (scored["condition"] == PLAIN).sum())),
             "pooled": {k: pooled[k] for k in keys},
             "balanced_accuracy_worst": float(table["balanced_accuracy"].min()),
             "conditions": table.to_dict(orient="records"),
             "shifts": {name: {"strengths": list(s.strengths), "meaning": s.meaning} for name, s in SHIFTS.items()}}
+
+
+def shift_description(copies: int, splits=()) -> str:
+    """What a run's validation was, for ``threshold.json``: ``"plain"`` or ``"shift (2 shifted copies + official_val)"``."""
+    if not copies and not splits:
+        return PLAIN
+    return f"shift ({copies} shifted copies" + "".join(f" + {name}" for name in splits) + ")"

@@ -26,7 +26,7 @@ import pandas as pd
 
 from pneumocxr import features, pipeline, runs
 from pneumocxr.config import Config, load_config, resolve_path
-from pneumocxr.shift import PLAIN, shift_frame, shift_summary
+from pneumocxr.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
 from pneumocxr.train import (Stage, fit_stage, load_state, make_strategy, plot_history, precision_policy,
                              read_history, resolve_precision)
@@ -191,12 +191,13 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
     set_trainable_from(model32, config.model.trainable_from)
     model32.save(run_dir / "model.keras")
     scored = val.assign(probability=probabilities)
-    threshold = choose_threshold(scored["label"], scored["probability"], rule.rule, rule.target, rule.tolerance)
+    threshold = choose_threshold(scored["label"], scored["probability"], rule.rule, rule.target, rule.tolerance,
+                                 groups=scored["condition"].to_numpy())
     copies = config.data.shift_copies
     runs.save_threshold(run_dir, {**threshold, "dataset": config.data.dataset, "split": "val",
-                                  "validation": f"shift ({copies} shifted copies)" if copies else "plain",
+                                  "validation": shift_description(copies, config.data.shift_splits),
                                   "calibration": calibration})
-    extra = {"shift_validation": shift_summary(scored, threshold["threshold"], config)} if copies else {}
+    extra = {"shift_validation": shift_summary(scored, threshold["threshold"], config)} if copies or config.data.shift_splits else {}
     plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
     metrics = write_evaluation(run_dir, config, plain, threshold, run_dir, "val", config.data.dataset, extra=extra)
     save_figure(plot_history(read_history(run_dir)), run_dir / "plots" / "history.png")
@@ -217,8 +218,8 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
         return run_dir
     keras.utils.set_random_seed(config.data.seed)
     frame = pipeline.data_frame(config, root)
-    train, val = split_frames(frame)
-    val = shift_frame(val, config.data.shift_copies)  # validation rows: plain, then shifted renderings
+    train, _ = split_frames(frame)
+    val = validation_rows(frame, config.data.shift_copies, config.data.shift_splits)  # plain, shifted, other splits
     runs.create_run_dir(run_dir, config)
     precision = resolve_precision(config.train.mixed_precision)
     strategy = make_strategy(config.train.strategy)
