@@ -41,7 +41,8 @@ def package_probabilities(predictor, paths: list[str], batch_size: int = 16, wor
     """``pneumocxr.infer.predict_paths`` probabilities for every file, in order (NaN where rejected)."""
     from pneumocxr.infer import predict_paths
 
-    rows = predict_paths(predictor, paths, batch_size=batch_size, workers=workers, progress=False)
+    rows = predict_paths(predictor, paths, batch_size=batch_size, workers=workers, progress=False,
+                         boxes=False)  # the model's rate, as the classic loop it is compared with (no Grad-CAM)
     return np.array([np.nan if r["probability"] is None else r["probability"] for r in rows], dtype=np.float32)
 
 

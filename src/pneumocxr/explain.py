@@ -110,11 +110,26 @@ def decision_title(name: str | None, probability: float | None, threshold: float
     return f"{prefix}P(pneumonia) = {probability:.3f}, threshold {threshold:.3f} -> {label}"
 
 
-def overlay_figure(pixels: np.ndarray, heatmap: np.ndarray | None, title: str, alpha: float = 0.4):
+def draw_boxes(ax, boxes: list[dict] | None, scale: float = 1.0) -> None:
+    """Draw result-row boxes (``{"x", "y", "width", "height", "score"}`` in original pixels) on ``ax``,
+    scaled by ``scale`` (displayed pixels per original pixel), each labelled with its rank and score."""
+    from matplotlib.patches import Rectangle
+
+    for rank, box in enumerate(boxes or [], start=1):
+        x, y = box["x"] * scale, box["y"] * scale
+        ax.add_patch(Rectangle((x, y), box["width"] * scale, box["height"] * scale, fill=False,
+                               edgecolor="white", linewidth=1.6, linestyle="--"))
+        ax.text(x + 2, y + 2, f"{rank}: {box['score']:.2f}", color="white", fontsize=7, va="top",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0})
+
+
+def overlay_figure(pixels: np.ndarray, heatmap: np.ndarray | None, title: str, alpha: float = 0.4,
+                   boxes: list[dict] | None = None, box_scale: float = 1.0):
     """A matplotlib Figure of the grey image with the heatmap (if any) on top and a colour bar.
 
     The figure is at most ``OVERLAY_MAX_PX`` pixels whatever the image's shape: the drawing area's
     height follows the aspect ratio within ``IMAGE_HEIGHT_IN`` and the image keeps its aspect inside it.
+    ``boxes`` (result-row boxes in original pixels) are drawn scaled by ``box_scale`` (``draw_boxes``).
     """
     from matplotlib.figure import Figure
 
@@ -126,6 +141,7 @@ def overlay_figure(pixels: np.ndarray, heatmap: np.ndarray | None, title: str, a
     if heatmap is not None:
         hot = ax.imshow(resize_heatmap(heatmap, (rows, columns)), cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha)
         fig.colorbar(hot, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM relevance (0-1, unitless)")
+    draw_boxes(ax, boxes, box_scale)
     ax.set_title(f"{title}\n{AID_NOTICE}", fontsize=9)
     ax.set_xlabel("column (pixels)", fontsize=8)
     ax.set_ylabel("row (pixels)", fontsize=8)

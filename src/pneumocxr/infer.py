@@ -34,12 +34,14 @@ from pneumocxr.atomic import atomic_write_bytes
 from pneumocxr.config import GateConfig
 from pneumocxr.dicom import GATE_FIELDS, gate_and_load
 from pneumocxr.inputs import Found, walk_inputs
+from pneumocxr.localize.boxes import DEFAULT_BOX_THRESHOLD, cam_boxes, load_box_threshold
 from pneumocxr.preprocess import to_model_input
 from pneumocxr.privacy import SALT_ENV, display_path, input_hash, input_label, patient_hash, resolve_salt  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-ROW_FIELDS = ("input", *GATE_FIELDS, "probability", "label", "threshold", "heatmap", "dicom_out", "patient_hash")
+ROW_FIELDS = ("input", *GATE_FIELDS, "probability", "label", "threshold", "boxes", "heatmap", "dicom_out",
+              "patient_hash")
 POSITIVE, NEGATIVE = "pneumonia", "no_pneumonia"
 PRECISIONS = ("float32", "bfloat16")
 iter_inputs = walk_inputs  # the inputs of a batch (``inputs.walk_inputs``); SALT_ENV is re-exported likewise
@@ -58,6 +60,7 @@ class Predictor:
     backbone: str
     gate: GateConfig
     precision: str = "float32"
+    box_threshold: float = DEFAULT_BOX_THRESHOLD  # fraction of the Grad-CAM peak (pneumocxr.localize.boxes)
     _grad_model: Any = field(default=None, repr=False)
 
     @property
@@ -99,7 +102,8 @@ def load_predictor(run_dir: str | os.PathLike, precision: str = "float32") -> Pr
     config = runs.load_run_config(run_dir)
     threshold = float(runs.load_threshold(run_dir)["threshold"])
     model = with_precision(runs.load_model(run_dir), precision)
-    return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision)
+    return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision,
+                     load_box_threshold(run_dir))
 
 
 def _read_header(path: Path):
@@ -121,6 +125,8 @@ class Options:
     heatmap_dir: Path | None = None
     dicom_out_dir: Path | None = None
     sc_identity: str = "copy"
+    boxes: bool = True  # Grad-CAM boxes for cases labelled pneumonia
+    keep_header: bool = False  # keep every accepted case's DICOM header (the DICOM node's reports need it)
 
     @property
     def keep_pixels(self) -> bool:
@@ -137,6 +143,7 @@ class Case:
     model_input: np.ndarray | None = None
     pixels: np.ndarray | None = None
     header: Any = None
+    shape: tuple[int, int] | None = None  # the original pixel grid (boxes are given in it)
 
 
 def empty_row(path: str | os.PathLike, threshold: float | None, label: str | None = None,
@@ -185,8 +192,9 @@ def load_case(found: Found, position: int, predictor: Predictor, options: Option
         if not np.isfinite(pixels).all():
             raise ValueError("pixel values are not finite")
         case.model_input = np.asarray(to_model_input(pixels, predictor.image_size, predictor.backbone))
+        case.shape = pixels.shape
         case.pixels = display_pixels(pixels) if options.keep_pixels else None
-        case.header = header if options.dicom_out_dir is not None else None
+        case.header = header if options.dicom_out_dir is not None or options.keep_header else None
     except Exception as exc:  # noqa: BLE001 - one bad input must not stop a batch
         case.row.update(accepted=False, reasons=[*case.row["reasons"], f"could not be processed ({exc})"[:200]])
         case.model_input = case.pixels = case.header = None
@@ -223,10 +231,11 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, options
     row = case.row
     name = case.path.name if options.show_paths else row["input"]
     stem = output_name(case.path, options.salt)
+    scale = case.pixels.shape[0] / case.shape[0]  # displayed pixels per original pixel, for the boxes
     if options.heatmap_dir is not None:
         title = explain.decision_title(display_path(name), row["probability"], row["threshold"], row["label"])
         try:
-            png = explain.figure_png(explain.overlay_figure(case.pixels, heatmap, title))
+            png = explain.figure_png(explain.overlay_figure(case.pixels, heatmap, title, boxes=row["boxes"], box_scale=scale))
             row["heatmap"] = str(atomic_write_bytes(options.heatmap_dir / f"{stem}.png", png))
         except Exception as exc:  # noqa: BLE001 - the prediction stands; only the overlay is missing
             log.warning("%s: no overlay written (%s)", row["input"], scrub(str(exc), case.path, row["input"]))
@@ -235,27 +244,38 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, options
         title = explain.decision_title(None if blank else row["input"], row["probability"], row["threshold"],
                                        row["label"])
         try:
-            rgb = explain.figure_rgb(explain.overlay_figure(case.pixels, heatmap, title))
+            rgb = explain.figure_rgb(explain.overlay_figure(case.pixels, heatmap, title, boxes=row["boxes"], box_scale=scale))
             sc = dicom_out.secondary_capture(case.header, rgb, run_id=predictor.run_id, identity=options.sc_identity,
                                              pseudonym=row["patient_hash"], salt=options.salt,
-                                             comment=f"{title}; model run {predictor.run_id}")
+                                             comment=f"{title}; model run {predictor.run_id}; boxes (x, y, width, height, score) "
+                                                     f"{row['boxes']}")
             row["dicom_out"] = str(dicom_out.write_dataset(options.dicom_out_dir / f"{stem}.dcm", sc))
         except Exception as exc:  # noqa: BLE001 - the prediction stands; only the PACS copy is missing
             log.warning("%s: no Secondary Capture written (%s)", row["input"], scrub(str(exc), case.path, row["input"]))
 
 
 def score_cases(cases: list[Case], predictor: Predictor, batch_size: int, options: Options) -> list[dict[str, Any]]:
-    """Fill probability and label (and outputs) of a batch of cases; return their rows in order."""
+    """Fill probability, label, boxes (and outputs) of a batch of cases; return their rows in order.
+
+    Boxes (``pneumocxr.localize.boxes.cam_boxes`` at the run's box threshold) are given for cases
+    labelled pneumonia, ``[]`` for the others; Grad-CAM runs only where a box or an overlay needs it.
+    """
     scored = [c for c in cases if c.model_input is not None]
-    if scored:
-        inputs = np.stack([c.model_input for c in scored])
-        probabilities = predict_probabilities(predictor, inputs, batch_size)
-        heatmaps = explain.gradcam_heatmaps(predictor.grad_model(), inputs) if options.keep_pixels else None
-        for i, (case, probability) in enumerate(zip(scored, probabilities)):
-            case.row.update(probability=float(probability),
-                            label=POSITIVE if probability >= predictor.threshold else NEGATIVE)
-            if heatmaps is not None:
-                write_outputs(case, heatmaps[i], predictor, options)
+    if not scored:
+        return [c.row for c in cases]
+    inputs = np.stack([c.model_input for c in scored])
+    probabilities = predict_probabilities(predictor, inputs, batch_size)
+    drawn = options.keep_pixels
+    need = [i for i, p in enumerate(probabilities) if drawn or (options.boxes and p >= predictor.threshold)]
+    heatmaps = dict(zip(need, explain.gradcam_heatmaps(predictor.grad_model(), inputs[need]))) if need else {}
+    for i, (case, probability) in enumerate(zip(scored, probabilities)):
+        positive = bool(probability >= predictor.threshold)
+        case.row.update(probability=float(probability), label=POSITIVE if positive else NEGATIVE)
+        if options.boxes:
+            found = cam_boxes(heatmaps[i], case.shape, predictor.box_threshold, float(probability)) if positive else []
+            case.row["boxes"] = [b.to_dict() for b in found]
+        if drawn:
+            write_outputs(case, heatmaps[i], predictor, options)
     return [c.row for c in cases]
 
 
@@ -286,17 +306,19 @@ def _progress(items: Iterator, show: bool | None) -> tuple[Iterator, Any]:
 def predict_paths(run: str | os.PathLike | Predictor, paths: Iterable[str | os.PathLike | Found], *, batch_size: int = 16,
                   heatmap_dir: str | os.PathLike | None = None, dicom_out_dir: str | os.PathLike | None = None,
                   sc_identity: str = "copy", precision: str = "float32", workers: int = 2, salt: str | None = None,
-                  progress: bool | None = False, show_paths: bool = False) -> Iterator[dict[str, Any]]:
+                  progress: bool | None = False, show_paths: bool = False,
+                  boxes: bool = True) -> Iterator[dict[str, Any]]:
     """Prediction rows (``ROW_FIELDS``), exactly one per input in input order, yielded batch by batch.
 
     ``run`` is a run directory (loaded with ``precision``) or a loaded ``Predictor``; ``paths`` files
     and/or folders (walked lazily by ``inputs.walk_inputs``); ``progress`` None shows a bar for more
     than a few inputs. Rows name inputs by ``input`` (position and salted path hash); ``path`` is
-    filled only with ``show_paths``. ``salt`` defaults to ``privacy.resolve_salt()``.
+    filled only with ``show_paths``. ``salt`` defaults to ``privacy.resolve_salt()``. ``boxes`` False
+    leaves the ``boxes`` field None (no Grad-CAM for rows without overlays, e.g. to time the model).
     """
     predictor = run if isinstance(run, Predictor) else load_predictor(run, precision)
     options = Options(resolve_salt(salt), show_paths, Path(heatmap_dir) if heatmap_dir else None,
-                      Path(dicom_out_dir) if dicom_out_dir else None, sc_identity)
+                      Path(dicom_out_dir) if dicom_out_dir else None, sc_identity, boxes)
 
     def loader(position: int, found: Found) -> Case:
         return load_case(found, position, predictor, options)

@@ -28,6 +28,7 @@ from pneumocxr.report_data import (DESCRIPTIONS, PEDIATRIC_DATASETS, SOURCES, TI
                                    try_summary)
 from pneumocxr.report_escape import finalize, md_code, md_text
 from pneumocxr.report_figures import EDA_FIGURES, prepare_figures
+from pneumocxr.report_localisation import load_localisation, localisation_context
 from pneumocxr.report_trace import NOT_AVAILABLE, Ledger, format_number
 from pneumocxr.runs import read_json, write_json
 
@@ -423,6 +424,7 @@ def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, 
     context["data"] = data_context(art, ledger)
     context["eda"] = eda_context(art, figures, ledger)
     context["standard"] = standard_context(art.evaluations, contexts, ledger)
+    context["localisation"] = localisation_context(load_localisation(art.run_dir), ledger)
     context["ece_text"] = "; ".join(f"{c['title']} {c['ece']}" for c in contexts)
     context.update(figures={"flowchart": figures["flowchart.png"], "history": figures.get("history.png"),
                             "pr": figures.get("pr.png"), "threshold": figures.get("threshold.png")},

@@ -42,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--show-paths", action="store_true",
                         help="put each input's path in the rows and its file name in overlay titles (default: inputs "
                              "are named by position and a salted path hash, since file names may carry identity)")
+    parser.add_argument("--no-boxes", dest="boxes", action="store_false",
+                        help="skip the Grad-CAM boxes of images labelled pneumonia (field 'boxes' left empty); "
+                             "by default each accepted row has 'boxes': [{x, y, width, height, score}, ...] in "
+                             "original pixels, highest score first, [] when none (docs/localisation.md)")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per model call (default 16)")
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                         help="float32 (bit-reproducible, default) or bfloat16 (faster on CPUs with bf16)")
@@ -50,8 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def csv_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as CSV cells: reasons joined with '; ', None as an empty cell."""
-    return {k: "; ".join(v) if isinstance(v, list) else ("" if v is None else v) for k, v in row.items()}
+    """A row as CSV cells: reasons joined with '; ', boxes as a JSON list, None as an empty cell."""
+    def cell(key: str, value: Any) -> Any:
+        if key == "boxes" and value is not None:
+            return json.dumps(value)
+        return "; ".join(value) if isinstance(value, list) else ("" if value is None else value)
+
+    return {k: cell(k, v) for k, v in row.items()}
 
 
 def write_csv(rows: Iterable[dict[str, Any]], path: str | Path, columns: list[str], flush_every: int = 16) -> Iterator[dict[str, Any]]:
@@ -159,7 +168,7 @@ def predict_outputs(predictor, paths: Iterable[Any], args: argparse.Namespace) -
 
     rows = predict_paths(predictor, counted_inputs(), batch_size=args.batch_size, heatmap_dir=args.heatmaps,
                          dicom_out_dir=args.dicom_out, sc_identity=args.sc_identity, workers=args.workers,
-                         progress=None, show_paths=args.show_paths)
+                         progress=None, show_paths=args.show_paths, boxes=args.boxes)
     if args.out:
         rows = write_csv(rows, args.out, list(ROW_FIELDS), flush_every=args.batch_size)
     if args.json:

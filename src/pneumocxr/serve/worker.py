@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumocxr import infer
+from pneumocxr.inputs import Found
 from pneumocxr.serve.config import ServeConfig
 from pneumocxr.serve.journal import Journal
 from pneumocxr.serve.report_sr import triage_report
@@ -77,15 +78,14 @@ class Worker:
                     for r in poisoned]
         if batch:
             self.journal.start_scoring([r["sop_instance_uid"] for r in batch])
-            keep_pixels = self.config.worker.secondary_capture
+            sc_dir = self.results / "sc" if self.config.worker.secondary_capture else None
+            options = infer.Options(self.salt, dicom_out_dir=sc_dir, keep_header=True)
 
-            def load(record: dict[str, Any]) -> infer.Case:
-                return infer.load_case(Path(record["inbox_path"]), predictor, self.salt, keep_pixels=keep_pixels,
-                                       keep_header=True)
+            def load(position: int, record: dict[str, Any]) -> infer.Case:
+                return infer.load_case(Found(Path(record["inbox_path"])), position, predictor, options)
 
-            cases = list(self.pool.map(load, batch))
-            sc_dir = self.results / "sc" if keep_pixels else None
-            infer.score_cases(cases, predictor, self.config.worker.batch_size, dicom_out_dir=sc_dir)
+            cases = list(self.pool.map(load, range(1, len(batch) + 1), batch))
+            infer.score_cases(cases, predictor, self.config.worker.batch_size, options)
             outcomes += [self._outcome(record, case) for record, case in zip(batch, cases)]
         self.journal.record_results(outcomes)
         for outcome in outcomes:
