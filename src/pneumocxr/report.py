@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pneumocxr import __version__
+from pneumocxr.backbones import backbone as backbone_row
 from pneumocxr.report_data import (DESCRIPTIONS, PEDIATRIC_DATASETS, SOURCES, TITLES, Artifact, Evaluation, RunArtifacts,
                                    dataset_summary, evaluation_title, load_run_artifacts, manifest_rows, model_summary,
                                    try_summary)
@@ -30,7 +31,6 @@ from pneumocxr.runs import read_json, write_json
 log = logging.getLogger(__name__)
 
 TEMPLATE = "fda_submission.md.j2"
-BACKBONES = {"vgg16": "VGG16", "densenet121": "DenseNet-121", "baseline_cnn": "small CNN (no pre-trained layers)"}
 RULES = {
     "max_f1": "the threshold that maximises F1 on the validation split, balancing missed pneumonias against false alarms.",
     "sensitivity_target": "the most specific threshold whose validation sensitivity still meets the target {target}.",
@@ -148,15 +148,14 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
         ctx["best_stage"] = frame["stage"].iloc[row] if "stage" in frame else None
     m = art.manifest
     ctx["stages"], ctx["kept_notes"] = [], []
-    for i, stage in enumerate(m.data.get("stages") or []):
+    for i, stage in enumerate(m.data["stages"]):
         where = f"training stage {stage.get('stage', i)}"
-        improved = stage.get("improved_on_validation")
-        ctx["stages"].append({"stage": stage.get("stage", "?"), "trainable_from": stage.get("trainable_from", "?"),
-                              "improved": {True: "yes", False: "no"}.get(improved, NOT_AVAILABLE),
+        ctx["stages"].append({"stage": stage["stage"], "trainable_from": stage["trainable_from"],
+                              "kept": "kept" if stage["kept"] else "not kept",
                               **{k: ledger.maybe(m, f"stages[{i}].{k}", f"{where}: {k.replace('_', ' ')}", "num") or NOT_AVAILABLE
                                  for k in ("epochs", "steps_per_epoch", "seconds")}})
-        if improved is False and i:
-            ctx["kept_notes"].append(f"Stage `{stage.get('stage')}` never improved `{getattr(art.config.train, 'monitor', 'val_loss')}` "
+        if not stage["kept"]:
+            ctx["kept_notes"].append(f"Stage `{stage['stage']}` never improved `{art.config.train.monitor}` "
                                      "on the validation split over the stage before it, so the saved model keeps the earlier "
                                      "stage's weights; the layer groups above count only what the saved model kept.")
     ctx["wall_time"] = ledger.maybe(m, "wall_time_s", "training wall time (seconds)", "count")
@@ -181,7 +180,7 @@ def setting_text(artifact: Artifact, key: str, ledger: Ledger) -> str:
 def model_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     """Backbone, input, and the frozen / fine-tuned / added layer groups with their parameter counts."""
     cfg, c, m = art.config.model, art.config_raw, art.model
-    ctx: dict[str, Any] = {"backbone_title": BACKBONES.get(cfg.backbone, cfg.backbone), "weights": Path(cfg.weights).name,
+    ctx: dict[str, Any] = {"backbone_title": backbone_row(cfg.backbone).title, "weights": Path(cfg.weights).name,
                            "image_size": ledger.take(c, "data.image_size", "input image size (pixels)", "count"),
                            "available": m is not None, "reason": "; ".join(art.notes) or "not present"}
     if m is None:
@@ -373,7 +372,7 @@ def write_report(run_dir: str | Path, out: str | Path, eda_dir: str | Path | Non
     files_dir = out.parent / f"{out.stem}_files"
     files_dir.mkdir(parents=True, exist_ok=True)
     for name, make in (("dataset_summary.json", lambda: dataset_summary(art.config)),
-                       ("model_summary.json", lambda: model_summary(art.run_dir, art.config, art.manifest.data.get("stages")))):
+                       ("model_summary.json", lambda: model_summary(art.run_dir, art.config, art.manifest.data["stages"]))):
         what = "counts of the configured data" if name.startswith("dataset") else "model.keras"
         summary = try_summary(what, make, art.notes)
         if summary is not None:
