@@ -20,7 +20,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import (average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score,
                              roc_curve)
 
-from pneumocxr.runs import write_json
+from pneumocxr.runs import save_metrics
 
 THRESHOLD_RULES = ("max_f1", "sensitivity_target", "youden", "youden_midpoint")
 CONFUSION_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1")
@@ -386,7 +386,7 @@ def save_evaluation(metrics: dict[str, Any], frame: pd.DataFrame, out_dir: str |
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_json(out / "metrics.json", metrics)]
+    written = [save_metrics(out, metrics)]
     columns = [c for c in ("path", "patient_id", "label", "probability", "sex", "age", "view") if c in frame]
     frame[columns].to_csv(out / "predictions.csv", index=False)
     written.append(out / "predictions.csv")

@@ -93,7 +93,7 @@ def load_predictor(run_dir: str | os.PathLike, precision: str = "float32") -> Pr
     """Everything inference needs from a run directory: model, threshold, image size, backbone, gate."""
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    threshold = float(runs.load_threshold(run_dir)["threshold"])
+    threshold = runs.load_threshold(run_dir).threshold
     model = with_precision(runs.load_model(run_dir), precision)
     return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision)
 

@@ -126,12 +126,12 @@ def prepare_figures(art: RunArtifacts, files_dir: Path, eda_dir: Path | None) ->
     files_dir.mkdir(parents=True, exist_ok=True)
     written = {name: copy_figure(path, files_dir, name) for name, path in run_plots(art.run_dir).items()}
     threshold = float(art.threshold.data["threshold"])
-    written["flowchart.png"] = save_report_figure(plot_flowchart(art.config, threshold, art.threshold.data.get("rule", "?")),
+    written["flowchart.png"] = save_report_figure(plot_flowchart(art.config, threshold, art.threshold.data["rule"]),
                                                   files_dir / "flowchart.png")
     if art.history.data and "history.png" not in written:  # runs write plots/history.png; older ones may not
-        from pneumocxr.train import plot_history, read_history
+        from pneumocxr.train import plot_history
 
-        written["history.png"] = save_report_figure(plot_history(read_history(art.run_dir)), files_dir / "history.png")
+        written["history.png"] = save_report_figure(plot_history(art.history.data), files_dir / "history.png")
     if "pr.png" not in written:
         made = pr_curve_from_predictions(art.run_dir / "predictions.csv", art.validation.metrics, files_dir / "pr.png")
         if made:

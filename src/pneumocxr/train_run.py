@@ -12,7 +12,6 @@ bottom, so the validation probabilities are those the saved model gives.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -27,8 +26,7 @@ import pandas as pd
 from pneumocxr import features, pipeline, runs
 from pneumocxr.config import Config, load_config, resolve_path
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
-from pneumocxr.train import (Stage, fit_stage, load_state, make_strategy, plot_history, precision_policy,
-                             read_history, resolve_precision)
+from pneumocxr.train import Stage, fit_stage, make_strategy, plot_history, precision_policy, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +150,15 @@ def check_stage_config(config: Config) -> None:
                          f"'{config.model.trainable_from}' and no fine-tune stage (finetune_epochs = 0); make them equal")
 
 
-def write_evaluation(run_dir: Path, config: Config, scored: pd.DataFrame, threshold: dict[str, Any],
+def write_evaluation(run_dir: Path, config: Config, scored: pd.DataFrame, threshold: runs.ThresholdRecord,
                      out_dir: Path, split: str, dataset: str, n_boot: int | None = None) -> dict[str, Any]:
     """``evaluate_predictions`` at the run's threshold, written with ``save_evaluation`` into ``out_dir``."""
     from pneumocxr.evaluate import evaluate_predictions, save_evaluation
 
-    metrics = evaluate_predictions(scored, float(threshold["threshold"]),
+    metrics = evaluate_predictions(scored, threshold.threshold,
                                    n_boot=config.threshold.n_boot if n_boot is None else n_boot,
                                    seed=config.data.seed, dataset=dataset, split=split,
-                                   threshold_rule=threshold.get("rule"))
+                                   threshold_rule=threshold.rule)
     metrics["run_id"] = run_dir.resolve().name
     save_evaluation(metrics, scored, out_dir, out_dir / "plots")
     return metrics
@@ -177,8 +175,9 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
     rule = config.threshold
     threshold = choose_threshold(scored["label"], scored["probability"], rule.rule, rule.target, rule.tolerance)
     runs.save_threshold(run_dir, {**threshold, "dataset": config.data.dataset, "split": "val"})
+    threshold = runs.load_threshold(run_dir)
     metrics = write_evaluation(run_dir, config, scored, threshold, run_dir, "val", config.data.dataset)
-    save_figure(plot_history(read_history(run_dir)), run_dir / "plots" / "history.png")
+    save_figure(plot_history(runs.history_records(run_dir)), run_dir / "plots" / "history.png")
     return metrics
 
 
@@ -191,7 +190,7 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
     run_dir = Path(out_dir)
     config = run_config(config, run_dir, resume)
     check_stage_config(config)
-    if resume and load_state(run_dir).get("finished"):
+    if resume and runs.load_state(run_dir).finished:
         log.info("%s: run already finished; nothing to resume", run_dir)
         return run_dir
     keras.utils.set_random_seed(config.data.seed)
@@ -222,8 +221,7 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
         "precision": precision, "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
         "n_train": len(train), "n_val": len(val), "stages": summaries, "val_auc": metrics["auc"],
         "wall_time_s": round(time.perf_counter() - started, 1)})
-    state = load_state(run_dir)
-    (run_dir / "state.json").write_text(json.dumps({**state, "finished": True}))
+    runs.save_state(run_dir, runs.load_state(run_dir).model_copy(update={"finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
     log.info("run %s finished in %.0f s: validation AUC %.4f", run_dir, time.perf_counter() - started, metrics["auc"])
     return run_dir

@@ -103,11 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.workers < 1:
         print("pneumocxr predict: --batch-size and --workers must be at least 1", file=sys.stderr)
         return 2
-    try:
-        predictor = load_predictor(args.run_dir, args.precision)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"pneumocxr predict: error: {exc}", file=sys.stderr)
-        return 2
+    predictor = load_predictor(args.run_dir, args.precision)  # a bad run directory: cli.main says so, exit 2
     n_inputs = 0
 
     def counted_inputs() -> Iterator[Path]:

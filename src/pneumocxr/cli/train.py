@@ -44,41 +44,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.set_defaults(func=run_sweep)
 
 
-def _reported(command: str):
-    """Decorator: a bad config, data or run directory ends the command with one line naming it (exit 2)."""
-    def wrap(handler):
-        @functools.wraps(handler)
-        def run(args: argparse.Namespace) -> int:
-            try:
-                return handler(args)
-            except (OSError, ValueError, KeyError) as exc:
-                print(f"pneumocxr {command}: error: {exc}", file=sys.stderr)
-                return 2
-        return run
-    return wrap
-
-
 def _progress_logging() -> None:
     """Show the training modules' progress lines even without ``-v``."""
     for name in ("pneumocxr.train", "pneumocxr.train_run", "pneumocxr.features", "pneumocxr.sweep"):
         logging.getLogger(name).setLevel(logging.INFO)
 
 
-@_reported("train")
 def run_train(args: argparse.Namespace) -> int:
     """Train and print where the run is and its validation numbers."""
-    from pneumocxr.runs import read_json
+    from pneumocxr.runs import load_metrics
     from pneumocxr.train_run import train_run
 
     _progress_logging()
     run_dir = train_run(args.config, args.out, resume=args.resume, root=args.root)
-    metrics = read_json(run_dir / "metrics.json")
+    metrics = load_metrics(run_dir / "metrics.json").model_dump()
     row = {k: metrics.get(k) for k in ("n", "auc", "threshold", "accuracy", "sensitivity", "specificity")}
     print(format_table([{"run": str(run_dir), **{k: _fmt(v) for k, v in row.items()}}], ["run", *row]))
     return 0
 
 
-@_reported("evaluate")
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate and print a summary row, or the whole metrics object with ``--json``."""
     from pneumocxr.train_run import evaluate_run
@@ -94,7 +78,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reported("sweep")
 def run_sweep(args: argparse.Namespace) -> int:
     """Run the sweep and print its table."""
     from pneumocxr.sweep import run_sweep as sweep
