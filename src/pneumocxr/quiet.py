@@ -16,7 +16,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager

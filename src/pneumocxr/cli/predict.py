@@ -7,8 +7,9 @@ import csv
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, TextIO
 
 from pneumocxr.cli.table import format_table
 

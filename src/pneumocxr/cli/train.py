@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
-import sys
 
 from pneumocxr.cli.table import format_table
+from pneumocxr.datasets.registry import DATASETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="score a dataset split with a run's model at its saved threshold",
         description="Writes RUN_DIR/eval/DATASET-SPLIT/metrics.json, predictions.csv and plots/.")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
-    evaluate.add_argument("--dataset", required=True, help="nih | kermany | rsna | pneumoniamnist")
+    evaluate.add_argument("--dataset", required=True, choices=sorted(DATASETS),
+                          help="a dataset of pneumocxr.datasets.registry: %(choices)s")
     evaluate.add_argument("--root", help="data root (default: the run config's, or $PNEUMOCXR_DATA)")
     evaluate.add_argument("--split", required=True, help="train | val | official_val | test")
     evaluate.add_argument("--limit", type=int, help="score at most N images (label mix kept)")
@@ -84,7 +84,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     _progress_logging()
     table = sweep(args.configs, args.out, root=args.root)
-    print((table.attrs.get("markdown") or table.to_string()))
+    print(table.attrs.get("markdown") or table.to_string())
     return 0
 
 
