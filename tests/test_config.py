@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 from pneumocxr.config import PROJECT_ROOT, Config, ConfigError, load_config, save_config
 

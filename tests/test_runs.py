@@ -10,8 +10,17 @@ import pytest
 
 from pneumocxr.config import Config
 from pneumocxr.runs import (
-    RunError, RunFileError, create_run_dir, data_list_hash, load_run_config, load_threshold, read_json,
-    save_threshold, sha256_file, write_json, write_manifest,
+    RunError,
+    RunFileError,
+    create_run_dir,
+    data_list_hash,
+    load_run_config,
+    load_threshold,
+    read_json,
+    save_threshold,
+    sha256_file,
+    write_json,
+    write_manifest,
 )
 
 

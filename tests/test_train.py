@@ -76,9 +76,9 @@ def test_tiny_run_writes_the_run_directory_contract(tiny_run):
         assert key in metrics, key
     assert metrics["n"] == 32 and metrics["split"] == "val"
     threshold = runs.load_threshold(tiny_run)
-    assert threshold["rule"] == "youden_midpoint" and threshold["split"] == "val" and threshold["n"] == 32
-    assert threshold["low"] <= threshold["threshold"] <= threshold["high"]
-    assert metrics["threshold"] == threshold["threshold"]
+    assert threshold.rule == "youden_midpoint" and threshold.split == "val" and threshold.n == 32
+    assert threshold.low <= threshold.threshold <= threshold.high
+    assert metrics["threshold"] == threshold.threshold
     manifest = runs.read_json(tiny_run / "manifest.json")
     assert manifest["precision"] == resolve_precision("auto") and manifest["replicas"] == 1
     assert manifest["weights_sha256"] == "a2f51117308129c3de9a523c91d35160eb75a6a9e5db1e2afb4f48e48dfb733a"
@@ -105,7 +105,7 @@ def test_evaluate_cli_writes_and_prints_metrics(tiny_run, capsys):
     printed = json.loads(capsys.readouterr().out)
     written = runs.read_json(tiny_run / "eval" / "kermany-official_val" / "metrics.json")
     assert printed == written and printed["n"] == 16 and printed["split"] == "official_val"
-    assert printed["threshold"] == runs.load_threshold(tiny_run)["threshold"]
+    assert printed["threshold"] == runs.load_threshold(tiny_run).threshold
     assert (tiny_run / "eval" / "kermany-official_val" / "plots" / "roc.png").is_file()
     assert main(["evaluate", str(tiny_run), "--dataset", "kermany", "--split", "nosuch"]) == 2
     assert "no images in split 'nosuch'" in capsys.readouterr().err

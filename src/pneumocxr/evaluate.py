@@ -2,7 +2,7 @@
 
 Pure functions over numpy arrays and DataFrames; the curves themselves come from scikit-learn
 (``roc_auc_score``, ``roc_curve``, ``precision_recall_curve``, ``calibration_curve``,
-``confusion_matrix``). ``evaluate_predictions`` builds the ``metrics.json`` object of DESIGN.md and
+``confusion_matrix``). ``evaluate_predictions`` builds the ``metrics.json`` object (``runs.MetricsRecord``) and
 ``save_evaluation`` writes it with ``predictions.csv`` and the plots of ``evaluate_plots``.
 A sample is called positive (pneumonia) when ``probability >= threshold``.
 """
@@ -332,7 +332,7 @@ def subgroup_table(frame: pd.DataFrame, threshold: float) -> dict[str, dict[str,
 def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0,
                          dataset: str | None = None, split: str | None = None,
                          threshold_rule: str | None = None, alpha: float = 0.05) -> dict[str, Any]:
-    """The ``metrics.json`` object (DESIGN.md) for scored images at a fixed threshold.
+    """The ``metrics.json`` object (``runs.MetricsRecord``) for scored images at a fixed threshold.
 
     Parameters
     ----------

@@ -10,9 +10,12 @@ The output layer computes in float32 whatever the mixed-precision policy.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from pneumocxr.backbones import BACKBONES as TABLE
 from pneumocxr.backbones import backbone as backbone_row
@@ -171,7 +174,7 @@ def last_conv_layer_name(model_or_config: Any) -> str:
     raise ValueError(f"model '{model_or_config.name}' has no Conv2D layer at its top level")
 
 
-def block_summary(model) -> "pd.DataFrame":
+def block_summary(model) -> pd.DataFrame:
     """One row per block (``block5``, ``head``, ...): layers, weights, and how many of them train."""
     import pandas as pd
 

@@ -21,9 +21,21 @@ import pandas as pd
 
 from pneumocxr import __version__
 from pneumocxr.backbones import backbone as backbone_row
-from pneumocxr.report_data import (DESCRIPTIONS, PEDIATRIC_DATASETS, SOURCES, TITLES, Artifact, Evaluation, RunArtifacts,
-                                   dataset_summary, evaluation_title, load_run_artifacts, manifest_rows, model_summary,
-                                   try_summary)
+from pneumocxr.report_data import (
+    DESCRIPTIONS,
+    PEDIATRIC_DATASETS,
+    SOURCES,
+    TITLES,
+    Artifact,
+    Evaluation,
+    RunArtifacts,
+    dataset_summary,
+    evaluation_title,
+    load_run_artifacts,
+    manifest_rows,
+    model_summary,
+    try_summary,
+)
 from pneumocxr.report_figures import EDA_FIGURES, prepare_figures
 from pneumocxr.report_trace import NOT_AVAILABLE, Ledger
 from pneumocxr.runs import read_json, write_json

@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from pneumocxr import runs
 from pneumocxr.config import Config
 from pneumocxr.datasets.registry import DATASETS
-from pneumocxr import runs
 from pneumocxr.runs import RunError, data_list_hash, load_run_config, read_json
 
 log = logging.getLogger(__name__)

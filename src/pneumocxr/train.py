@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -2,7 +2,7 @@
 
 ``train_run`` builds the model twice from the same weights - once in the training precision (bf16 on
 this CPU) and once in float32 - trains the first in stages (``train.fit_stage``), copies the weights
-into the float32 model and writes the run directory of DESIGN.md from it: ``config.toml``,
+into the float32 model and writes the run directory (docs/design.md, ``runs``) from it: ``config.toml``,
 ``model.keras`` (float32, image -> probability), ``threshold.json`` (chosen on the validation split
 only), ``history.csv``, ``metrics.json`` + ``predictions.csv`` of the validation split, ``plots/`` and
 ``manifest.json``. On the feature-cache path the validation features are computed by the float32
@@ -17,8 +17,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -10,9 +10,9 @@ columns it carries. ``config`` validates ``[data] dataset`` against this table; 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
