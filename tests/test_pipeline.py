@@ -47,8 +47,11 @@ def test_augmentation_layers_follow_the_config():
     assert default == ["RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"]
     assert names(TrainConfig(aug_flip=True))[0] == "RandomFlip"
     assert names(TrainConfig(aug_rotation=0, aug_contrast=0)) == ["RandomZoom", "RandomTranslation", "RandomBrightness"]
+    robust = TrainConfig(aug_gamma=0.3, aug_blur=0.5, aug_noise=0.02, aug_border=0.1)
+    assert names(robust)[-4:] == ["RandomGamma", "RandomGaussianBlur", "GaussianNoise", "BorderErasing"]
     mapped = {key for _, key in pipeline.CLASSIC_AUGMENTATION.values() if key}
-    assert mapped == {f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("aug_")}
+    layers = {f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("aug_") and not f.name.endswith("_rate")}
+    assert mapped == layers
 
 
 def test_training_batches_are_augmented_and_labelled(frame, config):

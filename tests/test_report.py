@@ -29,7 +29,7 @@ from pneumocxr.runs import create_run_dir, save_threshold, write_json, write_man
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "templates" / "FDA_Submission_Template.md"
 NUMBER = re.compile(r"(?<![\w.\-/])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?%?(?![\w/])")
-PROSE_NUMBERS = {"0", "1", "95", "95%", "2015", "2017", "2018", "2020"}  # [0, 1] range, CI level, citation years
+PROSE_NUMBERS = {"0", "1", "95", "95%", "1999", "2015", "2017", "2018", "2020"}  # [0, 1] range, CI level, citation years
 
 
 # ---------------------------------------------------------------- fixtures: realistic run directories

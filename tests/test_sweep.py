@@ -33,26 +33,27 @@ finetune_epochs = 0
 
 def test_shipped_sweep_parses_into_distinct_variants():
     entries, settings = sweep.load_sweep([PROJECT_ROOT / "configs" / "sweeps" / "kermany-cpu.toml"])
-    names = [e.name for e in entries]
-    assert names[0] == "baseline-cnn" and "vgg16-frozen" in names and len(names) == len(set(names)) == 8
     by_name = {e.name: e for e in entries}
-    assert by_name["vgg16-block5"].reference and by_name["kermany-cpu"].run_dir == "runs/kermany-cpu"
-    assert by_name["lr-1e-3"].config.train.learning_rate == 1e-3 and by_name["lr-1e-3"].config.train.epochs == 2
-    assert by_name["baseline-cnn"].config.data.image_size == 128 and by_name["baseline-cnn"].config.model.weights == "none"
+    assert list(by_name) == ["kermany-cpu", "geometric-aug-only"]
+    assert by_name["kermany-cpu"].reference and by_name["kermany-cpu"].run_dir == "runs/kermany-cpu"
+    assert by_name["kermany-cpu"].config.data.shift_copies == 2  # both rows select on the shift validation
     assert settings["evaluate_splits"] == ["official_val"]
-    assert sweep.config_change(by_name["vgg16-block5"].config, by_name["batch-128"].config) == "train.batch_size 32 -> 128"
+    assert sweep.config_change(by_name["kermany-cpu"].config, by_name["geometric-aug-only"].config) == (
+        "train.aug_blur 0.5 -> 0.0; train.aug_border 0.12 -> 0.0; train.aug_gamma 0.3 -> 0.0; train.aug_noise 0.02 -> 0.0")
 
 
 def test_deep_merge_and_outcome_sentence():
     assert sweep.deep_merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}, "b": 1}
-    ref = {"name": "ref", "val_auc": 0.95, "val_accuracy": 0.90, "threshold": 0.5, "train_minutes": 10.0}
-    row = {"name": "new", "val_auc": 0.97, "val_accuracy": 0.88, "threshold": 0.4, "train_minutes": 5.0}
+    ref = {"name": "ref", "shift_auc": 0.93, "val_auc": 0.95, "val_accuracy": 0.90, "threshold": 0.5, "train_minutes": 10.0}
+    row = {"name": "new", "shift_auc": 0.96, "val_auc": 0.94, "val_accuracy": 0.88, "threshold": 0.4, "train_minutes": 5.0}
     text = sweep.outcome_sentence(row, ref)
-    assert text.startswith("Helped: validation AUC 0.950 -> 0.970 (+0.020)")
+    # judged by the shift validation, the selection criterion, even when plain validation AUC fell
+    assert text.startswith("Helped: shift-validation AUC 0.930 -> 0.960 (+0.030), validation AUC 0.950 -> 0.940 (-0.010)")
     assert "0.900 -> 0.880 (-0.020)" in text and "10 -> 5 min" in text
     assert sweep.outcome_sentence({**row, "val_auc": 0.5}, ref).startswith("Training collapsed")
-    assert sweep.outcome_sentence({**row, "val_auc": 0.951}, ref).startswith("No clear difference")
-    assert sweep.outcome_sentence(ref, ref).startswith("Reference:")
+    assert sweep.outcome_sentence({**row, "shift_auc": 0.931}, ref).startswith("No clear difference")
+    assert sweep.outcome_sentence({**row, "shift_auc": 0.92}, ref).startswith("Hurt")
+    assert sweep.outcome_sentence(ref, ref).startswith("Reference: shift-validation AUC 0.930")
 
 
 def test_unknown_key_in_a_variant_names_it(tmp_path):
@@ -75,6 +76,7 @@ def test_sweep_trains_new_rows_reuses_finished_runs_and_writes_table(tiny_run, t
     assert saved["official_val_n"].tolist() == [16, 16] and saved["val_auc"].between(0, 1).all()
     markdown = (tmp_path / "out" / "sweep.md").read_text()
     assert markdown.startswith("# tiny sweep") and "**frozen** (model.trainable_from block5_conv1 -> none" in markdown
-    assert "Reference: validation AUC" in markdown
+    assert "Reference: shift-validation AUC" in markdown
+    assert saved["shift_auc"].between(0, 1).all() and saved["shift_worst_balanced_accuracy"].between(0, 1).all()
     again = sweep.run_sweep([path], tmp_path / "out")  # everything finished: nothing retrains
     assert again["val_auc"].tolist() == table["val_auc"].tolist()

@@ -76,7 +76,14 @@ def test_tiny_run_writes_the_run_directory_contract(tiny_run):
         assert key in metrics, key
     assert metrics["n"] == 32 and metrics["split"] == "val"
     threshold = runs.load_threshold(tiny_run)
-    assert threshold.rule == "youden_midpoint" and threshold.split == "val" and threshold.n == 32
+    # chosen on the shift validation: 32 plain validation images + 2 shifted renderings of each
+    assert threshold.rule == "youden_midpoint" and threshold.split == "val" and threshold.n == 96
+    assert threshold.calibration.method == "platt" and threshold.calibration.n == 96
+    shifted = metrics["shift_validation"]
+    assert shifted["pooled"]["n"] == 96 and shifted["copies"] == 2
+    conditions = {row["condition"]: row["n"] for row in shifted["conditions"]}
+    assert conditions["plain"] == 32 and conditions["pooled"] == 96
+    assert sum(n for c, n in conditions.items() if "/" in c and not c.startswith("all/")) == 64
     assert threshold.low <= threshold.threshold <= threshold.high
     assert metrics["threshold"] == threshold.threshold
     manifest = runs.read_json(tiny_run / "manifest.json")

@@ -62,6 +62,7 @@ class DataConfig:
     val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.15  # share of *patients* carved from the training split for validation
     seed: NonNegative = 42
     limit_per_split: Positive | None = None  # cap images per split (tiny/demo configs); stratified
+    shift_copies: NonNegative = 0  # shift validation: each validation image also under this many acquisition shifts (0 = off)
     nih_images: str | None = None  # NIH image folder (flat or Kaggle images_0NN/images layout)
 
 
@@ -108,6 +109,11 @@ class TrainConfig:
     aug_zoom: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.15  # fraction: zoom in/out up to 15 %
     aug_contrast: Fraction = 0.3  # contrast factor range 1 +- 0.3
     aug_brightness: Fraction = 0.15  # brightness shift, fraction of the [0, 1] range
+    aug_gamma: Fraction = 0.0  # exposure: gamma with log-uniform spread 1 +- this (0 = off)
+    aug_blur: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0  # Keras RandomGaussianBlur factor (0 = off): detector sharpness differences
+    aug_noise: Fraction = 0.0  # Gaussian noise SD on the [0, 1] scale (0 = off)
+    aug_border: Annotated[float, Field(ge=0, lt=0.5, allow_inf_nan=False)] = 0.0  # BorderErasing: widest random edge band, fraction of the side (0 = off)
+    aug_border_rate: Fraction = 0.5  # share of training images whose borders are erased
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ class ThresholdConfig:
     target: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None  # e.g. 0.90 for sensitivity_target
     tolerance: Annotated[float, Field(ge=0, lt=0.5, allow_inf_nan=False)] = 0.01  # youden_midpoint: balanced-accuracy slack defining the plateau
     n_boot: NonNegative = 1000  # bootstrap resamples (of patients) for every CI
+    calibration: Literal["none", "platt", "temperature"] = "none"  # fitted on the (shift) validation set, folded into the model
 
 
 @dataclass(frozen=True)

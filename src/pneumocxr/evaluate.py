@@ -303,7 +303,7 @@ def age_band(age: Any) -> pd.Series:
     return bands.astype(object).where(bands.notna(), np.nan)
 
 
-def _safe_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+def safe_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """ROC AUC, or None when only one class is present."""
     return float(roc_auc_score(labels, scores)) if labels.min() != labels.max() else None
 
@@ -324,7 +324,7 @@ def subgroup_table(frame: pd.DataFrame, threshold: float) -> dict[str, dict[str,
             labels, scores = validate_scores(rows["label"], rows["probability"])
             rates = metrics_at_threshold(labels, scores, threshold)
             table[name][value] = {"n": int(labels.size), "n_pos": int(labels.sum()), "prevalence": float(labels.mean()),
-                                  "auc": _safe_auc(labels, scores), "sensitivity": rates["sensitivity"],
+                                  "auc": safe_auc(labels, scores), "sensitivity": rates["sensitivity"],
                                   "specificity": rates["specificity"], "accuracy": rates["accuracy"]}
     return table
 
@@ -360,7 +360,7 @@ def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 10
     metrics: dict[str, Any] = {
         "dataset": dataset, "split": split, "n": int(labels.size), "n_patients": int(pd.unique(groups).size),
         "n_pos": int(labels.sum()), "prevalence": float(labels.mean()),
-        "auc": _safe_auc(labels, scores), "auc_ci95": list(auc_ci),
+        "auc": safe_auc(labels, scores), "auc_ci95": list(auc_ci),
         "average_precision": float(average_precision_score(labels, scores)) if labels.sum() else None,
         "threshold": float(threshold), "threshold_rule": threshold_rule, "confusion": counts,
         "ece": expected_calibration_error(labels, scores),

@@ -34,6 +34,11 @@ CLASSIC_AUGMENTATION = {
     "shear_range=0.1": ("(no Keras 3 layer; RandomZoom + RandomTranslation cover the small geometric jitter)", None),
     "brightness_range / featurewise normalisation": ("RandomBrightness(factor, value_range=(0, 1))", "aug_brightness"),
     "(none in the classic set)": ("RandomContrast(factor, value_range=(0, 1)): exposure/contrast of other scanners", "aug_contrast"),
+    "(none in the classic set: exposure)": ("RandomGamma (pneumocxr.augment): display-LUT / exposure differences", "aug_gamma"),
+    "(none in the classic set: sharpness)": ("RandomGaussianBlur: detector sharpness / resampling", "aug_blur"),
+    "(none in the classic set: noise)": ("GaussianNoise: quantum noise of low-dose films", "aug_noise"),
+    "(none in the classic set: borders)": ("BorderErasing (pneumocxr.augment): markers, collimation edges carry no label",
+                                           "aug_border"),
 }
 
 
@@ -56,11 +61,21 @@ def data_frame(config: Config, root: str | os.PathLike | None = None, dataset: s
     return stratified_limit(frame, data.limit_per_split, data.seed).reset_index(drop=True)
 
 
-def decode_pixels(path) -> Any:
-    """``load_pixels`` as a tf op: a path string tensor -> (H, W) float32 in [0, 1]."""
+def decode_pixels(path, condition=None) -> Any:
+    """``load_pixels`` as a tf op: a path string tensor -> (H, W) float32 in [0, 1].
+
+    ``condition`` (a string tensor, optional) renders the image under a shift-validation condition
+    (``shift.apply_condition``) before anything else; ``"plain"`` leaves it as read.
+    """
     import tensorflow as tf
 
-    pixels = tf.numpy_function(lambda p: load_pixels(p.decode()), [path], tf.float32, stateful=False)
+    if condition is None:
+        pixels = tf.numpy_function(lambda p: load_pixels(p.decode()), [path], tf.float32, stateful=False)
+    else:
+        from pneumocxr.shift import apply_condition
+
+        pixels = tf.numpy_function(lambda p, c: apply_condition(load_pixels(p.decode()), c.decode(), p.decode()),
+                                   [path, condition], tf.float32, stateful=False)
     pixels.set_shape([None, None])
     return pixels
 
@@ -68,6 +83,8 @@ def decode_pixels(path) -> Any:
 def augmentation_model(config: TrainConfig, seed: int = 0):
     """Training-only random transforms of (N, H, W, 1) grey images in [0, 1], as Keras preprocessing layers."""
     import keras
+
+    from pneumocxr.augment import BorderErasing, RandomGamma
 
     layers = []
     if config.aug_flip:
@@ -83,24 +100,40 @@ def augmentation_model(config: TrainConfig, seed: int = 0):
         layers.append(keras.layers.RandomContrast(config.aug_contrast, value_range=(0, 1), seed=seed + 4))
     if config.aug_brightness:
         layers.append(keras.layers.RandomBrightness(config.aug_brightness, value_range=(0, 1), seed=seed + 5))
+    if config.aug_gamma:
+        layers.append(RandomGamma(config.aug_gamma, seed=seed + 6))
+    if config.aug_blur:
+        layers.append(keras.layers.RandomGaussianBlur(config.aug_blur, kernel_size=5, sigma=1.0, value_range=(0, 1),
+                                                      seed=seed + 7))
+    if config.aug_noise:
+        layers.append(keras.layers.GaussianNoise(config.aug_noise, seed=seed + 8))
+    if config.aug_border:
+        layers.append(BorderErasing(config.aug_border, config.aug_border_rate, seed=seed + 9))
     return keras.Sequential(layers, name="augmentation")
 
 
 def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, size: int = 224,
                   backbone: str = "vgg16", batch_size: int = 16, augment: Any = None, shuffle: bool = False,
-                  seed: int = 0, cache: bool | str = True, repeat: bool = False):
+                  seed: int = 0, cache: bool | str = True, repeat: bool = False,
+                  conditions: Sequence[str] | None = None):
     """A ``tf.data.Dataset`` of model-input batches (with float32 labels when ``labels`` is given).
 
     ``augment`` is a model from ``augmentation_model`` (training only); ``cache`` True keeps resized
-    images in memory, a string caches them in that file.
+    images in memory, a string caches them in that file; ``conditions`` gives each path a
+    shift-validation condition (``shift.apply_condition``; same length as ``paths``).
     """
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
     paths = [str(p) for p in paths]
     targets = np.zeros(len(paths)) if labels is None else np.asarray(labels)
-    ds = tf.data.Dataset.from_tensor_slices((paths, targets.astype(np.float32).reshape(-1, 1)))
-    ds = ds.map(lambda p, y: (resize_pixels(decode_pixels(p), size), y), num_parallel_calls=autotune)
+    targets = targets.astype(np.float32).reshape(-1, 1)
+    if conditions is None:
+        ds = tf.data.Dataset.from_tensor_slices((paths, targets))
+        ds = ds.map(lambda p, y: (resize_pixels(decode_pixels(p), size), y), num_parallel_calls=autotune)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((paths, [str(c) for c in conditions], targets))
+        ds = ds.map(lambda p, c, y: (resize_pixels(decode_pixels(p, c), size), y), num_parallel_calls=autotune)
     if cache:
         ds = ds.cache(cache if isinstance(cache, str) else "")
     if repeat:
@@ -125,25 +158,32 @@ def training_dataset(frame: pd.DataFrame, config: Config, augment: bool = True, 
 
 
 def evaluation_dataset(frame: pd.DataFrame, config: Config, **options):
-    """Plain (never augmented) batches of a frame's images and labels, in frame order."""
+    """Never-augmented batches of a frame's images and labels, in frame order; a ``condition`` column
+    (shift validation) renders each row under its condition."""
+    conditions = frame["condition"].tolist() if "condition" in frame else None
     return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
-                         backbone=config.model.backbone, batch_size=config.train.batch_size, **options)
+                         backbone=config.model.backbone, batch_size=config.train.batch_size,
+                         conditions=conditions, **options)
 
 
 def predict_files(model, paths: Sequence[str | os.PathLike], size: int, backbone: str,
-                  batch_size: int = 16) -> np.ndarray:
-    """Pneumonia probability (float32) for every file, in order: decode, preprocess, predict in batches."""
+                  batch_size: int = 16, conditions: Sequence[str] | None = None) -> np.ndarray:
+    """Pneumonia probability (float32) for every file, in order: decode, preprocess, predict in batches
+    (each file under its shift-validation condition when ``conditions`` is given)."""
     if len(paths) == 0:
         return np.zeros(0, np.float32)
-    ds = image_dataset([str(p) for p in paths], size=size, backbone=backbone, batch_size=batch_size, cache=False)
+    ds = image_dataset([str(p) for p in paths], size=size, backbone=backbone, batch_size=batch_size, cache=False,
+                       conditions=conditions)
     scores = model.predict(ds, verbose=0)
     return np.asarray(scores, np.float32).reshape(len(paths), -1)[:, -1]
 
 
 def score_frame(model, frame: pd.DataFrame, size: int, backbone: str, batch_size: int = 16) -> pd.DataFrame:
-    """A copy of ``frame`` with a ``probability`` column from ``predict_files``."""
+    """A copy of ``frame`` with a ``probability`` column from ``predict_files`` (rows under their
+    ``condition`` when the frame has that column)."""
     scored = frame.copy()
-    scored["probability"] = predict_files(model, scored["path"].tolist(), size, backbone, batch_size)
+    conditions = scored["condition"].tolist() if "condition" in scored else None
+    scored["probability"] = predict_files(model, scored["path"].tolist(), size, backbone, batch_size, conditions)
     return scored
 
 
@@ -181,5 +221,6 @@ def plot_augmented_views(paths: Sequence[str], config: TrainConfig, size: int = 
             ax.set_title(f"augmented view {i}", fontsize=8)
         for ax in row:
             ax.set(xticks=[], yticks=[], xlabel=f"{size} px")
-    fig.suptitle("Training augmentation: rotation, zoom, shift, contrast, brightness (no flip)")
+    names = ", ".join(type(layer).__name__ for layer in augment.layers) or "none"
+    fig.suptitle(f"Training augmentation, in order: {names}" + ("" if config.aug_flip else " (no flip)"), fontsize=9)
     return fig

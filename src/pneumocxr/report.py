@@ -52,6 +52,14 @@ RULES = {
                        "source separates the classes more easily than new data; the midpoint of the gap, rather "
                        "than the lowest pneumonia score, leaves the most room for the shift of scores on new images.",
 }
+CALIBRATIONS = {
+    "platt": "Platt scaling (Platt 1999): the output is sigmoid(a z + b) of the trained model's logit z, with a = {a} "
+             "and b = {b} fitted by logistic regression on the validation images; folded into the model's output "
+             "layer, so every probability shown is calibrated. It leaves the ranking (AUC) unchanged.",
+    "temperature": "temperature scaling (Guo et al. 2017): the output is sigmoid(a z) of the trained model's logit z, "
+                   "a = 1/T = {a}, fitted on the validation images; folded into the model's output layer. It leaves "
+                   "the ranking (AUC) unchanged.",
+}
 RATES = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity", "precision": "precision (PPV)",
          "npv": "NPV", "f1": "F1", "accuracy": "accuracy"}
 AUGMENT_WORDS = ("augment", "flip", "rotation", "zoom", "translation", "contrast", "brightness", "shift", "shear")
@@ -95,6 +103,32 @@ def evaluation_context(e: Evaluation, train_dataset: str, figures: dict[str, str
     return ctx
 
 
+def shift_context(e: Evaluation, ledger: Ledger) -> dict[str, Any] | None:
+    """The shift validation of the validation metrics (``shift_validation``), pooled and per condition
+    beside the plain images, every number traced; None when the run has none."""
+    shifted = e.artifact.data.get("shift_validation")
+    if not shifted:
+        return None
+    q, key = "shift validation", "shift_validation"
+    pooled = {name: ledger.interval(e.artifact, f"{key}.pooled.{name}", f"{q} pooled: {label}")
+              for name, label in (("auc", "AUC"), ("accuracy", "accuracy"), ("sensitivity", "sensitivity"),
+                                  ("specificity", "specificity"))}
+    pooled["n"] = ledger.take(e.artifact, f"{key}.pooled.n", f"{q} pooled: images", "count")
+    rows = []
+    for i, row in enumerate(shifted["conditions"]):
+        where = f"{key}.conditions[{i}]"
+        rows.append({"condition": row["condition"], "n": ledger.take(e.artifact, f"{where}.n", f"{q} {row['condition']}: images", "count"),
+                     **{m: ledger.maybe(e.artifact, f"{where}.{m}", f"{q} {row['condition']}: {m.replace('_', ' ')}") or NOT_AVAILABLE
+                        for m in ("auc", "sensitivity", "specificity", "balanced_accuracy")}})
+    shifts = [{"name": name, "meaning": spec["meaning"],
+               "strengths": " / ".join(ledger.take(e.artifact, f"{key}.shifts.{name}.strengths[{i}]",
+                                                   f"{q}: {name} {level} strength", "num")
+                                       for i, level in enumerate(("mild", "strong")))}
+              for name, spec in shifted["shifts"].items()]
+    return {"copies": shifted["copies"], "pooled": pooled, "rows": rows, "shifts": shifts,
+            "worst": ledger.take(e.artifact, f"{key}.balanced_accuracy_worst", f"{q}: worst balanced accuracy")}
+
+
 def subgroup_context(e: Evaluation, q: str, ledger: Ledger) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Subgroup table rows and, per attribute, the group with the lowest sensitivity and AUC."""
     rows, drops = [], []
@@ -131,6 +165,13 @@ def threshold_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     ctx["explanation"] = explanation.format(**{k: v or NOT_AVAILABLE for k, v in params.items()})
     for name, kind in (("n", "count"), ("n_pos", "count"), ("sensitivity", "rate"), ("specificity", "rate")):
         ctx[name] = ledger.maybe(t, name, f"validation {name} at the threshold", kind) or NOT_AVAILABLE
+    ctx["validation"] = t.data.get("validation") or "plain"
+    calibration = t.data.get("calibration") or {}
+    ctx["calibration"] = None
+    if calibration.get("method") in CALIBRATIONS:
+        a = ledger.take(t, "calibration.a", "calibration scale a", "num")
+        b = ledger.take(t, "calibration.b", "calibration offset b", "num")
+        ctx["calibration"] = CALIBRATIONS[calibration["method"]].format(a=a, b=b)
     return ctx
 
 
@@ -359,6 +400,7 @@ def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, 
                        if train["nih_labels"] else None},
     }
     context["threshold"] = threshold_context(art, ledger)
+    context["shift"] = shift_context(art.evaluations[0], ledger)
     context["model"] = model_context(art, ledger)
     context["training"] = training_context(art, ledger)
     context["data"] = data_context(art, ledger)

@@ -56,6 +56,17 @@ class Record(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
 
 
+class CalibrationRecord(BaseModel):
+    """``calibrate.fit_calibration``: probability' = sigmoid(a * logit(p) + b), fitted on validation."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    method: Literal["none", "platt", "temperature"]
+    a: float
+    b: float
+    temperature: float | None = None
+    n: Count | None = None
+
+
 class ThresholdRecord(Record):
     """``threshold.json``: the operating point chosen on the validation split (``evaluate.choose_threshold``)."""
 
@@ -74,6 +85,8 @@ class ThresholdRecord(Record):
     best_balanced_accuracy: Probability | None = None
     dataset: str | None = None
     split: str | None = None
+    validation: str | None = None  # "plain" or "shift (N shifted copies)": the rows the threshold was chosen on
+    calibration: CalibrationRecord | None = None  # folded into model.keras before the threshold was chosen
     note: str | None = None
 
 

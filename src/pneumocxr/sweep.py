@@ -39,8 +39,6 @@ from pneumocxr.config import Config, config_from_dict, config_to_dict, load_conf
 log = logging.getLogger(__name__)
 
 IGNORED_KEYS = ("name", "train.cache_dir")
-COLUMNS = ("name", "change", "val_auc", "val_auc_ci95", "threshold", "val_accuracy", "val_sensitivity",
-           "val_specificity", "val_ece", "train_minutes")
 
 
 @dataclass
@@ -139,6 +137,11 @@ def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], 
            "val_specificity": metrics["specificity"], "val_ece": metrics["ece"],
            "train_minutes": round((manifest.wall_time_s or float("nan")) / 60, 1)}
     config = runs.load_run_config(run_dir)
+    shifted = metrics.get("shift_validation") or _shift_validation(run_dir, config, root)
+    pooled = shifted["pooled"]
+    row.update({"shift_auc": pooled["auc"], "shift_auc_ci95": pooled["auc_ci95"], "shift_accuracy": pooled["accuracy"],
+                "shift_sensitivity": pooled["sensitivity"], "shift_specificity": pooled["specificity"],
+                "shift_worst_balanced_accuracy": shifted["balanced_accuracy_worst"]})
     for split in evaluate_splits:
         path = run_dir / "eval" / f"{config.data.dataset}-{split}" / "metrics.json"
         extra = runs.load_metrics(path).model_dump() if path.is_file() else evaluate_run(run_dir, config.data.dataset, split, root, n_boot=200)
@@ -146,18 +149,32 @@ def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], 
     return row
 
 
+def _shift_validation(run_dir: Path, config: Config, root=None) -> dict[str, Any]:
+    """The run's shift-validation record; runs trained without one are scored on 2 shifted copies."""
+    from pneumocxr.train_run import evaluate_dir, evaluate_run
+
+    path = evaluate_dir(run_dir, config.data.dataset, "val", 2) / "metrics.json"
+    metrics = runs.load_metrics(path).model_dump() if path.is_file() else evaluate_run(run_dir, config.data.dataset, "val", root,
+                                                                        n_boot=200, shift_copies=2)
+    return metrics["shift_validation"]
+
+
 def outcome_sentence(row: dict[str, Any], reference: dict[str, Any]) -> str:
-    """One sentence: what the row's change did to validation AUC, accuracy and time, against the reference."""
+    """One sentence: what the row's change did to shift-validation AUC (the selection criterion),
+    plain validation AUC, accuracy at its threshold and time, against the reference."""
     if row["name"] == reference["name"]:
-        return (f"Reference: validation AUC {row['val_auc']:.3f}, accuracy {row['val_accuracy']:.3f} at its threshold "
-                f"{row['threshold']:.2f}, {row['train_minutes']:.0f} min of training.")
-    d_auc, d_acc = row["val_auc"] - reference["val_auc"], row["val_accuracy"] - reference["val_accuracy"]
+        return (f"Reference: shift-validation AUC {row['shift_auc']:.3f}, validation AUC {row['val_auc']:.3f}, "
+                f"accuracy {row['val_accuracy']:.3f} at its threshold {row['threshold']:.2f}, "
+                f"{row['train_minutes']:.0f} min of training.")
+    d_shift, d_auc = row["shift_auc"] - reference["shift_auc"], row["val_auc"] - reference["val_auc"]
+    d_acc = row["val_accuracy"] - reference["val_accuracy"]
     if row["val_auc"] <= 0.55:
         verdict = "Training collapsed (a constant output)"
     else:
-        verdict = "Helped" if d_auc > 0.002 else "Hurt" if d_auc < -0.002 else "No clear difference"
-    return (f"{verdict}: validation AUC {reference['val_auc']:.3f} -> {row['val_auc']:.3f} ({d_auc:+.3f}), accuracy at "
-            f"its threshold {reference['val_accuracy']:.3f} -> {row['val_accuracy']:.3f} ({d_acc:+.3f}), training "
+        verdict = "Helped" if d_shift > 0.002 else "Hurt" if d_shift < -0.002 else "No clear difference"
+    return (f"{verdict}: shift-validation AUC {reference['shift_auc']:.3f} -> {row['shift_auc']:.3f} ({d_shift:+.3f}), "
+            f"validation AUC {reference['val_auc']:.3f} -> {row['val_auc']:.3f} ({d_auc:+.3f}), accuracy at its "
+            f"threshold {reference['val_accuracy']:.3f} -> {row['val_accuracy']:.3f} ({d_acc:+.3f}), training "
             f"{reference['train_minutes']:.0f} -> {row['train_minutes']:.0f} min.")
 
 

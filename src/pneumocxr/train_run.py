@@ -27,6 +27,7 @@ import pandas as pd
 from pneumocxr import features, pipeline, runs
 from pneumocxr.config import Config, load_config, resolve_path
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
+from pneumocxr.shift import PLAIN, shift_frame, shift_summary
 from pneumocxr.train import Stage, fit_stage, make_strategy, plot_history, precision_policy, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def cached_views(config: Config, bottom, bottom32, train: pd.DataFrame, val: pd.
     paths = train["path"].tolist()
     val32 = features.cached_features(bottom32, lambda: pipeline.evaluation_dataset(val, config, cache=False),
                                      val["path"].tolist(), cache_dir, "val", "float32",
-                                     **{**settings, "precision": "float32"})
+                                     **{**settings, "precision": "float32", "conditions": val["condition"].tolist()})
     dtype = "float32" if precision == "float32" else "float16"
     views = []
     for view in range(max(1, config.train.cache_views)):
@@ -138,8 +139,8 @@ def build_stages(config: Config, model, model32, train: pd.DataFrame, val: pd.Da
                             pipeline.evaluation_dataset(val, config), cfg.finetune_epochs,
                             cfg.finetune_steps or batches, cfg.finetune_learning_rate, config.model.trainable_from))
     if val_scores is None:
-        val_scores = lambda: pipeline.predict_files(model32, val["path"].tolist(), config.data.image_size,  # noqa: E731
-                                                    config.model.backbone, cfg.batch_size)
+        val_scores = lambda: pipeline.score_frame(model32, val, config.data.image_size,  # noqa: E731
+                                                  config.model.backbone, cfg.batch_size)["probability"].to_numpy()
     return stages, val_scores
 
 
@@ -152,8 +153,10 @@ def check_stage_config(config: Config) -> None:
 
 
 def write_evaluation(run_dir: Path, config: Config, scored: pd.DataFrame, threshold: runs.ThresholdRecord,
-                     out_dir: Path, split: str, dataset: str, n_boot: int | None = None) -> dict[str, Any]:
-    """``evaluate_predictions`` at the run's threshold, written with ``save_evaluation`` into ``out_dir``."""
+                     out_dir: Path, split: str, dataset: str, n_boot: int | None = None,
+                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``evaluate_predictions`` at the run's threshold (plus ``extra`` keys), written with
+    ``save_evaluation`` into ``out_dir``."""
     from pneumocxr.evaluate import evaluate_predictions, save_evaluation
 
     metrics = evaluate_predictions(scored, threshold.threshold,
@@ -161,23 +164,41 @@ def write_evaluation(run_dir: Path, config: Config, scored: pd.DataFrame, thresh
                                    seed=config.data.seed, dataset=dataset, split=split,
                                    threshold_rule=threshold.rule)
     metrics["run_id"] = run_dir.resolve().name
+    metrics.update(extra or {})
     save_evaluation(metrics, scored, out_dir, out_dir / "plots")
     return metrics
 
 
 def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probabilities: np.ndarray) -> dict:
-    """Save model.keras, threshold.json (validation only), metrics/plots of the validation split; return metrics."""
+    """Calibrate (folded into the model), save model.keras, choose threshold.json and write metrics/plots.
+
+    ``val`` holds the validation rows with their ``condition`` (``shift.shift_frame``: plain, then the
+    shifted renderings when ``data.shift_copies`` > 0) and ``probabilities`` their raw scores.
+    Calibration and the threshold are chosen on all of these rows (the shift validation); metrics.json
+    reports the plain validation images and, under ``shift_validation``, the pooled set and every
+    condition at the same threshold. Returns the metrics.
+    """
+    from pneumocxr.calibrate import apply_calibration, fit_calibration, fold_into_model
     from pneumocxr.evaluate import choose_threshold
     from pneumocxr.evaluate_plots import save_figure
 
+    rule = config.threshold
+    calibration = fit_calibration(val["label"], probabilities, rule.calibration)
+    if calibration["method"] != "none":
+        fold_into_model(model32, calibration)
+        probabilities = apply_calibration(probabilities, calibration)
     set_trainable_from(model32, config.model.trainable_from)
     model32.save(run_dir / "model.keras")
     scored = val.assign(probability=probabilities)
-    rule = config.threshold
     threshold = choose_threshold(scored["label"], scored["probability"], rule.rule, rule.target, rule.tolerance)
-    runs.save_threshold(run_dir, {**threshold, "dataset": config.data.dataset, "split": "val"})
+    copies = config.data.shift_copies
+    runs.save_threshold(run_dir, {**threshold, "dataset": config.data.dataset, "split": "val",
+                                  "validation": f"shift ({copies} shifted copies)" if copies else "plain",
+                                  "calibration": calibration})
     threshold = runs.load_threshold(run_dir)
-    metrics = write_evaluation(run_dir, config, scored, threshold, run_dir, "val", config.data.dataset)
+    extra = {"shift_validation": shift_summary(scored, threshold.threshold, config)} if copies else {}
+    plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
+    metrics = write_evaluation(run_dir, config, plain, threshold, run_dir, "val", config.data.dataset, extra=extra)
     save_figure(plot_history(runs.history_records(run_dir)), run_dir / "plots" / "history.png")
     return metrics
 
@@ -197,12 +218,14 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
     keras.utils.set_random_seed(config.data.seed)
     frame = pipeline.data_frame(config, root)
     train, val = split_frames(frame)
+    val = shift_frame(val, config.data.shift_copies)  # validation rows: plain, then shifted renderings
     runs.create_run_dir(run_dir, config)
     precision = resolve_precision(config.train.mixed_precision)
     strategy = make_strategy(config.train.strategy)
     weights = resolve_weights(config.model.weights, config.model.backbone)
-    log.info("run %s: %d train / %d val images, precision %s, strategy %s (%d replica(s)), weights %s",
-                run_dir, len(train), len(val), precision, config.train.strategy, strategy.num_replicas_in_sync, weights)
+    log.info("run %s: %d train / %d val images (%d shifted copies each), precision %s, strategy %s "
+             "(%d replica(s)), weights %s", run_dir, len(train), int((val["condition"] == PLAIN).sum()),
+             config.data.shift_copies, precision, config.train.strategy, strategy.num_replicas_in_sync, weights)
     with strategy.scope():
         with precision_policy("float32"):
             model32 = build_model(config.model, config.data.image_size, weights)
@@ -220,7 +243,7 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
     data_hash = runs.data_list_hash((Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False))
     runs.write_manifest(run_dir, config, data_hash, weights if weights and Path(weights).is_file() else None, extra={
         "precision": precision, "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
-        "n_train": len(train), "n_val": len(val), "stages": summaries, "val_auc": metrics["auc"],
+        "n_train": len(train), "n_val": int((val["condition"] == PLAIN).sum()), "n_val_shifted": int((val["condition"] != PLAIN).sum()), "stages": summaries, "val_auc": metrics["auc"],
         "wall_time_s": round(time.perf_counter() - started, 1)})
     runs.save_state(run_dir, runs.load_state(run_dir).model_copy(update={"finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
@@ -228,9 +251,19 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
     return run_dir
 
 
+def evaluate_dir(run_dir: str | os.PathLike, dataset: str, split: str, shift_copies: int = 0) -> Path:
+    """Where ``evaluate_run`` writes: ``RUN/eval/DATASET-SPLIT`` (``-shiftN`` with shifted copies)."""
+    return Path(run_dir) / "eval" / (f"{dataset}-{split}" + (f"-shift{shift_copies}" if shift_copies else ""))
+
+
 def evaluate_run(run_dir: str | os.PathLike, dataset: str, split: str, root: str | os.PathLike | None = None,
-                 limit: int | None = None, n_boot: int | None = None) -> dict[str, Any]:
-    """Score ``dataset``/``split`` with a run's model at its saved threshold; write ``RUN/eval/DATASET-SPLIT/``."""
+                 limit: int | None = None, n_boot: int | None = None, shift_copies: int = 0) -> dict[str, Any]:
+    """Score ``dataset``/``split`` with a run's model at its saved threshold; write ``evaluate_dir(...)``.
+
+    ``shift_copies`` > 0 also renders every image under that many acquisition shifts
+    (``shift.shift_frame``): the metrics stay those of the plain images and gain a
+    ``shift_validation`` record (pooled and per condition). Raises ``ValueError`` for an empty split.
+    """
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
     data = dataclasses.replace(config.data, dataset=dataset, limit_per_split=limit)
@@ -240,6 +273,10 @@ def evaluate_run(run_dir: str | os.PathLike, dataset: str, split: str, root: str
         raise ValueError(f"dataset '{dataset}' has no images in split '{split}'; splits present: "
                          f"{sorted(frame['split'].unique())}")
     model = runs.load_model(run_dir)
-    scored = pipeline.score_frame(model, part, config.data.image_size, config.model.backbone, config.train.batch_size)
-    return write_evaluation(run_dir, config, scored, runs.load_threshold(run_dir), run_dir / "eval" / f"{dataset}-{split}",
-                            split, dataset, n_boot)
+    rows = shift_frame(part, shift_copies)
+    scored = pipeline.score_frame(model, rows, config.data.image_size, config.model.backbone, config.train.batch_size)
+    threshold = runs.load_threshold(run_dir)
+    extra = {"shift_validation": shift_summary(scored, threshold.threshold, config)} if shift_copies else {}
+    plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
+    return write_evaluation(run_dir, config, plain, threshold, evaluate_dir(run_dir, dataset, split, shift_copies),
+                            split, dataset, n_boot, extra=extra)

@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", required=True, help="train | val | official_val | test")
     evaluate.add_argument("--limit", type=int, help="score at most N images (label mix kept)")
     evaluate.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default: the run config's)")
+    evaluate.add_argument("--shift", type=int, default=0, metavar="N",
+                          help="also score every image under N acquisition shifts (shift validation, 0-16)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics object as JSON")
     evaluate.set_defaults(func=run_evaluate)
 
@@ -65,16 +67,20 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate and print a summary row, or the whole metrics object with ``--json``."""
-    from pneumocxr.train_run import evaluate_run
+    from pneumocxr.train_run import evaluate_dir, evaluate_run
 
-    metrics = evaluate_run(args.run_dir, args.dataset, args.split, root=args.root, limit=args.limit, n_boot=args.n_boot)
+    metrics = evaluate_run(args.run_dir, args.dataset, args.split, root=args.root, limit=args.limit,
+                           n_boot=args.n_boot, shift_copies=args.shift)
     if args.json:
-        from pathlib import Path
-
-        print((Path(args.run_dir) / "eval" / f"{args.dataset}-{args.split}" / "metrics.json").read_text(), end="")
+        print((evaluate_dir(args.run_dir, args.dataset, args.split, args.shift) / "metrics.json").read_text(), end="")
     else:
         columns = ["dataset", "split", "n", "auc", "threshold", "accuracy", "sensitivity", "specificity", "f1"]
-        print(format_table([{k: _fmt(metrics.get(k)) for k in columns}], columns))
+        rows = [{k: _fmt(metrics.get(k)) for k in columns}]
+        if args.shift:
+            pooled = metrics["shift_validation"]["pooled"]
+            rows.append({**{k: _fmt(pooled.get(k)) for k in columns}, "dataset": args.dataset,
+                         "split": f"{args.split}+{args.shift} shifts", "threshold": _fmt(metrics["threshold"])})
+        print(format_table(rows, columns))
     return 0
 
 
