@@ -47,7 +47,7 @@ Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a learning rate
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Age = Annotated[float, Field(ge=0, le=150, allow_inf_nan=False)]  # years
 Names = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]  # DICOM code strings
-ThresholdRule = Literal["max_f1", "sensitivity_target", "youden", "youden_midpoint"]
+ThresholdRule = Literal["max_f1", "sensitivity_target", "youden", "youden_midpoint", "worst_group_midpoint"]
 DatasetName = Annotated[str, _one_of("datasets")]
 BackboneName = Annotated[str, _one_of("backbones")]
 
