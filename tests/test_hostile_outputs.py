@@ -20,11 +20,13 @@ import pydicom
 import pytest
 from PIL import Image
 
+import test_infer
 from dicom_factory import make_dicom
 from pneumocxr import explain, infer
 from pneumocxr.cli import main
 from pneumocxr.privacy import input_hash
-from test_infer import predictor, run_dir  # noqa: F401 - the shared tiny run and its predictor
+
+run_dir, predictor = test_infer.run_dir, test_infer.predictor  # the shared tiny run and its predictor (fixtures)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
