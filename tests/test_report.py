@@ -305,6 +305,10 @@ def test_real_tiny_run_report_traces_model_stages_and_embeds_every_figure(traine
     assert f"run `{manifest['run_id']}`" in text and manifest["data_list_sha256"] in text
     assert "**Pediatric model.**" in text and "internal held-out test" in text and "**unmeasured**" in text
     assert "| `stage1-cache` | `block5_conv1` |" in text
+    # the tiny config's rule explained with its own traced parameters (it was once filed among the calibrations)
+    threshold = json.loads((trained_report["run"] / "threshold.json").read_text())
+    assert "rule `worst_group_midpoint`: for every threshold" in text
+    assert f"whose worst-condition balanced accuracy is within {threshold['tolerance']:g} of the best" in text
     assert "These are exactly the images the run used" in text  # data list hash recomputed from data/ = manifest's
     model = json.loads((files.figures_dir / "model_summary.json").read_text())
     assert model["frozen_params"] + model["fine_tuned_params"] + model["added_params"] == model["total_params"]

@@ -55,6 +55,12 @@ RULES = {
                        "within {tolerance} of the best on the validation split. A validation split from the training "
                        "source separates the classes more easily than new data; the midpoint of the gap, rather "
                        "than the lowest pneumonia score, leaves the most room for the shift of scores on new images.",
+    "worst_group_midpoint": "for every threshold, the balanced accuracy of each validation condition (the plain "
+                            "validation images, each acquisition shift, and every extra split such as Kermany's "
+                            "original-resolution official validation films) was computed and the worst kept; the "
+                            "threshold is the midpoint of the widest interval ({low} to {high}) whose worst-condition "
+                            "balanced accuracy is within {tolerance} of the best. It is the operating point that "
+                            "degrades least across acquisitions, not the best one on the familiar rendering.",
 }
 CALIBRATIONS = {
     "platt": "Platt scaling (Platt 1999): the output is sigmoid(a z + b) of the trained model's logit z, with a = {a} "
@@ -63,12 +69,6 @@ CALIBRATIONS = {
     "temperature": "temperature scaling (Guo et al. 2017): the output is sigmoid(a z) of the trained model's logit z, "
                    "a = 1/T = {a}, fitted on the validation images; folded into the model's output layer. It leaves "
                    "the ranking (AUC) unchanged.",
-    "worst_group_midpoint": "for every threshold, the balanced accuracy of each validation condition (the plain "
-                            "validation images, each acquisition shift, and every extra split such as Kermany's "
-                            "original-resolution official validation films) was computed and the worst kept; the "
-                            "threshold is the midpoint of the widest interval ({low} to {high}) whose worst-condition "
-                            "balanced accuracy is within {tolerance} of the best. It is the operating point that "
-                            "degrades least across acquisitions, not the best one on the familiar rendering.",
 }
 RATES = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity", "precision": "precision (PPV)",
          "npv": "NPV", "f1": "F1", "accuracy": "accuracy"}
