@@ -9,7 +9,7 @@ and in turns with the inference measurement (``matmul_runner``), i.e. under the 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from bench.timing import best_rate
 

@@ -78,9 +78,8 @@ def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct:
     rate under the same load as the inference. The files may repeat images: the bf16 comparison uses
     the first ``n_distinct``.
     """
-    from pneumocxr.infer import load_predictor
-
     from bench.ceiling import matmul_runner
+    from pneumocxr.infer import load_predictor
 
     distinct = slice(0, n_distinct or len(paths))
     fp32 = load_predictor(run_dir, "float32")

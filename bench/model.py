@@ -38,7 +38,7 @@ def is_finished_run(run: Path) -> bool:
     if not all((run / name).is_file() for name in RUN_FILES):
         return False
     state = run / "state.json"
-    return not state.is_file() or bool(runs.read_json(state).get("finished"))
+    return not state.is_file() or runs.load_state(run).finished
 
 
 PREFERRED_RUN = "kermany-cpu"  # the project's CPU model (README); used whenever it is finished
@@ -54,7 +54,7 @@ def trained_vgg16_run(runs_root: Path = PROJECT_ROOT / "runs") -> Path | None:
             continue
         try:
             config = runs.load_run_config(run)
-        except Exception:  # noqa: BLE001 - a broken run is simply not chosen
+        except Exception:
             continue
         if config.model.backbone == "vgg16" and config.data.image_size == 224:
             finished.append(run)
@@ -82,7 +82,7 @@ def write_bench_run(run_dir: str | os.PathLike, weights: Path) -> Path:
     config = bench_config(weights)
     run = runs.create_run_dir(run_dir, config)
     build_classifier(config).save(run / "model.keras")
-    runs.save_threshold(run, {"threshold": 0.5, "rule": "fixed (benchmark; head untrained)"})
+    runs.save_threshold(run, {"threshold": 0.5, "rule": "fixed", "note": "benchmark; head untrained"})
     runs.write_manifest(run, config, data_hash="none (untrained head)", weights_path=str(weights))
     return run
 

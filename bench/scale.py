@@ -94,7 +94,8 @@ def child(root: Path, out: Path, png_images: int) -> dict[str, Any]:
     import dataclasses
 
     from pneumocxr import pipeline, prepare
-    from pneumocxr.config import PROJECT_ROOT as ROOT, load_config
+    from pneumocxr.config import PROJECT_ROOT as ROOT
+    from pneumocxr.config import load_config
 
     config = load_config(ROOT / "configs" / "nih-gpu.toml")
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root), shards=str(out)))

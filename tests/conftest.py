@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from pneumocxr.config import data_root  # noqa: E402
+from pneumocxr.config import data_root
 
 
 @pytest.fixture(scope="session")

@@ -119,8 +119,8 @@ def real_chest(path: str | Path, source: str | Path, *, size: int = 256, bits: i
     if file_meta:
         ds.save_as(path, enforce_file_format=True)
     else:
-        from pydicom.filewriter import write_dataset
         from pydicom.filebase import DicomFileLike
+        from pydicom.filewriter import write_dataset
         with open(path, "wb") as handle:
             fp = DicomFileLike(handle)
             syntax = ds.file_meta.TransferSyntaxUID

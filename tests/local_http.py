@@ -19,7 +19,7 @@ class RangeHandler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         server: LocalServer = self.server  # type: ignore[assignment]
         path = self.path.split("?")[0]
         requested = self.headers.get("Range")
@@ -72,7 +72,7 @@ class LocalServer(ThreadingHTTPServer):
         """The full URL of ``path`` on this server."""
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self.thread.start()
         return self
 

@@ -56,7 +56,7 @@ class Orthanc:
         """The REST API's base URL."""
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self) -> "Orthanc":
+    def start(self) -> Orthanc:
         """Start Orthanc and wait (bounded) until its REST API answers."""
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen([ORTHANC_BINARY, str(self.config_path)], stdout=log, stderr=log,
@@ -98,7 +98,7 @@ class Orthanc:
         """Every stored instance with its main tags (``/instances?expand``)."""
         return self.get("/instances?expand")
 
-    def __enter__(self) -> "Orthanc":
+    def __enter__(self) -> Orthanc:
         return self.start()
 
     def __exit__(self, *exc) -> None:

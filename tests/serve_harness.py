@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pydicom
 import tomli_w
@@ -123,7 +124,7 @@ class NodeProcess:
         self.port, self.log_path = port, log_path
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 300.0) -> "NodeProcess":
+    def start(self, timeout: float = 300.0) -> NodeProcess:
         """Start and wait until a C-ECHO succeeds."""
         env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                "PNEUMOCXR_PATIENT_SALT": "serve-test-salt", "CUDA_VISIBLE_DEVICES": ""}

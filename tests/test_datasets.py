@@ -12,8 +12,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pneumocxr.datasets import (CORE_COLUMNS, assert_patient_disjoint, load_dataset, load_kermany, load_nih,
-                                load_nih_sample, load_pneumoniamnist, load_rsna, patient_wise_split, with_images)
+from pneumocxr.datasets import (
+    CORE_COLUMNS,
+    assert_patient_disjoint,
+    load_dataset,
+    load_kermany,
+    load_nih,
+    load_nih_sample,
+    load_pneumoniamnist,
+    load_rsna,
+    patient_wise_split,
+    with_images,
+)
 from pneumocxr.datasets.kermany import pathogen_from_name, patient_id_from_name
 from pneumocxr.datasets.nih import FINDINGS, add_paths_and_splits, image_folders, index_images
 

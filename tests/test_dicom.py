@@ -10,9 +10,13 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 from dicom_factory import gradient, make_dicom, truncate
 from pneumocxr.config import GateConfig
 from pneumocxr.dicom import (
-    GATE_FIELDS, dicom_to_pixels, expand_inputs, gate_and_load, gate_dicom, read_dicom,
+    GATE_FIELDS,
+    dicom_to_pixels,
+    expand_inputs,
+    gate_and_load,
+    gate_dicom,
+    read_dicom,
 )
-
 
 # --- real files (../shared/data/test_dicoms) ---------------------------------------------------
 

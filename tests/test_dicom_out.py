@@ -10,12 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import SecondaryCaptureImageStorage
-
 from pydicom.valuerep import validate_value
 
 from dicom_factory import make_dicom
 from pneumocxr import dicom_out
-
 
 
 @pytest.fixture()

@@ -13,8 +13,15 @@ import numpy as np
 import pytest
 
 from local_http import LocalServer, tar_gz, zip_bytes
-from pneumocxr.datasets.fetch import (DownloadError, content_range_start, download, extract_archive, extract_member,
-                                      file_digest, member_path)
+from pneumocxr.datasets.fetch import (
+    DownloadError,
+    content_range_start,
+    download,
+    extract_archive,
+    extract_member,
+    file_digest,
+    member_path,
+)
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

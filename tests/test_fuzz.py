@@ -14,19 +14,17 @@ the bytes, ``gate_and_load`` must return a decision (never raise), an accepted f
 
 from __future__ import annotations
 
+import io
 import os
+import resource
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-import io
-import resource
-import zlib
-
-import pydicom
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from pneumocxr.config import GateConfig

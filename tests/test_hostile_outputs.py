@@ -20,11 +20,13 @@ import pydicom
 import pytest
 from PIL import Image
 
+import test_infer
 from dicom_factory import make_dicom
 from pneumocxr import explain, infer
 from pneumocxr.cli import main
 from pneumocxr.privacy import input_hash
-from test_infer import predictor, run_dir  # noqa: F401 - the shared tiny run and its predictor
+
+run_dir, predictor = test_infer.run_dir, test_infer.predictor  # the shared tiny run and its predictor (fixtures)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -157,7 +159,7 @@ def test_file_folder_conflicts_are_refused_before_any_work(tmp_path, capsys):
         assert fragment in err and "config.toml" not in err, err
 
 
-def test_an_interrupted_run_leaves_only_a_partial_file(tmp_path, run_dir, monkeypatch):
+def test_an_interrupted_run_leaves_only_a_partial_file(tmp_path, run_dir, monkeypatch, capsys):
     real = infer.predict_paths
 
     def interrupted(*args, **kwargs):
@@ -169,8 +171,9 @@ def test_an_interrupted_run_leaves_only_a_partial_file(tmp_path, run_dir, monkey
     monkeypatch.setattr(infer, "predict_paths", interrupted)
     paths = [make_dicom(tmp_path / f"{i}.dcm") for i in range(4)]
     out = tmp_path / "results.csv"
-    with pytest.raises(KeyboardInterrupt):
-        main(["predict", str(run_dir), *map(str, paths), "--out", str(out), "--batch-size", "1"])
+    # cli.main's convention: an interrupt is reported in one line, exit status 130 (128 + SIGINT)
+    assert main(["predict", str(run_dir), *map(str, paths), "--out", str(out), "--batch-size", "1"]) == 130
+    assert "pneumocxr predict: interrupted" in capsys.readouterr().err
     assert not out.exists() and len(read_rows(tmp_path / "results.csv.partial")) == 2
     assert not (tmp_path / "results.csv.lock").exists()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pneumocxr.config import Config, ModelConfig
 from pneumocxr import models
+from pneumocxr.config import Config, ModelConfig
 from pneumocxr.train import precision_policy
 
 

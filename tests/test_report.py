@@ -97,9 +97,9 @@ def build_run(root: Path, dataset: str, external: bool, with_model: bool = False
     write_manifest(run, config, data_hash="0" * 64, weights_path=None, extra={
         "precision": "mixed_bfloat16", "n_train": 60, "n_val": 11, "wall_time_s": 42.3, "stages": [
             {"stage": "stage1-cache", "trainable_from": "block5_conv1", "epochs": 3, "steps_per_epoch": 8,
-             "seconds": 12.0, "improved_on_validation": True},
+             "seconds": 12.0, "kept": True},
             {"stage": "stage2-finetune", "trainable_from": "block5_conv1", "epochs": 1, "steps_per_epoch": 2,
-             "seconds": 9.5, "improved_on_validation": False}]})
+             "seconds": 9.5, "kept": False}]})
     return run
 
 
@@ -286,9 +286,9 @@ def test_cli_writes_markdown_and_names_a_missing_run(nih_report, tmp_path, capsy
     assert main(["report", str(nih_report["run"]), "--eda", str(nih_report["eda"]), "--out", str(out)]) == 0
     assert (tmp_path / "cli" / "Report_files" / "flowchart.png").is_file()
     assert out.read_text().replace("Report_files", "FDA_Submission_files") == nih_report["text"]
-    assert main(["report", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    assert main(["report", str(tmp_path / "nowhere"), "--out", str(out)]) == 2  # a user error: one line, exit 2
     assert "nowhere: not a run directory" in capsys.readouterr().err
-    assert main(["report", str(nih_report["run"]), "--eda", str(tmp_path), "--out", str(out)]) == 1
+    assert main(["report", str(nih_report["run"]), "--eda", str(tmp_path), "--out", str(out)]) == 2
     assert f"{tmp_path}/eda.json: missing" in capsys.readouterr().err
 
 
@@ -305,6 +305,10 @@ def test_real_tiny_run_report_traces_model_stages_and_embeds_every_figure(traine
     assert f"run `{manifest['run_id']}`" in text and manifest["data_list_sha256"] in text
     assert "**Pediatric model.**" in text and "internal held-out test" in text and "**unmeasured**" in text
     assert "| `stage1-cache` | `block5_conv1` |" in text
+    # the tiny config's rule explained with its own traced parameters (it was once filed among the calibrations)
+    threshold = json.loads((trained_report["run"] / "threshold.json").read_text())
+    assert "rule `worst_group_midpoint`: for every threshold" in text
+    assert f"whose worst-condition balanced accuracy is within {threshold['tolerance']:g} of the best" in text
     assert "These are exactly the images the run used" in text  # data list hash recomputed from data/ = manifest's
     model = json.loads((files.figures_dir / "model_summary.json").read_text())
     assert model["frozen_params"] + model["fine_tuned_params"] + model["added_params"] == model["total_params"]
@@ -334,10 +338,10 @@ def test_fine_tuned_layers_count_only_stages_the_saved_model_kept():
     names = ["block3_conv1", "block4_conv1", "block5_conv1"]
     config = Config(model=ModelConfig(trainable_from="block4_conv1"),
                     train=TrainConfig(stage1_trainable_from="block5_conv1", finetune_epochs=1))
-    kept = [{"trainable_from": "block5_conv1", "improved_on_validation": True},
-            {"trainable_from": "block4_conv1", "improved_on_validation": True}]
-    discarded = [kept[0], {**kept[1], "improved_on_validation": False}]
+    kept = [{"trainable_from": "block5_conv1", "kept": True},
+            {"trainable_from": "block4_conv1", "kept": True}]
+    discarded = [kept[0], {**kept[1], "kept": False}]
     assert first_trained_index(names, config, kept) == 1
     assert first_trained_index(names, config, discarded) == 2  # stage 2 weights were not kept
     assert first_trained_index(names, config) == 1  # no manifest stages: the config's stages
-    assert first_trained_index(names, config, [{"trainable_from": "none"}]) == 3  # head only
+    assert first_trained_index(names, config, [{"trainable_from": "none", "kept": True}]) == 3  # head only

@@ -16,15 +16,13 @@ import numpy as np
 import pydicom
 import pytest
 
+from orthanc import Orthanc, free_port
 from pneumocxr.dicom_out import instance_uids
 from pneumocxr.serve.config import ServeConfigError, load_serve_config, serve_config_from_dict
 from pneumocxr.serve.journal import Journal
 from pneumocxr.serve.report_sr import report_values, sr_uids
 from pneumocxr.serve.scp import OUT_OF_RESOURCES, SUCCESS, start_scp
-
-from orthanc import Orthanc, free_port
-from serve_harness import (NodeProcess, echo, read_for_sending, reuid, send, stats_of, wait_for,
-                           write_serve_config)
+from serve_harness import NodeProcess, echo, read_for_sending, reuid, send, stats_of, wait_for, write_serve_config
 
 QUIRKS = Path(__file__).resolve().parents[2] / "shared" / "cases" / "dicom-quirks"
 SR_CLASS, SC_CLASS = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7"

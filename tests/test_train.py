@@ -78,9 +78,9 @@ def test_tiny_run_writes_the_run_directory_contract(tiny_run):
     threshold = runs.load_threshold(tiny_run)
     # chosen on the shift validation: 32 plain validation images + 2 shifted renderings of each
     # + the 16 official_val films as a condition of their own
-    assert threshold["rule"] == "worst_group_midpoint" and threshold["split"] == "val" and threshold["n"] == 112
-    assert threshold["calibration"]["method"] == "platt" and threshold["calibration"]["n"] == 112
-    assert threshold["validation"] == "shift (2 shifted copies + official_val)"
+    assert threshold.rule == "worst_group_midpoint" and threshold.split == "val" and threshold.n == 112
+    assert threshold.calibration.method == "platt" and threshold.calibration.n == 112
+    assert threshold.validation == "shift (2 shifted copies + official_val)"
     shifted = metrics["shift_validation"]
     assert shifted["pooled"]["n"] == 112 and shifted["copies"] == 2
     conditions = {row["condition"]: row["n"] for row in shifted["conditions"]}
@@ -89,9 +89,9 @@ def test_tiny_run_writes_the_run_directory_contract(tiny_run):
     # the threshold's worst-condition balanced accuracy is the table's minimum at that threshold
     groups = [r for r in shifted["conditions"] if r["condition"] != "pooled" and not r["condition"].startswith("all/")
               and 0 < r["n"]]
-    assert threshold["criterion_value"] <= min(r["balanced_accuracy"] for r in groups) + 1e-9
-    assert threshold["low"] <= threshold["threshold"] <= threshold["high"]
-    assert metrics["threshold"] == threshold["threshold"]
+    assert threshold.criterion_value <= min(r["balanced_accuracy"] for r in groups) + 1e-9
+    assert threshold.low <= threshold.threshold <= threshold.high
+    assert metrics["threshold"] == threshold.threshold
     manifest = runs.read_json(tiny_run / "manifest.json")
     assert manifest["precision"] == resolve_precision("auto") and manifest["replicas"] == 1
     assert manifest["weights_sha256"] == "a2f51117308129c3de9a523c91d35160eb75a6a9e5db1e2afb4f48e48dfb733a"
@@ -118,7 +118,7 @@ def test_evaluate_cli_writes_and_prints_metrics(tiny_run, capsys):
     printed = json.loads(capsys.readouterr().out)
     written = runs.read_json(tiny_run / "eval" / "kermany-official_val" / "metrics.json")
     assert printed == written and printed["n"] == 16 and printed["split"] == "official_val"
-    assert printed["threshold"] == runs.load_threshold(tiny_run)["threshold"]
+    assert printed["threshold"] == runs.load_threshold(tiny_run).threshold
     assert (tiny_run / "eval" / "kermany-official_val" / "plots" / "roc.png").is_file()
     assert main(["evaluate", str(tiny_run), "--dataset", "kermany", "--split", "nosuch"]) == 2
     assert "no images in split 'nosuch'" in capsys.readouterr().err

@@ -68,7 +68,7 @@ def _value(source: Dataset, keyword: str) -> str | None:
     """A source header value as text, or None when absent, empty or unreadable."""
     try:
         value = source.get(keyword)
-    except Exception:  # noqa: BLE001 - a malformed element reads as missing
+    except Exception:
         return None
     text = str(value).strip() if value is not None else ""
     return text or None
@@ -100,7 +100,7 @@ def _orientation(source: Dataset) -> tuple[str, str]:
         row, column = (str(v).upper() for v in source.PatientOrientation)
         if row and column and valid_value("PatientOrientation", f"{row}\\{column}"):
             return row, column
-    except Exception:  # noqa: BLE001 - absent or malformed
+    except Exception:
         pass
     return CHEST_DISPLAY_ORIENTATION
 
@@ -145,7 +145,7 @@ def copy_validated(source: Dataset, target: Dataset, keywords: tuple[str, ...]) 
                 continue
             value = source[keyword].value
             text = "" if value is None else str(value)
-        except Exception:  # noqa: BLE001 - a malformed element is dropped like an invalid one
+        except Exception:
             text = None
         if text == "" or valid_value(keyword, text):
             setattr(target, keyword, text)

@@ -2,7 +2,7 @@
 
 Pure functions over numpy arrays and DataFrames; the curves themselves come from scikit-learn
 (``roc_auc_score``, ``roc_curve``, ``precision_recall_curve``, ``calibration_curve``,
-``confusion_matrix``). ``evaluate_predictions`` builds the ``metrics.json`` object of DESIGN.md and
+``confusion_matrix``). ``evaluate_predictions`` builds the ``metrics.json`` object (``runs.MetricsRecord``) and
 ``save_evaluation`` writes it with ``predictions.csv`` and the plots of ``evaluate_plots``.
 A sample is called positive (pneumonia) when ``probability >= threshold``.
 """
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import (average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score,
-                             roc_curve)
+from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve
 
-from pneumocxr.runs import write_json
+from pneumocxr.runs import save_metrics
 
 THRESHOLD_RULES = ("max_f1", "sensitivity_target", "youden", "youden_midpoint", "worst_group_midpoint")
 CONFUSION_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1")
@@ -375,7 +375,7 @@ def subgroup_table(frame: pd.DataFrame, threshold: float) -> dict[str, dict[str,
 def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0,
                          dataset: str | None = None, split: str | None = None,
                          threshold_rule: str | None = None, alpha: float = 0.05) -> dict[str, Any]:
-    """The ``metrics.json`` object (DESIGN.md) for scored images at a fixed threshold.
+    """The ``metrics.json`` object (``runs.MetricsRecord``) for scored images at a fixed threshold.
 
     Parameters
     ----------
@@ -429,7 +429,7 @@ def save_evaluation(metrics: dict[str, Any], frame: pd.DataFrame, out_dir: str |
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_json(out / "metrics.json", metrics)]
+    written = [save_metrics(out, metrics)]
     columns = [c for c in ("path", "patient_id", "label", "probability", "sex", "age", "view") if c in frame]
     frame[columns].to_csv(out / "predictions.csv", index=False)
     written.append(out / "predictions.csv")

@@ -9,19 +9,20 @@ beyond sklearn's curves.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-from pneumocxr.evaluate import reliability_curve, threshold_curves, validate_scores  # noqa: E402
+from pneumocxr.evaluate import reliability_curve, threshold_curves, validate_scores
 
 DPI = 120
 PLOT_FILES = ("roc.png", "pr.png", "threshold.png", "confusion.png", "calibration.png", "subgroups.png")

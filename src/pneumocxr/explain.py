@@ -17,8 +17,8 @@ aspect ratio - the image is fitted into a bounded drawing area, never the figure
 from __future__ import annotations
 
 import io
-import warnings
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

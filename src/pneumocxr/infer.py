@@ -22,10 +22,11 @@ import itertools
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def load_predictor(run_dir: str | os.PathLike, precision: str = "float32") -> Pr
     """Everything inference needs from a run directory: model, threshold, image size, backbone, gate."""
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    threshold = float(runs.load_threshold(run_dir)["threshold"])
+    threshold = runs.load_threshold(run_dir).threshold
     model = with_precision(runs.load_model(run_dir), precision)
     return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision,
                      load_box_threshold(run_dir))
@@ -112,7 +113,7 @@ def _read_header(path: Path):
 
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except Exception:  # noqa: BLE001 - already judged by the gate; identity is then unknown
+    except Exception:
         return None
 
 
@@ -195,7 +196,7 @@ def load_case(found: Found, position: int, predictor: Predictor, options: Option
         case.shape = pixels.shape
         case.pixels = display_pixels(pixels) if options.keep_pixels else None
         case.header = header if options.dicom_out_dir is not None or options.keep_header else None
-    except Exception as exc:  # noqa: BLE001 - one bad input must not stop a batch
+    except Exception as exc:
         case.row.update(accepted=False, reasons=[*case.row["reasons"], f"could not be processed ({exc})"[:200]])
         case.model_input = case.pixels = case.header = None
     if not options.show_paths:
@@ -237,7 +238,7 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, options
         try:
             png = explain.figure_png(explain.overlay_figure(case.pixels, heatmap, title, boxes=row["boxes"], box_scale=scale))
             row["heatmap"] = str(atomic_write_bytes(options.heatmap_dir / f"{stem}.png", png))
-        except Exception as exc:  # noqa: BLE001 - the prediction stands; only the overlay is missing
+        except Exception as exc:
             log.warning("%s: no overlay written (%s)", row["input"], scrub(str(exc), case.path, row["input"]))
     if options.dicom_out_dir is not None:
         blank = options.sc_identity == "blank"  # a blanked SC burns in no input name, not even the label
@@ -250,7 +251,7 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, options
                                              comment=f"{title}; model run {predictor.run_id}; boxes (x, y, width, height, score) "
                                                      f"{row['boxes']}")
             row["dicom_out"] = str(dicom_out.write_dataset(options.dicom_out_dir / f"{stem}.dcm", sc))
-        except Exception as exc:  # noqa: BLE001 - the prediction stands; only the PACS copy is missing
+        except Exception as exc:
             log.warning("%s: no Secondary Capture written (%s)", row["input"], scrub(str(exc), case.path, row["input"]))
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,8 @@ def _folder(folder: Path, seen: set[tuple[int, int]], named: bool = True) -> Ite
         return
     seen.add(key)
     found = False
-    for found, item in enumerate(_walk(folder, seen), start=1):
+    for item in _walk(folder, seen):
+        found = True
         yield item
     if not found and named:
         yield Found(folder, "is a folder with no files in it")

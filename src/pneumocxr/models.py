@@ -10,17 +10,22 @@ The output layer computes in float32 whatever the mixed-precision policy.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+from pneumocxr.backbones import BACKBONES as TABLE
+from pneumocxr.backbones import backbone as backbone_row
 from pneumocxr.config import Config, ModelConfig, data_root, resolve_path
 
-BACKBONES = ("vgg16", "densenet121", "baseline_cnn")
-# Grad-CAM target: the last convolutional feature map, after its activation (DenseNet: its final BN-ReLU)
-LAST_CONV = {"vgg16": "block5_conv3", "densenet121": "relu", "baseline_cnn": "relu4"}
-BACKBONE_OUTPUT = {"vgg16": "block5_pool", "densenet121": "relu", "baseline_cnn": "pool4"}
-LOCAL_WEIGHTS = {"vgg16": "vgg16_imagenet_notop.weights.h5", "densenet121": "densenet121_imagenet_notop.weights.h5"}
+# Views of the one backbone table (pneumocxr.backbones), kept for the callers that read them.
+BACKBONES = tuple(TABLE)
+LAST_CONV = {name: b.last_conv for name, b in TABLE.items()}  # Grad-CAM target, after its activation
+BACKBONE_OUTPUT = {name: b.output for name, b in TABLE.items()}
+LOCAL_WEIGHTS = {name: b.weights_file for name, b in TABLE.items() if b.weights_file}
 HEAD_PREFIX = "head_"
 OUTPUT_NAME = "probability"
 
@@ -36,7 +41,7 @@ def local_imagenet_weights(backbone: str) -> Path | None:
 
 def resolve_weights(weights: str, backbone: str) -> str | None:
     """What to load: a weights file path, ``"imagenet"`` (Keras download) or None (random init)."""
-    if weights in ("none", "", None) or backbone == "baseline_cnn":
+    if weights in ("none", "", None) or backbone_row(backbone).application is None:
         return None
     if weights == "imagenet":
         local = local_imagenet_weights(backbone)
@@ -64,13 +69,11 @@ def backbone_output(inputs, backbone: str, weights: str | None):
     """The backbone's last feature map built on ``inputs`` (its layers join the caller's graph)."""
     import keras
 
-    if backbone == "baseline_cnn":
+    row = backbone_row(backbone)
+    if row.application is None:
         return _baseline_features(inputs)
-    builders = {"vgg16": keras.applications.VGG16, "densenet121": keras.applications.DenseNet121}
-    if backbone not in builders:
-        raise ValueError(f"unknown backbone '{backbone}'; expected one of {', '.join(BACKBONES)}")
     try:
-        base = builders[backbone](include_top=False, weights=weights, input_tensor=inputs)
+        base = getattr(keras.applications, row.application)(include_top=False, weights=weights, input_tensor=inputs)
     except Exception as exc:  # Keras raises many types for a missing download or a wrong file
         raise RuntimeError(f"{backbone}: cannot load weights '{weights}' ({exc}); put the file in "
                            f"data/weights/{LOCAL_WEIGHTS.get(backbone)} or set [model] weights") from exc
@@ -171,7 +174,7 @@ def last_conv_layer_name(model_or_config: Any) -> str:
     raise ValueError(f"model '{model_or_config.name}' has no Conv2D layer at its top level")
 
 
-def block_summary(model) -> "pd.DataFrame":
+def block_summary(model) -> pd.DataFrame:
     """One row per block (``block5``, ``head``, ...): layers, weights, and how many of them train."""
     import pandas as pd
 

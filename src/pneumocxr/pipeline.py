@@ -19,8 +19,9 @@ an image the device never sees. The legacy ``ImageDataGenerator`` survives only 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,11 +51,12 @@ CLASSIC_AUGMENTATION = {
 def data_frame(config: Config, root: str | os.PathLike | None = None, dataset: str | None = None) -> pd.DataFrame:
     """The images a run uses: the configured loader (patient-wise split), present files, per-split limit."""
     from pneumocxr.datasets import load_dataset, stratified_limit, with_images
+    from pneumocxr.datasets.registry import dataset as dataset_row
 
     data: DataConfig = config.data
     name = dataset or data.dataset
     options: dict[str, Any] = {}
-    if name in ("nih", "kermany", "rsna"):
+    if dataset_row(name).patient_split:
         options = {"val_fraction": data.val_fraction, "seed": data.seed}
     if name == "nih" and data.nih_images:
         options["images_dir"] = resolve_path(data.nih_images)

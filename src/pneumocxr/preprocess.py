@@ -44,6 +44,14 @@ def is_dicom_path(path: str | os.PathLike) -> bool:
 
 def load_pixels(path: str | os.PathLike) -> np.ndarray:
     """Read any supported file as a 2-D float32 image in [0, 1]; raise ``ImageReadError``."""
+    from pneumocxr.datasets.registry import member_reader
+
+    reader = member_reader(path)
+    if reader is not None:  # an image inside a dataset archive (PneumoniaMNIST's .npz)
+        try:
+            return reader(str(path))
+        except (OSError, ValueError) as exc:
+            raise ImageReadError(f"{path}: {exc}") from exc
     path = Path(path)
     if is_dicom_path(path):
         from pneumocxr.dicom import DicomPixelError, dicom_to_pixels, read_dicom
@@ -103,13 +111,12 @@ def backbone_normalize(image_0_255, backbone: str):
     """Apply the backbone's own input normalisation to 0-255 RGB values."""
     import keras
 
-    if backbone == "vgg16":
-        return keras.applications.vgg16.preprocess_input(image_0_255)
-    if backbone == "densenet121":
-        return keras.applications.densenet.preprocess_input(image_0_255)
-    if backbone == "baseline_cnn":
+    from pneumocxr.backbones import backbone as backbone_row
+
+    module = backbone_row(backbone).preprocess_module
+    if module is None:
         return image_0_255 / 255.0
-    raise ValueError(f"unknown backbone '{backbone}'; expected vgg16, densenet121 or baseline_cnn")
+    return getattr(keras.applications, module).preprocess_input(image_0_255)
 
 
 def preprocess_file(path: str | os.PathLike, size: int = 224, backbone: str = "vgg16") -> np.ndarray:

@@ -11,21 +11,34 @@ from __future__ import annotations
 
 import logging
 import string
-from urllib.parse import quote
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
-from markupsafe import Markup
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from pneumocxr import __version__
 from pneumocxr.atomic import atomic_write_text
-from pneumocxr.report_data import (DESCRIPTIONS, PEDIATRIC_DATASETS, SOURCES, TITLES, Artifact, Evaluation, RunArtifacts,
-                                   dataset_summary, evaluation_title, load_run_artifacts, manifest_rows, model_summary,
-                                   try_summary)
+from pneumocxr.backbones import backbone as backbone_row
+from pneumocxr.report_data import (
+    DESCRIPTIONS,
+    PEDIATRIC_DATASETS,
+    SOURCES,
+    TITLES,
+    Artifact,
+    Evaluation,
+    RunArtifacts,
+    dataset_summary,
+    evaluation_title,
+    load_run_artifacts,
+    manifest_rows,
+    model_summary,
+    try_summary,
+)
 from pneumocxr.report_escape import finalize, md_code, md_text
 from pneumocxr.report_figures import EDA_FIGURES, prepare_figures
 from pneumocxr.report_localisation import load_localisation, localisation_context
@@ -35,7 +48,6 @@ from pneumocxr.runs import read_json, write_json
 log = logging.getLogger(__name__)
 
 TEMPLATE = "fda_submission.md.j2"
-BACKBONES = {"vgg16": "VGG16", "densenet121": "DenseNet-121", "baseline_cnn": "small CNN (no pre-trained layers)"}
 RULES = {
     "max_f1": "the threshold that maximises F1 on the validation split, balancing missed pneumonias against false alarms.",
     "sensitivity_target": "the most specific threshold whose validation sensitivity still meets the target {target}.",
@@ -44,6 +56,12 @@ RULES = {
                        "within {tolerance} of the best on the validation split. A validation split from the training "
                        "source separates the classes more easily than new data; the midpoint of the gap, rather "
                        "than the lowest pneumonia score, leaves the most room for the shift of scores on new images.",
+    "worst_group_midpoint": "for every threshold, the balanced accuracy of each validation condition (the plain "
+                            "validation images, each acquisition shift, and every extra split such as Kermany's "
+                            "original-resolution official validation films) was computed and the worst kept; the "
+                            "threshold is the midpoint of the widest interval ({low} to {high}) whose worst-condition "
+                            "balanced accuracy is within {tolerance} of the best. It is the operating point that "
+                            "degrades least across acquisitions, not the best one on the familiar rendering.",
 }
 CALIBRATIONS = {
     "platt": "Platt scaling (Platt 1999): the output is sigmoid(a z + b) of the trained model's logit z, with a = {a} "
@@ -52,12 +70,6 @@ CALIBRATIONS = {
     "temperature": "temperature scaling (Guo et al. 2017): the output is sigmoid(a z) of the trained model's logit z, "
                    "a = 1/T = {a}, fitted on the validation images; folded into the model's output layer. It leaves "
                    "the ranking (AUC) unchanged.",
-    "worst_group_midpoint": "for every threshold, the balanced accuracy of each validation condition (the plain "
-                            "validation images, each acquisition shift, and every extra split such as Kermany's "
-                            "original-resolution official validation films) was computed and the worst kept; the "
-                            "threshold is the midpoint of the widest interval ({low} to {high}) whose worst-condition "
-                            "balanced accuracy is within {tolerance} of the best. It is the operating point that "
-                            "degrades least across acquisitions, not the best one on the familiar rendering.",
 }
 RATES = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity", "precision": "precision (PPV)",
          "npv": "NPV", "f1": "F1", "accuracy": "accuracy"}
@@ -164,7 +176,7 @@ def threshold_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     ctx["explanation"] = explanation.format(**{k: v or NOT_AVAILABLE for k, v in params.items()})
     for name, kind in (("n", "count"), ("n_pos", "count"), ("sensitivity", "rate"), ("specificity", "rate")):
         ctx[name] = ledger.maybe(t, name, f"validation {name} at the threshold", kind) or NOT_AVAILABLE
-    ctx["validation"] = t.data.get("validation", "plain")
+    ctx["validation"] = t.data.get("validation") or "plain"
     calibration = t.data.get("calibration") or {}
     ctx["calibration"] = None
     if calibration.get("method") in CALIBRATIONS:
@@ -200,16 +212,15 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
         ctx["best_stage"] = frame["stage"].iloc[row] if "stage" in frame else None
     m = art.manifest
     ctx["stages"], ctx["kept_notes"] = [], []
-    for i, stage in enumerate(m.data.get("stages") or []):
+    for i, stage in enumerate(m.data["stages"]):
         where = f"training stage {stage.get('stage', i)}"
-        improved = stage.get("improved_on_validation")
-        ctx["stages"].append({"stage": stage.get("stage", "?"), "trainable_from": stage.get("trainable_from", "?"),
-                              "improved": {True: "yes", False: "no"}.get(improved, NOT_AVAILABLE),
+        ctx["stages"].append({"stage": stage["stage"], "trainable_from": stage["trainable_from"],
+                              "kept": "kept" if stage["kept"] else "not kept",
                               **{k: ledger.maybe(m, f"stages[{i}].{k}", f"{where}: {k.replace('_', ' ')}", "num") or NOT_AVAILABLE
                                  for k in ("epochs", "steps_per_epoch", "seconds")}})
-        if improved is False and i:
+        if not stage["kept"]:
             ctx["kept_notes"].append(Markup(
-                f"Stage {md_code(stage.get('stage'))} never improved {md_code(getattr(art.config.train, 'monitor', 'val_loss'))} "
+                f"Stage {md_code(stage['stage'])} never improved {md_code(art.config.train.monitor)} "
                 "on the validation split over the stage before it, so the saved model keeps the earlier "
                 "stage's weights; the layer groups above count only what the saved model kept."))
     ctx["wall_time"] = ledger.maybe(m, "wall_time_s", "training wall time (seconds)", "count")
@@ -234,7 +245,7 @@ def setting_text(artifact: Artifact, key: str, ledger: Ledger) -> Markup:
 def model_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     """Backbone, input, and the frozen / fine-tuned / added layer groups with their parameter counts."""
     cfg, c, m = art.config.model, art.config_raw, art.model
-    ctx: dict[str, Any] = {"backbone_title": BACKBONES.get(cfg.backbone, cfg.backbone), "weights": Path(cfg.weights).name,
+    ctx: dict[str, Any] = {"backbone_title": backbone_row(cfg.backbone).title, "weights": Path(cfg.weights).name,
                            "image_size": ledger.take(c, "data.image_size", "input image size (pixels)", "count"),
                            "available": m is not None, "reason": "; ".join(art.notes) or "not present"}
     if m is None:
@@ -451,7 +462,7 @@ def write_report(run_dir: str | Path, out: str | Path, eda_dir: str | Path | Non
     files_dir = out.parent / f"{out.stem}_files"
     files_dir.mkdir(parents=True, exist_ok=True)
     for name, make in (("dataset_summary.json", lambda: dataset_summary(art.config)),
-                       ("model_summary.json", lambda: model_summary(art.run_dir, art.config, art.manifest.data.get("stages")))):
+                       ("model_summary.json", lambda: model_summary(art.run_dir, art.config, art.manifest.data["stages"]))):
         what = "counts of the configured data" if name.startswith("dataset") else "model.keras"
         summary = try_summary(what, make, art.notes)
         if summary is not None:

@@ -17,28 +17,18 @@ from typing import Any
 
 import pandas as pd
 
+from pneumocxr import runs
 from pneumocxr.config import Config
+from pneumocxr.datasets.registry import DATASETS
 from pneumocxr.runs import RunError, data_list_hash, load_run_config, read_json
 
 log = logging.getLogger(__name__)
 
-# Which institution's images each dataset holds: evaluations on the training source are internal.
-SOURCES = {
-    "nih": "NIH Clinical Center", "rsna": "NIH Clinical Center",
-    "kermany": "Guangzhou Women and Children's Medical Center", "pneumoniamnist": "Guangzhou Women and Children's Medical Center",
-}
-PEDIATRIC_DATASETS = ("kermany", "pneumoniamnist")
-TITLES = {"nih": "NIH ChestX-ray14", "kermany": "Kermany pediatric chest X-rays", "rsna": "RSNA Pneumonia (NIH images)",
-          "pneumoniamnist": "PneumoniaMNIST (downsampled Kermany)"}
-DESCRIPTIONS = {
-    "nih": "frontal chest radiographs (PA and AP) of mostly adult patients of the NIH Clinical Center (Wang et al. 2017), "
-           "each with report-mined finding labels; pneumonia is one of fourteen findings and often occurs with others.",
-    "kermany": "anterior-posterior chest radiographs of children from routine care at Guangzhou Women and Children's "
-               "Medical Center (Kermany et al. 2018), graded normal or pneumonia (bacterial or viral).",
-    "rsna": "NIH ChestX-ray14 images re-read by radiologists for the RSNA Pneumonia Detection Challenge, labelled by "
-            "whether they show lung opacity suggestive of pneumonia.",
-    "pneumoniamnist": "the Kermany pediatric radiographs downsampled to thumbnails (MedMNIST).",
-}
+# Views of the one dataset table (pneumocxr.datasets.registry): evaluations on the training source are internal.
+SOURCES = {name: row.source for name, row in DATASETS.items()}
+PEDIATRIC_DATASETS = tuple(name for name, row in DATASETS.items() if row.pediatric)
+TITLES = {name: row.title for name, row in DATASETS.items()}
+DESCRIPTIONS = {name: row.description for name, row in DATASETS.items()}
 
 
 @dataclass(frozen=True)
@@ -109,21 +99,14 @@ def evaluation_role(train_dataset: str, dataset: str, split: str, own_validation
     return "internal validation" if own_validation or (dataset == train_dataset and split == "val") else "internal held-out test"
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``history.csv`` as dicts (empty list when the file is absent)."""
-    if not path.is_file():
-        return []
-    return pd.read_csv(path).to_dict(orient="records")
-
-
 def load_evaluations(run_dir: Path, config: Config) -> list[Evaluation]:
     """The run's validation metrics.json first, then every eval/*/metrics.json, sorted by folder name."""
-    own = read_json(run_dir / "metrics.json")
+    own = runs.load_metrics(run_dir / "metrics.json").model_dump(mode="json")
     train = config.data.dataset
     found = [Evaluation(Artifact("run:metrics.json", own), own.get("dataset") or train, own.get("split") or "val",
                         "internal validation", "")]
     for path in sorted(run_dir.glob("eval/*/metrics.json")):
-        data = read_json(path)
+        data = runs.load_metrics(path).model_dump(mode="json")
         folder = path.parent.name
         dataset = data.get("dataset") or folder.split("-")[0]
         split = data.get("split") or folder.partition("-")[2] or "unknown"
@@ -141,9 +124,9 @@ def load_run_artifacts(run_dir: str | Path, eda_dir: str | Path | None = None) -
     raw = tomllib.loads((run / "config.toml").read_text())
     artifacts = RunArtifacts(
         run_dir=run, config=config, config_raw=Artifact("run:config.toml", raw),
-        threshold=Artifact("run:threshold.json", read_json(run / "threshold.json")),
-        manifest=Artifact("run:manifest.json", read_json(run / "manifest.json")),
-        history=Artifact("run:history.csv", read_history(run / "history.csv")),
+        threshold=Artifact("run:threshold.json", runs.load_threshold(run).model_dump(mode="json")),
+        manifest=Artifact("run:manifest.json", runs.load_manifest(run).model_dump(mode="json")),
+        history=Artifact("run:history.csv", runs.history_records(run)),
         evaluations=load_evaluations(run, config),
     )
     if eda_dir is not None:
@@ -195,20 +178,21 @@ def _params(layer: Any) -> int:
 def first_trained_index(names: list[str], config: Config, stages: list[dict[str, Any]] | None = None) -> int:
     """Position of the first pre-trained layer whose trained weights the saved model keeps (``len(names)`` = none).
 
-    ``stages`` (the manifest's) name each stage's ``trainable_from``; a later stage that never improved on
-    validation was discarded by training, so its layers keep the earlier weights. Without ``stages`` the
-    config decides: stage 1 from ``[train] stage1_trainable_from``, the fine-tune from ``[model] trainable_from``.
+    ``stages`` (the manifest's ``StageSummary`` records as dicts) name each stage's ``trainable_from`` and
+    whether training ``kept`` its weights: a stage that never came within ``[train] stage_tolerance`` of the
+    stage before it was discarded, so its layers keep the earlier weights. Without ``stages`` the config
+    decides: stage 1 from ``[train] stage1_trainable_from``, the fine-tune from ``[model] trainable_from``.
     """
     def start(name: str) -> int:
         return 0 if name == "all" else names.index(name) if name in names else len(names)
 
     if stages:
-        kept = [s["trainable_from"] for i, s in enumerate(stages) if i == 0 or s.get("improved_on_validation", True)]
+        kept = [s["trainable_from"] for s in stages if s["kept"]]
     else:
-        kept = [getattr(config.train, "stage1_trainable_from", config.model.trainable_from)]
-        if getattr(config.train, "finetune_epochs", 0) > 0:
+        kept = [config.train.stage1_trainable_from]
+        if config.train.finetune_epochs > 0:
             kept.append(config.model.trainable_from)
-    return min(start(name) for name in kept)
+    return min((start(name) for name in kept), default=len(names))
 
 
 def model_summary(run_dir: Path, config: Config, stages: list[dict[str, Any]] | None = None) -> dict[str, Any]:

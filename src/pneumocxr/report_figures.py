@@ -15,14 +15,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
-from pneumocxr.config import Config  # noqa: E402
-from pneumocxr.evaluate_plots import plot_pr  # noqa: E402
-from pneumocxr.report_data import RunArtifacts  # noqa: E402
+from pneumocxr.config import Config
+from pneumocxr.evaluate_plots import plot_pr
+from pneumocxr.report_data import RunArtifacts
 
 EDA_FIGURES = ("age_distribution", "sex_and_view", "pneumonia_rate_by_group", "comorbidity_with_pneumonia")
 PNG_METADATA = {"Software": None}  # no version stamp: the same run gives the same bytes
@@ -134,12 +134,12 @@ def prepare_figures(art: RunArtifacts, files_dir: Path, eda_dir: Path | None, no
     files_dir.mkdir(parents=True, exist_ok=True)
     written = {name: copy_figure(path, files_dir, name) for name, path in run_plots(art.run_dir).items()}
     threshold = float(art.threshold.data["threshold"])
-    written["flowchart.png"] = save_report_figure(plot_flowchart(art.config, threshold, art.threshold.data.get("rule", "?"), node),
+    written["flowchart.png"] = save_report_figure(plot_flowchart(art.config, threshold, art.threshold.data["rule"], node),
                                                   files_dir / "flowchart.png")
     if art.history.data and "history.png" not in written:  # runs write plots/history.png; older ones may not
-        from pneumocxr.train import plot_history, read_history
+        from pneumocxr.train import plot_history
 
-        written["history.png"] = save_report_figure(plot_history(read_history(art.run_dir)), files_dir / "history.png")
+        written["history.png"] = save_report_figure(plot_history(art.history.data), files_dir / "history.png")
     if "pr.png" not in written:
         made = pr_curve_from_predictions(art.run_dir / "predictions.csv", art.validation.metrics, files_dir / "pr.png")
         if made:

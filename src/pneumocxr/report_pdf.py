@@ -56,7 +56,7 @@ img[src$="roc.png"], img[src$="confusion.png"] { display: inline-block; width: 4
 class NoRawHtml(Extension):
     """Python-Markdown without raw HTML: HTML blocks and inline tags are escaped and shown as text."""
 
-    def extendMarkdown(self, md) -> None:  # noqa: N802 (Python-Markdown's name)
+    def extendMarkdown(self, md) -> None:
         md.preprocessors.deregister("html_block")
         md.inlinePatterns.deregister("html")
 

@@ -26,9 +26,10 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -94,7 +95,6 @@ def train_entry(entry: SweepEntry, out: Path, root: str | os.PathLike | None = N
     """The entry's finished run directory: reused when finished, resumed when interrupted, else trained."""
     import keras
 
-    from pneumocxr.train import load_state
     from pneumocxr.train_run import train_run
 
     run_dir = Path(entry.run_dir) if entry.run_dir else out / entry.name
@@ -104,7 +104,7 @@ def train_entry(entry: SweepEntry, out: Path, root: str | os.PathLike | None = N
     if entry.run_dir:
         raise runs.RunError(f"{run_dir}: variant {entry.name} names this run, but it has not finished")
     keras.backend.clear_session()
-    resume = bool(load_state(run_dir).get("done")) or (run_dir / "config.toml").is_file()
+    resume = bool(runs.load_state(run_dir).done) or (run_dir / "config.toml").is_file()
     return train_run(entry.config, run_dir, resume=resume, root=root)
 
 
@@ -129,13 +129,13 @@ def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], 
     """Validation metrics, extra-split metrics and training time of one finished run."""
     from pneumocxr.train_run import evaluate_run
 
-    metrics = runs.read_json(run_dir / "metrics.json")
-    manifest = runs.read_json(run_dir / "manifest.json")
+    metrics = runs.load_metrics(run_dir / "metrics.json").model_dump()
+    manifest = runs.load_manifest(run_dir)
     row = {"name": entry.name, "run_dir": str(run_dir), "note": entry.note, "val_auc": metrics["auc"],
            "val_auc_ci95": metrics["auc_ci95"], "threshold": metrics["threshold"],
            "val_accuracy": metrics["accuracy"], "val_sensitivity": metrics["sensitivity"],
            "val_specificity": metrics["specificity"], "val_ece": metrics["ece"],
-           "train_minutes": round(manifest.get("wall_time_s", float("nan")) / 60, 1)}
+           "train_minutes": round((manifest.wall_time_s or float("nan")) / 60, 1)}
     config = runs.load_run_config(run_dir)
     shifted = metrics.get("shift_validation") or _shift_validation(run_dir, config, root)
     pooled = shifted["pooled"]
@@ -144,7 +144,7 @@ def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], 
                 "shift_worst_balanced_accuracy": shifted["balanced_accuracy_worst"]})
     for split in evaluate_splits:
         path = run_dir / "eval" / f"{config.data.dataset}-{split}" / "metrics.json"
-        extra = runs.read_json(path) if path.is_file() else evaluate_run(run_dir, config.data.dataset, split, root, n_boot=200)
+        extra = runs.load_metrics(path).model_dump() if path.is_file() else evaluate_run(run_dir, config.data.dataset, split, root, n_boot=200)
         row.update({f"{split}_n": extra["n"], f"{split}_auc": extra["auc"], f"{split}_accuracy": extra["accuracy"]})
     return row
 
@@ -154,7 +154,7 @@ def _shift_validation(run_dir: Path, config: Config, root=None) -> dict[str, Any
     from pneumocxr.train_run import evaluate_dir, evaluate_run
 
     path = evaluate_dir(run_dir, config.data.dataset, "val", 2) / "metrics.json"
-    metrics = runs.read_json(path) if path.is_file() else evaluate_run(run_dir, config.data.dataset, "val", root,
+    metrics = runs.load_metrics(path).model_dump() if path.is_file() else evaluate_run(run_dir, config.data.dataset, "val", root,
                                                                         n_boot=200, shift_copies=2)
     return metrics["shift_validation"]
 

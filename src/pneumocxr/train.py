@@ -16,28 +16,23 @@ moment leaves the previous complete version; ``--resume`` restores the newest ba
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import logging
-import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from pneumocxr.atomic import atomic_write_text
+from pneumocxr import runs
 from pneumocxr.config import Config, TrainConfig
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored")
-HISTORY_FIELDS = ("stage", "epoch", "loss", "auc", "accuracy", "val_loss", "val_auc", "val_accuracy",
-                  "learning_rate", "seconds", "resumed_from_epoch")
 
 
 def cpu_has_bf16() -> bool:
@@ -143,24 +138,6 @@ def compile_for_training(model, config: TrainConfig, learning_rate: float, total
                   metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
 
 
-def read_history(run_dir: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of ``history.csv`` (empty when absent)."""
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite ``history.csv`` with ``rows`` (atomically: a kill leaves the previous version)."""
-    buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(run_dir / "history.csv", buffer.getvalue())
-
-
 def _history_logger(run_dir: Path, stage: str):
     """A Keras callback appending one ``history.csv`` row per epoch of ``stage`` (resume-safe)."""
     import keras
@@ -170,8 +147,8 @@ def _history_logger(run_dir: Path, stage: str):
 
         def on_train_begin(self, logs=None):
             self.resumed = int(getattr(self.model, "_initial_epoch", 0) or 0)
-            rows = [r for r in read_history(run_dir) if r["stage"] != stage or int(r["epoch"]) <= self.resumed]
-            _write_history(run_dir, rows)
+            rows = [r for r in runs.read_history(run_dir) if r.stage != stage or r.epoch <= self.resumed]
+            runs.write_history(run_dir, rows)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
@@ -179,9 +156,9 @@ def _history_logger(run_dir: Path, stage: str):
         def on_epoch_end(self, epoch, logs=None):
             row = {"stage": stage, "epoch": epoch + 1, "seconds": round(time.perf_counter() - self.started, 1),
                    "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
-                   "resumed_from_epoch": self.resumed or "", **{k: float(v) for k, v in (logs or {}).items()}}
-            rows = read_history(run_dir) + [row]
-            _write_history(run_dir, rows)
+                   "resumed_from_epoch": self.resumed or None,
+                   **{k: float(v) for k, v in (logs or {}).items() if k in runs.HISTORY_FIELDS}}
+            runs.write_history(run_dir, [*runs.read_history(run_dir), row])
 
     return HistoryLogger()
 
@@ -189,7 +166,7 @@ def _history_logger(run_dir: Path, stage: str):
 def checkpoint_threshold(run_dir: Path, stage: str, monitor: str, tolerance: float = 0.0) -> float | None:
     """The value ``stage``'s checkpoint must beat: the best ``monitor`` of earlier stages relaxed by
     ``tolerance``, and the best of this stage's own epochs logged before a resume (whichever is stricter)."""
-    rows = [r for r in read_history(run_dir) if r.get(monitor)]
+    rows = [r for r in runs.history_records(run_dir) if r.get(monitor) is not None]
     higher_is_better = not monitor.endswith("loss")
     pick = max if higher_is_better else min
     earlier = [float(r[monitor]) for r in rows if r["stage"] != stage]
@@ -220,15 +197,9 @@ def load_weights_quietly(model, path: Path) -> None:
         model.load_weights(path)
 
 
-def load_state(run_dir: Path) -> dict[str, Any]:
-    """The run's ``state.json``: finished stages (empty for a new run)."""
-    path = run_dir / "state.json"
-    return json.loads(path.read_text()) if path.is_file() else {"done": []}
-
-
 def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: Any, extra_callbacks=(),
-              previous: str | None = None) -> dict:
-    """Train one stage (skipped when already finished), keep its best epoch, mark it done; return a summary.
+              previous: str | None = None) -> runs.StageSummary:
+    """Train one stage (skipped when already finished), keep its best epoch, mark it done; return its summary.
 
     The checkpoint is best-on-validation over the whole run: a stage whose best epoch is not within
     ``train.stage_tolerance`` of the ``previous`` stage's best ``monitor`` value (0: not better than it)
@@ -242,22 +213,26 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
     done_weights = checkpoints / f"{stage.name}-done.weights.h5"
-    state = load_state(run_dir)
-    if stage.name in state["done"] and done_weights.is_file():
+    state = runs.load_state(run_dir)
+    best_path = checkpoints / f"{stage.name}-best.weights.h5"
+    if stage.name in state.done and done_weights.is_file():
         load_weights_quietly(full_model, done_weights)
         log.info("stage %s already finished; weights loaded from %s", stage.name, done_weights)
-        return {"stage": stage.name, "skipped": True}
+        # a state.json of a run started before summaries were kept: rebuild it (best checkpoint = kept)
+        summary = state.stages.get(stage.name) or runs.StageSummary(
+            stage=stage.name, trainable_from=stage.trainable_from, epochs=stage.epochs,
+            steps_per_epoch=stage.steps_per_epoch, kept=best_path.is_file() or previous is None)
+        return summary.model_copy(update={"skipped": True})
     train_cfg = config.train
     set_trainable_from(full_model, stage.trainable_from)
     compile_for_training(stage.model, train_cfg, stage.learning_rate, stage.epochs * stage.steps_per_epoch)
     monitor, mode = train_cfg.monitor, "min" if train_cfg.monitor.endswith("loss") else "max"
-    best_path = checkpoints / f"{stage.name}-best.weights.h5"
     callbacks = [
         AtomicBackupAndRestore(str(run_dir / "backup" / stage.name)),
         AtomicModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
-                                        save_weights_only=True,
-                                        initial_value_threshold=checkpoint_threshold(
-                                            run_dir, stage.name, monitor, train_cfg.stage_tolerance)),
+                              save_weights_only=True,
+                              initial_value_threshold=checkpoint_threshold(
+                                  run_dir, stage.name, monitor, train_cfg.stage_tolerance)),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.early_stopping_patience),
         keras.callbacks.TerminateOnNaN(),
         _history_logger(run_dir, stage.name),
@@ -278,16 +253,18 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
         log.warning("stage %s never came within %g of stage %s's best %s; keeping %s's weights", stage.name,
                     train_cfg.stage_tolerance, previous, monitor, previous)
     save_weights_atomic(full_model, done_weights)
-    state["done"] = [*state["done"], stage.name]
-    atomic_write_text(run_dir / "state.json", json.dumps(state))
     seconds = time.perf_counter() - started
+    summary = runs.StageSummary(stage=stage.name, trainable_from=stage.trainable_from, epochs=stage.epochs,
+                                steps_per_epoch=stage.steps_per_epoch, seconds=round(seconds, 1),
+                                kept=improved or previous is None)
+    runs.save_state(run_dir, state.model_copy(update={"done": [*state.done, stage.name],
+                                                      "stages": {**state.stages, stage.name: summary}}))
     log.info("stage %s finished in %.0f s", stage.name, seconds)
-    return {"stage": stage.name, "seconds": round(seconds, 1), "epochs": stage.epochs, "kept": improved,
-            "steps_per_epoch": stage.steps_per_epoch, "trainable_from": stage.trainable_from}
+    return summary
 
 
-def plot_history(rows: list[dict[str, str]]):
-    """Figure of training/validation loss and AUC per epoch, stages one after another."""
+def plot_history(rows: list[dict[str, Any]]):
+    """Figure of training/validation loss and AUC per epoch (``runs.history_records``), stages one after another."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -295,7 +272,7 @@ def plot_history(rows: list[dict[str, str]]):
     x = np.arange(1, len(rows) + 1)
     for ax, metric, label in ((axes[0], "loss", "binary cross-entropy"), (axes[1], "auc", "ROC AUC")):
         for prefix, style in (("", "-o"), ("val_", "--s")):
-            values = [float(r[prefix + metric]) if r.get(prefix + metric) else np.nan for r in rows]
+            values = [np.nan if r.get(prefix + metric) is None else float(r[prefix + metric]) for r in rows]
             ax.plot(x, values, style, label=f"{'validation' if prefix else 'training'} {metric}")
         for i in range(1, len(rows)):
             if rows[i]["stage"] != rows[i - 1]["stage"]:

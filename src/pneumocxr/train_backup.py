@@ -101,7 +101,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             try:
                 epoch = int(json.loads(metadata.read_text())["epoch"])
                 self.model.load_weights(str(weights))
-            except Exception as exc:  # noqa: BLE001 - a torn or corrupt backup: try the one before it
+            except Exception as exc:
                 log.warning("backup %s cannot be read (%s); trying the previous one", weights.parent,
                             str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
                 continue

@@ -2,7 +2,7 @@
 
 ``train_run`` builds the model twice from the same weights - once in the training precision (bf16 on
 this CPU) and once in float32 - trains the first in stages (``train.fit_stage``), copies the weights
-into the float32 model and writes the run directory of DESIGN.md from it: ``config.toml``,
+into the float32 model and writes the run directory (docs/design.md, ``runs``) from it: ``config.toml``,
 ``model.keras`` (float32, image -> probability), ``threshold.json`` (chosen on the validation split
 only), ``history.csv``, ``metrics.json`` + ``predictions.csv`` of the validation split, ``plots/`` and
 ``manifest.json``. On the feature-cache path the validation features are computed by the float32
@@ -12,25 +12,31 @@ bottom, so the validation probabilities are those the saved model gives.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pneumocxr import features, pipeline, runs
-from pneumocxr.atomic import atomic_write_text
 from pneumocxr.config import Config, load_config, resolve_path
-from pneumocxr.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
-from pneumocxr.train import (Stage, check_strategy, fit_stage, load_state, make_strategy, plot_history,
-                             precision_policy, read_history, resolve_precision)
+from pneumocxr.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
+from pneumocxr.train import (
+    Stage,
+    check_strategy,
+    fit_stage,
+    make_strategy,
+    plot_history,
+    precision_policy,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,17 +158,17 @@ def check_stage_config(config: Config) -> None:
                          f"'{config.model.trainable_from}' and no fine-tune stage (finetune_epochs = 0); make them equal")
 
 
-def write_evaluation(run_dir: Path, config: Config, scored: pd.DataFrame, threshold: dict[str, Any],
+def write_evaluation(run_dir: Path, config: Config, scored: pd.DataFrame, threshold: runs.ThresholdRecord,
                      out_dir: Path, split: str, dataset: str, n_boot: int | None = None,
                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """``evaluate_predictions`` at the run's threshold (plus ``extra`` keys), written with
     ``save_evaluation`` into ``out_dir``."""
     from pneumocxr.evaluate import evaluate_predictions, save_evaluation
 
-    metrics = evaluate_predictions(scored, float(threshold["threshold"]),
+    metrics = evaluate_predictions(scored, threshold.threshold,
                                    n_boot=config.threshold.n_boot if n_boot is None else n_boot,
                                    seed=config.data.seed, dataset=dataset, split=split,
-                                   threshold_rule=threshold.get("rule"))
+                                   threshold_rule=threshold.rule)
     metrics["run_id"] = run_dir.resolve().name
     metrics.update(extra or {})
     save_evaluation(metrics, scored, out_dir, out_dir / "plots")
@@ -196,10 +202,11 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
     runs.save_threshold(run_dir, {**threshold, "dataset": config.data.dataset, "split": "val",
                                   "validation": shift_description(copies, config.data.shift_splits),
                                   "calibration": calibration})
-    extra = {"shift_validation": shift_summary(scored, threshold["threshold"], config)} if copies or config.data.shift_splits else {}
+    threshold = runs.load_threshold(run_dir)
+    extra = {"shift_validation": shift_summary(scored, threshold.threshold, config)} if copies or config.data.shift_splits else {}
     plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
     metrics = write_evaluation(run_dir, config, plain, threshold, run_dir, "val", config.data.dataset, extra=extra)
-    save_figure(plot_history(read_history(run_dir)), run_dir / "plots" / "history.png")
+    save_figure(plot_history(runs.history_records(run_dir)), run_dir / "plots" / "history.png")
     return metrics
 
 
@@ -212,7 +219,7 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
     run_dir = Path(out_dir)
     config = run_config(config, run_dir, resume)
     check_stage_config(config)
-    if resume and load_state(run_dir).get("finished"):
+    if resume and runs.load_state(run_dir).finished:
         log.info("%s: run already finished; nothing to resume", run_dir)
         return run_dir
     keras.utils.set_random_seed(config.data.seed)
@@ -245,8 +252,7 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
         "precision": precision, "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
         "n_train": len(train), "n_val": int((val["condition"] == PLAIN).sum()), "n_val_shifted": int((val["condition"] != PLAIN).sum()), "stages": summaries, "val_auc": metrics["auc"],
         "wall_time_s": round(time.perf_counter() - started, 1)})
-    state = load_state(run_dir)
-    atomic_write_text(run_dir / "state.json", json.dumps({**state, "finished": True}))
+    runs.save_state(run_dir, runs.load_state(run_dir).model_copy(update={"finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
     log.info("run %s finished in %.0f s: validation AUC %.4f", run_dir, time.perf_counter() - started, metrics["auc"])
     return run_dir
@@ -277,7 +283,7 @@ def evaluate_run(run_dir: str | os.PathLike, dataset: str, split: str, root: str
     rows = shift_frame(part, shift_copies)
     scored = pipeline.score_frame(model, rows, config.data.image_size, config.model.backbone, config.train.batch_size)
     threshold = runs.load_threshold(run_dir)
-    extra = {"shift_validation": shift_summary(scored, threshold["threshold"], config)} if shift_copies else {}
+    extra = {"shift_validation": shift_summary(scored, threshold.threshold, config)} if shift_copies else {}
     plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
     return write_evaluation(run_dir, config, plain, threshold, evaluate_dir(run_dir, dataset, split, shift_copies),
                             split, dataset, n_boot, extra=extra)

@@ -1,7 +1,11 @@
 """The ``pneumocxr`` command: one sub-command per step of the data's path.
 
 Each module in this package that defines ``register(subparsers)`` adds its sub-commands; the
-handler it sets as ``func`` returns the exit status.
+handler it sets as ``func`` returns the exit status. One error convention for every command (``main``):
+a user error - a bad or missing config, run file, data folder or input (``OSError``, ``ValueError`` and
+their subclasses such as ``ConfigError``, ``RunError``, ``RunFileError``) - prints one line
+``pneumocxr COMMAND: error: ...`` and exits 2; any other exception is an internal fault: one line naming
+its type, exit 1 (``-v`` shows the traceback). Handlers let exceptions propagate rather than catch them.
 """
 
 from __future__ import annotations
@@ -9,13 +13,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import pkgutil
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter off unless asked for
-
 from pneumocxr import __version__
+from pneumocxr.quiet import quiet_native_logs
+
+quiet_native_logs()  # before TensorFlow is imported anywhere: its C++ start-up lines are not the product's
+USER_ERRORS = (OSError, ValueError)
+log = logging.getLogger("pneumocxr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +45,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"pneumocxr {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pneumocxr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal fault, not the user's: say so in one line, traceback with -v
+        log.debug("traceback of the internal error", exc_info=True)
+        print(f"pneumocxr {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+              "(a bug: rerun with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (``str(exc)`` with newlines folded)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, KeyError) and exc.args:  # KeyError quotes its key: say what it is
+        text = f"missing key {exc.args[0]!r}"
+    return text
 
 
 if __name__ == "__main__":

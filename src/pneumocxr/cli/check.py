@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from pneumocxr.cli.table import format_table
 from pneumocxr.config import GateConfig, load_config
 from pneumocxr.dicom import GATE_FIELDS, expand_inputs, gate_dicom
-from pneumocxr.cli.table import format_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

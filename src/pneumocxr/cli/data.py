@@ -66,13 +66,14 @@ def run_setup(args: argparse.Namespace) -> int:
     except (SourceTableError, FileNotFoundError, DownloadError, ValueError) as exc:
         print(f"pneumocxr data setup: {exc}", file=sys.stderr)
         return 1
-    shown = [s.to_dict() for s in steps if s.action not in QUIET_ACTIONS]
+    shown = [s.to_dict() for s in steps if s.action not in QUIET_ACTIONS and s.required]
     if shown:
         print(format_table(shown, ["path", "action", "detail"]))
-    counts = ", ".join(f"{n} {action}" for action, n in sorted(Counter(s.action for s in steps).items()))
+    kinds = Counter(s.action if s.required else "optional, not fetched" for s in steps)
+    counts = ", ".join(f"{n} {action}" for action, n in sorted(kinds.items()))
     print(f"data setup: {root} ({'linked from ' + str(shared) if shared else 'no shared folder'}): {counts}")
-    if any(s.action in ("manual", "missing") for s in steps):
-        print("some files are not in place; `pneumocxr data verify` lists what is required")
+    if any(s.action in ("manual", "missing") and s.required for s in steps):
+        print("some required files are not in place; `pneumocxr data verify` lists what is required")
     return 1 if any(s.action == "failed" for s in steps) else 0
 
 

@@ -7,8 +7,9 @@ import csv
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, TextIO
 
 from pneumocxr.cli.table import format_table
 
@@ -195,11 +196,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"pneumocxr predict: error: {exc}", file=sys.stderr)
         return 2
     try:
-        try:
-            predictor = load_predictor(args.run_dir, args.precision)
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"pneumocxr predict: error: {exc}", file=sys.stderr)
-            return 2
+        predictor = load_predictor(args.run_dir, args.precision)  # a bad run directory: cli.main says so, exit 2
         counts = predict_outputs(predictor, args.paths, args)
     finally:
         for lock in locks:

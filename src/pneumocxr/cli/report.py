@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,16 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate the report; print the files written; exit 1 with the reason when the run cannot be read."""
+    """Generate the report and print the files written (a run that cannot be read: exit 2 from ``cli.main``)."""
     from pneumocxr.report import write_report
-    from pneumocxr.runs import RunError
 
-    try:
-        files = write_report(args.run_dir, args.out, eda_dir=args.eda, pdf=args.pdf, author=args.author,
-                             device=args.device, serve_config=args.serve_config)
-    except (RunError, FileNotFoundError, ValueError) as exc:
-        print(f"pneumocxr report: {exc}", file=sys.stderr)
-        return 1
+    files = write_report(args.run_dir, args.out, eda_dir=args.eda, pdf=args.pdf, author=args.author,
+                         device=args.device, serve_config=args.serve_config)
     print(f"markdown: {files.markdown}\nfigures:  {files.figures_dir}/")
     if files.pdf:
         print(f"pdf:      {files.pdf}")

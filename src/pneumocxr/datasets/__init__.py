@@ -13,18 +13,23 @@ import pandas as pd
 from pneumocxr.datasets.kermany import load_kermany
 from pneumocxr.datasets.nih import load_nih, load_nih_sample
 from pneumocxr.datasets.pneumoniamnist import load_pneumoniamnist
+from pneumocxr.datasets.registry import DATASETS, dataset
 from pneumocxr.datasets.rsna import load_rsna
 from pneumocxr.datasets.splits import assert_patient_disjoint, patient_wise_split, stratified_limit
 
 CORE_COLUMNS = ("path", "label", "patient_id", "split")
-LOADERS = {"nih": load_nih, "kermany": load_kermany, "rsna": load_rsna, "pneumoniamnist": load_pneumoniamnist}
+LOADERS = {name: row.loader for name, row in DATASETS.items()}
 
 
 def load_dataset(name: str, root: str | Path, **options) -> pd.DataFrame:
-    """Load dataset ``name`` from data root ``root`` (options go to its loader)."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset '{name}'; expected one of {sorted(LOADERS)}")
-    return LOADERS[name](Path(root), **options)
+    """Load dataset ``name`` (a key of ``registry.DATASETS``) from data root ``root``; options go to its loader.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a known dataset.
+    """
+    return dataset(name).loader(Path(root), **options)
 
 
 def with_images(df: pd.DataFrame) -> pd.DataFrame:
@@ -35,6 +40,6 @@ def with_images(df: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
-    "CORE_COLUMNS", "LOADERS", "assert_patient_disjoint", "load_dataset", "load_kermany", "load_nih",
+    "CORE_COLUMNS", "DATASETS", "LOADERS", "dataset", "assert_patient_disjoint", "load_dataset", "load_kermany", "load_nih",
     "load_nih_sample", "load_pneumoniamnist", "load_rsna", "patient_wise_split", "stratified_limit", "with_images",
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 SPLITS = {"train": "train", "val": "val", "test": "test"}
+MEMBER_SUFFIX = ".npz"
 
 
 def npz_path(root: Path) -> Path:
@@ -40,3 +42,33 @@ def pneumoniamnist_pixels(root: Path, split: str) -> np.ndarray:
     """The (N, 28, 28) uint8 images of one split."""
     with np.load(npz_path(root)) as arrays:
         return arrays[f"{split}_images"]
+
+
+@lru_cache(maxsize=8)
+def _split_images(source: str, split: str) -> np.ndarray:
+    """The (N, 28, 28) uint8 images of one split of one archive, read once per process."""
+    with np.load(source) as arrays:
+        return arrays[f"{split}_images"]
+
+
+def read_member(path: str) -> np.ndarray:
+    """Pixels of one image named ``'<npz>#<split>/<index>'`` as (28, 28) float32 in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        The path does not name a split and index, or the index is out of range.
+    OSError
+        The archive cannot be read.
+    """
+    source, _, member = str(path).partition("#")
+    split, _, index = member.partition("/")
+    if split not in SPLITS or not index.isdigit():
+        raise ValueError(f"expected '<archive>.npz#<split>/<index>' with split in {sorted(SPLITS)}")
+    try:
+        images = _split_images(source, split)
+    except KeyError as exc:
+        raise ValueError(f"archive has no {split}_images array") from exc
+    if int(index) >= len(images):
+        raise ValueError(f"index {index} is past the {len(images)} images of split '{split}'")
+    return images[int(index)].astype(np.float32) / 255.0

@@ -11,9 +11,10 @@ import logging
 import os
 import subprocess
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pneumocxr.config import PROJECT_ROOT
 from pneumocxr.datasets import fetch
@@ -33,6 +34,7 @@ class Step:
     path: str
     action: str  # present linked relinked kept expanded downloaded derived unpacked manual missing failed
     detail: str = ""
+    required: bool = True  # False for an item of an optional group (its absence is not a fault)
 
     def to_dict(self) -> dict[str, Any]:
         """The step as a plain dict (for JSON and tables)."""
@@ -199,7 +201,7 @@ def missing_sources(root: Path, sources: Iterable[Source], table: SourceTable) -
         else:
             how = f"group {group} ({kind}) is not fetched while a shared folder is linked; " \
                   f"`pneumocxr data setup --download always --only {group}` fetches it"
-        steps.append(Step(where, "manual" if manual else "missing", how))
+        steps.append(Step(where, "manual" if manual else "missing", how, table.groups[group].required))
     return steps
 
 

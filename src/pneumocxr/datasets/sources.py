@@ -7,9 +7,10 @@ expected digest and size, and where it lands under the data root (or how its arc
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 SOURCES_TOML = Path(__file__).with_name("sources.toml")
 ARCHIVE_KINDS = ("tar.gz", "zip")

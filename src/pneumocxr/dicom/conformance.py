@@ -22,7 +22,7 @@ from pydicom.data import get_testdata_files
 
 from pneumocxr.config import PROJECT_ROOT, GateConfig
 from pneumocxr.dicom.gate import gate_and_load
-from pneumocxr.dicom.pixels import DicomPixelError, short_message, dicom_to_pixels
+from pneumocxr.dicom.pixels import DicomPixelError, dicom_to_pixels, short_message
 from pneumocxr.dicom.read import DicomLimitError, limit_reasons, read_dicom
 from pneumocxr.dicom.sanity import sanity_reasons
 

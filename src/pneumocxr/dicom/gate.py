@@ -33,7 +33,7 @@ from pydicom.uid import UID
 
 from pneumocxr.config import GateConfig
 from pneumocxr.dicom.header import header_reasons, header_values, header_warnings
-from pneumocxr.dicom.pixels import DicomPixelError, short_message, text_value, dicom_to_pixels
+from pneumocxr.dicom.pixels import DicomPixelError, dicom_to_pixels, short_message, text_value
 from pneumocxr.dicom.read import DicomLimitError, limit_reasons, read_dicom
 from pneumocxr.dicom.sanity import sanity_reasons
 
@@ -119,12 +119,12 @@ def gate_and_load(path: str | os.PathLike, gate: GateConfig | None = None) -> tu
     except (InvalidDicomError, OSError, DicomLimitError) as exc:
         result.reasons = [short_message(exc).removeprefix(f"{path}: ")]
         return result, None
-    except Exception as exc:  # noqa: BLE001 - hostile bytes must not escape a batch
+    except Exception as exc:
         result.reasons = [f"not a readable DICOM file ({short_message(exc)})"]
         return result, None
     try:
         return _judge(ds, result, gate)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         result.reasons = [*result.reasons, f"the file cannot be judged ({short_message(exc)})"]
         result.accepted = False
         return result, None
@@ -148,7 +148,7 @@ def _judge(ds: Dataset, result: GateResult, gate: GateConfig) -> tuple[GateResul
         except DicomPixelError as exc:
             if str(exc) not in reasons:
                 reasons.append(str(exc))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             reasons.append(f"pixel data cannot be decoded ({short_message(exc)})")
     result.reasons = reasons
     result.accepted = not reasons

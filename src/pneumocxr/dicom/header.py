@@ -62,7 +62,7 @@ def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
     try:
         sequence = ds.get(keyword)
         return sequence[0] if sequence else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 

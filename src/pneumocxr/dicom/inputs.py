@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -28,7 +28,8 @@ def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
     for item in map(Path, paths):
         found = False
         if item.is_dir():
-            for found, file in enumerate(_walk(item), start=1):
+            for file in _walk(item):
+                found = True
                 yield file
         if not found:
             yield item

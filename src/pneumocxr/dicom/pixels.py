@@ -53,7 +53,7 @@ def text_value(ds: Dataset, keyword: str) -> str | None:
     """A header value as stripped upper-case text, or None when absent, empty or malformed."""
     try:
         value = ds.get(keyword)
-    except Exception:  # noqa: BLE001 - a malformed element reads as missing
+    except Exception:
         return None
     if value is None:
         return None
@@ -96,7 +96,7 @@ def decode(ds: Dataset) -> np.ndarray:
                               "(encapsulated pixel data without a Transfer Syntax UID)")
     try:
         array = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - truncated, undecodable or unsupported pixel data
+    except Exception as exc:
         array = _gdcm_decode(ds)
         if array is None:
             raise DicomPixelError(f"pixel data cannot be decoded ({short_message(exc)})") from exc

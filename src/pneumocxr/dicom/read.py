@@ -31,7 +31,10 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
 )
 
 from pneumocxr.config import GateConfig
@@ -83,7 +86,7 @@ def _read_bare(path: Path) -> Dataset:
     """A dataset without preamble and File Meta: parse it, then infer its transfer syntax."""
     try:
         ds = pydicom.dcmread(str(path), force=True, defer_size=DEFER_SIZE)
-    except Exception as exc:  # noqa: BLE001 - any parser failure means "not DICOM"
+    except Exception as exc:
         raise InvalidDicomError(f"not a DICOM file ({type(exc).__name__})") from exc
     if not any(tag in ds for tag in ("SOPClassUID", "Modality")):
         raise InvalidDicomError("not a DICOM file (no DICM prefix and no DICOM header found)")
@@ -149,7 +152,7 @@ def header_int(ds: Dataset, keyword: str, default: int | None) -> int | None:
     try:
         value = ds.get(keyword)
         return int(value) if value not in (None, "") else default
-    except Exception:  # noqa: BLE001 - a malformed element reads as the default
+    except Exception:
         return default
 
 

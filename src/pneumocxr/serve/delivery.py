@@ -19,9 +19,9 @@ import time
 from typing import Any
 
 import pydicom
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from pneumocxr.serve.config import ServeConfig
 from pneumocxr.serve.journal import Journal
@@ -83,7 +83,7 @@ class Deliverer:
             try:
                 ds = pydicom.dcmread(path)
                 status = assoc.send_c_store(ds)
-            except Exception as exc:  # noqa: BLE001 - unreadable result or broken association: retried later
+            except Exception as exc:
                 self._fail(item, f"{kind.upper()} not sent ({exc})")
                 return False
             code = getattr(status, "Status", None)

@@ -51,7 +51,7 @@ def _deliver_loop(deliverer: Deliverer, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             sent = deliverer.run_once(stop)
-        except Exception:  # noqa: BLE001 - logged; the journal keeps the work
+        except Exception:
             log.exception("delivery round failed")
             sent = 0
         if not sent:

@@ -102,7 +102,7 @@ class StorageHandler:
                 return SUCCESS
             path = write_durably(self.inbox, inbox_name(uid), event.encoded_dataset(include_meta=True))
             self.journal.record_received(uid, str(request.AffectedSOPClassUID), caller, str(path), size)
-        except Exception as exc:  # noqa: BLE001 - the caller keeps its copy and retries
+        except Exception as exc:
             log.error("instance %s from %s not stored: %s", uid, caller, exc)
             return OUT_OF_RESOURCES
         log.debug("instance %s from %s journalled (%d bytes)", uid, caller, size)

@@ -110,7 +110,7 @@ class Worker:
             buffer = io.BytesIO()
             report.save_as(buffer, enforce_file_format=True)
             sr_path = write_durably(self.results / "sr", inbox_name(record["sop_instance_uid"]), buffer.getvalue())
-        except Exception as exc:  # noqa: BLE001 - a result that cannot be reported is a rejection with a reason
+        except Exception as exc:
             return self._rejected(record, [f"result report could not be written ({exc})"[:200]], row)
         study = str(getattr(case.header, "StudyInstanceUID", "") or "") or None
         return {"sop_instance_uid": record["sop_instance_uid"], "status": "scored", "reasons": row["reasons"],

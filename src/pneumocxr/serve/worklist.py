@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ PRIORITY = ("ORDER BY (label = 'pneumonia') DESC, probability IS NULL, probabili
 
 def _iso(seconds: float | None) -> str | None:
     """A Unix time as ISO 8601 UTC to the second, or None."""
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def worklist(journal: Journal, statuses: tuple[str, ...] = (), limit: int | None = None) -> list[dict[str, Any]]:
