@@ -20,8 +20,9 @@ def test_vgg16_is_one_flat_graph_with_gradcam_layer(vgg):
     names = [layer.name for layer in vgg.layers]
     assert names[0] == "image" and names[-1] == "probability"
     assert "block5_conv3" in names and not any(type(l).__name__ in ("Functional", "Model") for l in vgg.layers)
-    assert models.last_conv_layer_name(vgg) == "block5_conv3"
-    assert models.last_conv_layer_name(Config()) == "block5_conv3"
+    # Grad-CAM's target is block5_conv1: it agrees with occlusion where block5_conv3 peaks at the border
+    assert models.last_conv_layer_name(vgg) == "block5_conv1"
+    assert models.last_conv_layer_name(Config()) == "block5_conv1"
     assert vgg.output_shape == (None, 1)
 
 

@@ -23,7 +23,7 @@ from pneumocxr.config import Config, ModelConfig, data_root, resolve_path
 
 # Views of the one backbone table (pneumocxr.backbones), kept for the callers that read them.
 BACKBONES = tuple(TABLE)
-LAST_CONV = {name: b.last_conv for name, b in TABLE.items()}  # Grad-CAM target, after its activation
+LAST_CONV = {name: b.gradcam_layer or b.last_conv for name, b in TABLE.items()}  # Grad-CAM target (backbones.py)
 BACKBONE_OUTPUT = {name: b.output for name, b in TABLE.items()}
 LOCAL_WEIGHTS = {name: b.weights_file for name, b in TABLE.items() if b.weights_file}
 HEAD_PREFIX = "head_"
