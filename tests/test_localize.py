@@ -6,9 +6,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pneumocxr.localize import (Box, attribution_center_share, best_box_iou, border_dependence, boxes_by_image,
-                                cam_boxes, compare_attributions, iou_matrix, load_boxed_films, load_nih_boxes,
-                                load_rsna_boxes, mean_with_ci, occlusion_map, pointing_hit, rsna_image_score)
+from pneumocxr.localize import (
+    Box,
+    attribution_center_share,
+    best_box_iou,
+    border_dependence,
+    boxes_by_image,
+    cam_boxes,
+    compare_attributions,
+    iou_matrix,
+    load_boxed_films,
+    load_nih_boxes,
+    load_rsna_boxes,
+    mean_with_ci,
+    occlusion_map,
+    pointing_hit,
+    rsna_image_score,
+)
 from pneumocxr.localize.boxes import as_array
 from pneumocxr.localize.reference import manifest_boxes
 

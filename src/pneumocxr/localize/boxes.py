@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Box:
                 "height": round(self.height, digits), "score": round(self.score, 4)}
 
     @classmethod
-    def from_dict(cls, item: dict) -> "Box":
+    def from_dict(cls, item: dict) -> Box:
         """The inverse of ``to_dict`` (score 1 when absent)."""
         return cls(float(item["x"]), float(item["y"]), float(item["width"]), float(item["height"]),
                    float(item.get("score", 1.0)))

@@ -9,18 +9,24 @@ scores.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from pneumocxr.localize.attribution import (CENTER_MARGIN, attribution_center_share, border_dependence,
-                                            compare_attributions, occlusion_map, run_scorer)
+from pneumocxr.localize.attribution import (
+    CENTER_MARGIN,
+    attribution_center_share,
+    border_dependence,
+    compare_attributions,
+    occlusion_map,
+    run_scorer,
+)
 from pneumocxr.localize.boxes import DEFAULT_BOX_THRESHOLD, RULE_FILE
 from pneumocxr.localize.metrics import mean_with_ci
 from pneumocxr.localize.reference import load_boxed_films
-from pneumocxr.localize.score import (FilmOutput, attach_references, film_outputs,
-                                      film_rows, score_outputs)
+from pneumocxr.localize.score import FilmOutput, attach_references, film_outputs, film_rows, score_outputs
 
 METRICS = (("rsna_map", "RSNA challenge metric"), ("best_box_iou", "IoU of the top box"),
            ("pointing_game", "pointing game"))

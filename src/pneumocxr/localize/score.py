@@ -12,16 +12,23 @@ film that has a reference box.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from pneumocxr.localize.boxes import DEFAULT_BOX_THRESHOLD, Box, cam_boxes
 from pneumocxr.localize.metrics import best_box_iou, mean_with_ci, pointing_hit, rsna_image_score
-from pneumocxr.localize.reference import (NIH_BBOX_FILE, RSNA_LABELS_FILE, BoxedFilm, boxes_by_image,
-                                          load_nih_boxes, load_rsna_boxes)
+from pneumocxr.localize.reference import (
+    NIH_BBOX_FILE,
+    RSNA_LABELS_FILE,
+    BoxedFilm,
+    boxes_by_image,
+    load_nih_boxes,
+    load_rsna_boxes,
+)
 
 BOX_THRESHOLD_CANDIDATES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 RSNA_REFERENCE = "rsna"
