@@ -129,10 +129,13 @@ def decode_img_s(predictor, paths: list[str], workers: int) -> float:
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
-    from pneumocxr.infer import load_case
+    from pneumocxr.infer import Options, load_case
+    from pneumocxr.inputs import Found
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        _, seconds = timed(lambda: list(pool.map(lambda p: load_case(Path(p), predictor, "bench"), paths)))
+        options = Options("bench")
+        _, seconds = timed(lambda: list(pool.map(lambda ip: load_case(Found(Path(ip[1])), ip[0], predictor, options),
+                                                 enumerate(paths, start=1))))
     return len(paths) / seconds
 
 

@@ -177,6 +177,17 @@ def _adapter() -> TypeAdapter:
     return TypeAdapter(Config)
 
 
+def build_table(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate dataclass ``cls`` from one TOML table: unknown keys are a ``ConfigError`` naming
+    ``where``, lists become tuples. For config files whose dataclasses check their own values in
+    ``__post_init__`` (``serve.toml``); run configs go through ``config_from_dict``'s pydantic check."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def _check_keys(raw: dict[str, Any], where: str) -> None:
     """Reject unknown tables and keys (the dataclass fields are the only names allowed)."""
     unknown = sorted(set(raw) - set(_SECTIONS) - {"name"})

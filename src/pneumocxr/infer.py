@@ -128,11 +128,12 @@ class Options:
     sc_identity: str = "copy"
     boxes: bool = True  # Grad-CAM boxes for cases labelled pneumonia
     keep_header: bool = False  # keep every accepted case's DICOM header (the DICOM node's reports need it)
+    keep_display: bool = False  # keep display pixels without writing outputs (a figure drawn by the caller)
 
     @property
     def keep_pixels(self) -> bool:
-        """Whether accepted cases keep display pixels (an overlay or a Secondary Capture is wanted)."""
-        return self.heatmap_dir is not None or self.dicom_out_dir is not None
+        """Whether accepted cases keep display pixels (an overlay, a Secondary Capture or a figure is wanted)."""
+        return self.heatmap_dir is not None or self.dicom_out_dir is not None or self.keep_display
 
 
 @dataclass
@@ -266,7 +267,7 @@ def score_cases(cases: list[Case], predictor: Predictor, batch_size: int, option
         return [c.row for c in cases]
     inputs = np.stack([c.model_input for c in scored])
     probabilities = predict_probabilities(predictor, inputs, batch_size)
-    drawn = options.keep_pixels
+    drawn = options.heatmap_dir is not None or options.dicom_out_dir is not None
     need = [i for i, p in enumerate(probabilities) if drawn or (options.boxes and p >= predictor.threshold)]
     heatmaps = dict(zip(need, explain.gradcam_heatmaps(predictor.grad_model(), inputs[need]))) if need else {}
     for i, (case, probability) in enumerate(zip(scored, probabilities)):

@@ -21,11 +21,14 @@ def boxes_beside_heatmap(predictor, row: dict):
     from matplotlib.figure import Figure
 
     from pneumocxr import explain
-    from pneumocxr.infer import load_case, resolve_salt
+    from pneumocxr.infer import Options, load_case, resolve_salt
+    from pneumocxr.inputs import Found
 
     if not row.get("accepted") or row.get("probability") is None:
-        raise ValueError(f"{row.get('path')}: not analysed, so it has no heatmap or boxes")
-    case = load_case(Path(row["path"]), predictor, resolve_salt(None), keep_pixels=True)
+        raise ValueError(f"{row.get('input')}: not analysed, so it has no heatmap or boxes")
+    if not row.get("path"):
+        raise ValueError(f"{row.get('input')}: the row has no path; predict with show_paths=True to draw it")
+    case = load_case(Found(Path(row["path"])), 1, predictor, Options(resolve_salt(None), keep_display=True))
     heatmap = explain.gradcam_heatmaps(predictor.grad_model(), case.model_input[None])[0]
     reported = row.get("boxes") or []
     candidates = reported or [b.to_dict() for b in cam_boxes(heatmap, case.shape, predictor.box_threshold,

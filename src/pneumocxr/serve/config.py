@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumocxr.config import ConfigError
-from pneumocxr.config import _build as build_dataclass  # the one TOML-table builder (unknown keys rejected)
+from pneumocxr.config import build_table as build_dataclass  # the one TOML-table builder (unknown keys rejected)
 
 # Storage SOP classes a chest radiograph arrives in (PS3.4 B.5): CR, DX for presentation and for
 # processing, and Secondary Capture (many PACS exports of radiographs, the classic test files).
