@@ -45,7 +45,7 @@ lint: install
 format-check: install
 	$(VENV)/bin/ruff format --check .
 
-test: data system-packages lint
+test: data system-packages lint format-check
 	$(PY) -m pytest -q --durations=15
 
 test-fast: data system-packages

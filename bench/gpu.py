@@ -84,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        hint = ("nvidia-smi exists: install TensorFlow's CUDA wheels (make bench-gpu does: pip install "
-                "'tensorflow[and-cuda]==2.21.0')" if shutil.which("nvidia-smi") else "this machine has no NVIDIA GPU")
+        hint = (
+            "nvidia-smi exists: install TensorFlow's CUDA wheels (make bench-gpu does: pip install "
+            "'tensorflow[and-cuda]==2.21.0')"
+            if shutil.which("nvidia-smi")
+            else "this machine has no NVIDIA GPU"
+        )
         print(f"bench-gpu: no GPU visible to TensorFlow; nothing measured ({hint}).")
         return 0
     from pneumocxr.config import load_config
@@ -103,9 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     fed, count = input_rate(config, args.input_images)
     trained = train_step_rate(config, args.steps)
     limit = "the model (GPU step)" if trained < fed else "the input pipeline (host CPU)"
-    result = {"gpus": [g.name for g in gpus], "batch_size": config.train.batch_size,
-              "train_step_img_s": round(trained, 1), "input_img_s": round(fed, 1), "input_images": count,
-              "cpu_cores": len(os.sched_getaffinity(0)), "limit": limit}
+    result = {
+        "gpus": [g.name for g in gpus],
+        "batch_size": config.train.batch_size,
+        "train_step_img_s": round(trained, 1),
+        "input_img_s": round(fed, 1),
+        "input_images": count,
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "limit": limit,
+    }
     print(json.dumps(result, indent=1))
     print(f"bench-gpu: {trained:,.0f} img/s trained vs {fed:,.0f} img/s fed from shards: {limit} limits an epoch")
     return 0

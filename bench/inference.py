@@ -41,8 +41,9 @@ def package_probabilities(predictor, paths: list[str], batch_size: int = 16, wor
     """``pneumocxr.infer.predict_paths`` probabilities for every file, in order (NaN where rejected)."""
     from pneumocxr.infer import predict_paths
 
-    rows = predict_paths(predictor, paths, batch_size=batch_size, workers=workers, progress=False,
-                         boxes=False)  # the model's rate, as the classic loop it is compared with (no Grad-CAM)
+    rows = predict_paths(
+        predictor, paths, batch_size=batch_size, workers=workers, progress=False, boxes=False
+    )  # the model's rate, as the classic loop it is compared with (no Grad-CAM)
     return np.array([np.nan if r["probability"] is None else r["probability"] for r in rows], dtype=np.float32)
 
 
@@ -66,9 +67,17 @@ def compare_precisions(fp32: np.ndarray, bf16: np.ndarray, labels: np.ndarray) -
     }
 
 
-def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct: int | None = None,
-                      chunk: int = 96, batch_size: int = 16, workers: int = 2, matmul_size: int = 4096,
-                      matmuls_per_turn: int = 3) -> dict[str, Any]:
+def measure_inference(
+    run_dir,
+    paths: list[str],
+    labels: np.ndarray,
+    n_distinct: int | None = None,
+    chunk: int = 96,
+    batch_size: int = 16,
+    workers: int = 2,
+    matmul_size: int = 4096,
+    matmuls_per_turn: int = 3,
+) -> dict[str, Any]:
     """Images/s of the classic loop and of ``predict`` (float32, bf16) on the same files, with ratios, the
     largest bf16-vs-float32 probability change, and whether float32 ``predict`` run again on the first chunk
     (same files, same batch size) gives bit-identical probabilities.
@@ -98,7 +107,7 @@ def measure_inference(run_dir, paths: list[str], labels: np.ndarray, n_distinct:
     for dtype, suffix in (("float32", "fp32"), ("bfloat16", "bf16")):
         run, matmul_flops[suffix] = matmul_runner(dtype, matmul_size)
         methods[f"matmul_{suffix}"] = lambda _, run=run: [run() for _ in range(matmuls_per_turn)]
-    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     seconds, parts = take_turns(methods, chunks)
     classic, prob32, prob16 = (np.concatenate(parts[name]) for name in ("classic", "fp32", "bf16"))
     rerun = package_probabilities(fp32, chunks[0], batch_size, workers)  # same files, same batch size, again
@@ -134,8 +143,11 @@ def decode_img_s(predictor, paths: list[str], workers: int) -> float:
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         options = Options("bench")
-        _, seconds = timed(lambda: list(pool.map(lambda ip: load_case(Found(Path(ip[1])), ip[0], predictor, options),
-                                                 enumerate(paths, start=1))))
+        _, seconds = timed(
+            lambda: list(
+                pool.map(lambda ip: load_case(Found(Path(ip[1])), ip[0], predictor, options), enumerate(paths, start=1))
+            )
+        )
     return len(paths) / seconds
 
 
@@ -147,14 +159,17 @@ def model_calls(predictor) -> dict[str, Any]:
     return {"eager": lambda x: np.asarray(predictor.model(x, training=False)), "graph": lambda x: graph(x).numpy()}
 
 
-def measure_breakdown(run_dir, paths: list[str], batch_size: int = 16, workers: int = 2,
-                      batches: int = 3) -> dict[str, Any]:
+def measure_breakdown(
+    run_dir, paths: list[str], batch_size: int = 16, workers: int = 2, batches: int = 3
+) -> dict[str, Any]:
     """Where ``predict``'s time goes: decoding alone, and the model alone on fixed batches, called eagerly
     vs as a ``tf.function``, fp32 and bf16 (the four calls take turns, one batch each per round)."""
     from pneumocxr.infer import load_predictor
 
-    result: dict[str, Any] = {"decode_img_s": decode_img_s(load_predictor(run_dir, "float32"), paths, workers),
-                              "decode_workers": workers}
+    result: dict[str, Any] = {
+        "decode_img_s": decode_img_s(load_predictor(run_dir, "float32"), paths, workers),
+        "decode_workers": workers,
+    }
     methods = {}
     for precision, suffix in (("float32", "fp32"), ("bfloat16", "bf16")):
         for kind, call in model_calls(load_predictor(run_dir, precision)).items():

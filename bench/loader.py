@@ -34,8 +34,17 @@ def tfdata_batches(frame: pd.DataFrame, batch_size: int, cache: bool, seed: int 
     from pneumocxr.config import TrainConfig
 
     augment = pipeline.augmentation_model(TrainConfig(), seed) if augment else None
-    return pipeline.image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=224, backbone="vgg16",
-                                  batch_size=batch_size, augment=augment, shuffle=True, seed=seed, cache=cache)
+    return pipeline.image_dataset(
+        frame["path"].tolist(),
+        frame["label"].tolist(),
+        size=224,
+        backbone="vgg16",
+        batch_size=batch_size,
+        augment=augment,
+        shuffle=True,
+        seed=seed,
+        cache=cache,
+    )
 
 
 def measure_loaders(frame: pd.DataFrame, batch_size: int = 32, rounds: int = 2) -> dict[str, Any]:
@@ -54,9 +63,12 @@ def measure_loaders(frame: pd.DataFrame, batch_size: int = 32, rounds: int = 2) 
     from_cache = tfdata_batches(frame, batch_size, cache=True)
     plain = tfdata_batches(frame, batch_size, cache=True, augment=False)
     drain(from_cache), drain(plain)  # fill the caches
-    passes = {"tfdata": lambda _: drain(from_disk), "cached": lambda _: drain(from_cache),
-              "cached_no_augmentation": lambda _: drain(plain),
-              "imagedatagenerator": lambda _: drain(generator, n_batches)}
+    passes = {
+        "tfdata": lambda _: drain(from_disk),
+        "cached": lambda _: drain(from_cache),
+        "cached_no_augmentation": lambda _: drain(plain),
+        "imagedatagenerator": lambda _: drain(generator, n_batches),
+    }
     seconds, counts = take_turns(passes, [None] * rounds)
     rate = {name: sum(counts[name]) / seconds[name] for name in passes}
     result = {
@@ -68,8 +80,10 @@ def measure_loaders(frame: pd.DataFrame, batch_size: int = 32, rounds: int = 2) 
         "loader_cached_no_augmentation_img_s": rate["cached_no_augmentation"],
         "loader_imagedatagenerator_img_s": rate["imagedatagenerator"],
     }
-    result["loader_ratio_vs_imagedatagenerator"] = ratio(result["loader_img_s"],
-                                                         result["loader_imagedatagenerator_img_s"])
-    result["loader_cached_ratio_vs_imagedatagenerator"] = ratio(result["loader_cached_img_s"],
-                                                                result["loader_imagedatagenerator_img_s"])
+    result["loader_ratio_vs_imagedatagenerator"] = ratio(
+        result["loader_img_s"], result["loader_imagedatagenerator_img_s"]
+    )
+    result["loader_cached_ratio_vs_imagedatagenerator"] = ratio(
+        result["loader_cached_img_s"], result["loader_imagedatagenerator_img_s"]
+    )
     return result

@@ -78,11 +78,22 @@ def run_with_peak_rss(command: list[str], poll_s: float = 0.02, env: dict[str, s
     }
 
 
-def predict_command(run_dir: str | os.PathLike, folder: str | os.PathLike, out_csv: str | os.PathLike,
-                    precision: str = "float32") -> list[str]:
+def predict_command(
+    run_dir: str | os.PathLike, folder: str | os.PathLike, out_csv: str | os.PathLike, precision: str = "float32"
+) -> list[str]:
     """The ``pneumocxr predict`` command line for a folder, writing rows to a CSV file."""
-    return [sys.executable, "-m", "pneumocxr", "predict", str(run_dir), str(folder), "--out", str(out_csv),
-            "--precision", precision]
+    return [
+        sys.executable,
+        "-m",
+        "pneumocxr",
+        "predict",
+        str(run_dir),
+        str(folder),
+        "--out",
+        str(out_csv),
+        "--precision",
+        precision,
+    ]
 
 
 def link_subset(files: list[str], folder: str | os.PathLike) -> Path:
@@ -101,12 +112,16 @@ def linear_fit(sizes: list[int], seconds: list[float]) -> dict[str, float]:
     per_file, startup = np.polyfit(np.asarray(sizes, float), np.asarray(seconds, float), 1)
     predicted = startup + per_file * np.asarray(sizes, float)
     worst = float(np.max(np.abs(predicted - seconds) / np.asarray(seconds, float)))
-    return {"predict_startup_s": float(startup), "predict_s_per_file": float(per_file),
-            "predict_linear_fit_max_rel_residual": worst}
+    return {
+        "predict_startup_s": float(startup),
+        "predict_s_per_file": float(per_file),
+        "predict_linear_fit_max_rel_residual": worst,
+    }
 
 
-def measure_growth(run_dir: str | os.PathLike, files: list[str], sizes: list[int],
-                   workdir: str | os.PathLike) -> dict[str, Any]:
+def measure_growth(
+    run_dir: str | os.PathLike, files: list[str], sizes: list[int], workdir: str | os.PathLike
+) -> dict[str, Any]:
     """Peak RSS (MB) and seconds of ``predict`` over the first N files for each N, plus the linear fit."""
     workdir = Path(workdir)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PNEUMOCXR_PATIENT_SALT": "bench"}
@@ -127,8 +142,11 @@ def measure_growth(run_dir: str | os.PathLike, files: list[str], sizes: list[int
             raise RuntimeError(f"{out_csv}: {n_rows} rows for {size} files")
         peak[str(size)], sampled[str(size)] = run["peak_rss_mb"], run["peak_rss_sampled_mb"]
         seconds[str(size)] = run["seconds"]
-    result: dict[str, Any] = {"predict_peak_rss_mb": peak, "predict_peak_rss_sampled_mb": sampled,
-                              "predict_seconds": seconds}
+    result: dict[str, Any] = {
+        "predict_peak_rss_mb": peak,
+        "predict_peak_rss_sampled_mb": sampled,
+        "predict_seconds": seconds,
+    }
     if len(sizes) >= 2:
         result.update(linear_fit(sizes, [seconds[str(s)] for s in sizes]))
         result["predict_rss_growth_mb"] = peak[str(max(sizes))] - peak[str(min(sizes))]

@@ -22,8 +22,11 @@ WEIGHTS_NAME = "vgg16_imagenet_notop.weights.h5"
 def local_vgg16_weights(root: Path | None = None) -> Path:
     """The local ImageNet VGG16 conv weights: ``DATA/weights``, ``DATA/../weights`` or /work/shared/weights."""
     root = root or data_root()
-    candidates = [root / "weights" / WEIGHTS_NAME, root.resolve().parent / "weights" / WEIGHTS_NAME,
-                  Path("/work/shared/weights") / WEIGHTS_NAME]
+    candidates = [
+        root / "weights" / WEIGHTS_NAME,
+        root.resolve().parent / "weights" / WEIGHTS_NAME,
+        Path("/work/shared/weights") / WEIGHTS_NAME,
+    ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -63,8 +66,9 @@ def trained_vgg16_run(runs_root: Path = PROJECT_ROOT / "runs") -> Path | None:
 
 def bench_config(weights: Path, trainable_from: str = "none") -> Config:
     """The benchmark's config: VGG16 at 224 px from local weights, default head."""
-    return replace(Config(name="bench"), model=ModelConfig(backbone="vgg16", weights=str(weights),
-                                                           trainable_from=trainable_from))
+    return replace(
+        Config(name="bench"), model=ModelConfig(backbone="vgg16", weights=str(weights), trainable_from=trainable_from)
+    )
 
 
 def build_classifier(config: Config):
@@ -95,14 +99,20 @@ def copy_run(run: Path, target: Path) -> Path:
     return target
 
 
-def benchmark_run(workdir: str | os.PathLike, root: Path | None = None, prefer_trained: bool = True,
-                  run: str | os.PathLike | None = None) -> tuple[Path, str]:
+def benchmark_run(
+    workdir: str | os.PathLike,
+    root: Path | None = None,
+    prefer_trained: bool = True,
+    run: str | os.PathLike | None = None,
+) -> tuple[Path, str]:
     """The run directory to benchmark (``run`` when given) and a phrase saying where it came from."""
     if run is not None and not is_finished_run(Path(run)):
         raise FileNotFoundError(f"{run}: not a finished run directory (needs {', '.join(RUN_FILES)})")
     trained = Path(run) if run is not None else (trained_vgg16_run() if prefer_trained else None)
     if trained is not None:
-        shown = trained.resolve().relative_to(PROJECT_ROOT) if trained.resolve().is_relative_to(PROJECT_ROOT) else trained
+        shown = (
+            trained.resolve().relative_to(PROJECT_ROOT) if trained.resolve().is_relative_to(PROJECT_ROOT) else trained
+        )
         return copy_run(trained, Path(workdir) / "bench-run"), f"trained run {shown}"
     weights = local_vgg16_weights(root)
     return write_bench_run(Path(workdir) / "bench-run", weights), f"ImageNet VGG16 from {weights} (head untrained)"

@@ -53,8 +53,17 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(inference_files=48, inference_chunk=16, breakdown_files=32, breakdown_batches=1,
-              memory_sizes=(16, 32, 64), matmul_size=2048, loader_images=128, train_steps=2, epoch_images=32)
+QUICK = Sizes(
+    inference_files=48,
+    inference_chunk=16,
+    breakdown_files=32,
+    breakdown_batches=1,
+    memory_sizes=(16, 32, 64),
+    matmul_size=2048,
+    loader_images=128,
+    train_steps=2,
+    epoch_images=32,
+)
 
 
 def log(message: str) -> None:
@@ -65,8 +74,9 @@ def log(message: str) -> None:
 START = time.perf_counter()
 
 
-def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = True,
-                run: str | None = None) -> dict[str, Any]:
+def measure_all(
+    sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = True, run: str | None = None
+) -> dict[str, Any]:
     """Every measurement of the benchmark, in one process, as one flat results dict."""
     import keras
 
@@ -85,33 +95,53 @@ def measure_all(sizes: Sizes, workdir: Path, root: Path, prefer_trained: bool = 
     dicoms = images.write_dicom_folder(nih, workdir / "dicoms", n_files)
     files = dicoms["path"].tolist()
     log(f"{n_files} DICOM files written from {len(nih)} real NIH images")
-    results.update(inference.measure_inference(
-        run_dir, files[: sizes.inference_files], dicoms["label"].to_numpy()[: sizes.inference_files],
-        n_distinct=min(len(nih), sizes.inference_files), chunk=sizes.inference_chunk, matmul_size=sizes.matmul_size))
+    results.update(
+        inference.measure_inference(
+            run_dir,
+            files[: sizes.inference_files],
+            dicoms["label"].to_numpy()[: sizes.inference_files],
+            n_distinct=min(len(nih), sizes.inference_files),
+            chunk=sizes.inference_chunk,
+            matmul_size=sizes.matmul_size,
+        )
+    )
     log(f"inference: {results['inference_img_s']:.1f} img/s vs classic {results['inference_classic_img_s']:.1f}")
-    log(f"precision: bf16 vs float32 max |probability difference| {results['bf16_max_abs_prob_diff']:.4f}; float32 "
+    log(
+        f"precision: bf16 vs float32 max |probability difference| {results['bf16_max_abs_prob_diff']:.4f}; float32 "
         f"re-run at batch size {results['inference_batch_size']}: max difference "
-        f"{results['fp32_rerun_max_abs_prob_diff']:.1e} (bit-identical: {results['fp32_rerun_bit_identical']})")
-    results.update(inference.measure_breakdown(run_dir, files[: sizes.breakdown_files], batches=sizes.breakdown_batches))
-    log(f"breakdown: decode {results['decode_img_s']:.0f} img/s, model eager {results['model_only_eager_img_s_fp32']:.1f}"
-        f" / graph {results['model_only_graph_img_s_fp32']:.1f} img/s fp32")
+        f"{results['fp32_rerun_max_abs_prob_diff']:.1e} (bit-identical: {results['fp32_rerun_bit_identical']})"
+    )
+    results.update(
+        inference.measure_breakdown(run_dir, files[: sizes.breakdown_files], batches=sizes.breakdown_batches)
+    )
+    log(
+        f"breakdown: decode {results['decode_img_s']:.0f} img/s, model eager {results['model_only_eager_img_s_fp32']:.1f}"
+        f" / graph {results['model_only_graph_img_s_fp32']:.1f} img/s fp32"
+    )
 
     kermany = images.kermany_images(root, sizes.loader_images)
     results.update(loader.measure_loaders(kermany, sizes.loader_batch))
     log(f"loader: {results['loader_img_s']:.0f} img/s vs IDG {results['loader_imagedatagenerator_img_s']:.0f}")
 
     weights = str(model.local_vgg16_weights(root))
-    results.update(training.measure_training(weights, kermany, root, sizes.train_batch, sizes.train_steps,
-                                             sizes.epoch_images, workdir))
-    log(f"training: steps {results['train_step_img_s']}, epochs cache {results['cache_epoch_s']:.1f} s "
-        f"vs full {results['full_epoch_s']:.1f} s")
+    results.update(
+        training.measure_training(
+            weights, kermany, root, sizes.train_batch, sizes.train_steps, sizes.epoch_images, workdir
+        )
+    )
+    log(
+        f"training: steps {results['train_step_img_s']}, epochs cache {results['cache_epoch_s']:.1f} s "
+        f"vs full {results['full_epoch_s']:.1f} s"
+    )
 
     results.update(memory.measure_growth(run_dir, files, list(sizes.memory_sizes), workdir / "growth"))
     log(f"predict peak RSS (MB) {results['predict_peak_rss_mb']}, seconds {results['predict_seconds']}")
     last_ceiling = ceiling.measure_ceiling(classifier, sizes.matmul_size, sizes.matmul_repeats)
     results.update(ceiling.best_ceiling(first_ceiling, last_ceiling))  # the hardware's best, seen at either end
-    results["ceiling_first_last_gflop_s_fp32"] = [first_ceiling["matmul_gflop_s_fp32"],
-                                                  last_ceiling["matmul_gflop_s_fp32"]]
+    results["ceiling_first_last_gflop_s_fp32"] = [
+        first_ceiling["matmul_gflop_s_fp32"],
+        last_ceiling["matmul_gflop_s_fp32"],
+    ]
     results.update(fractions_of_ceiling(results))
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["total_seconds"] = time.perf_counter() - START
@@ -139,16 +169,18 @@ def write_docs(results: dict[str, Any], path: Path = DOCS) -> Path:
     machine = results["machine"]
     busiest = max(machine["load_average_1_5_15"][0], machine["load_average_after"][0])
     shared = busiest > 0.5 * machine["cpus_usable"]
-    block = "\n".join([
-        f"Last full run: {results.get('finished_at', 'unknown time')}, {results['total_seconds'] / 60:.1f} min, "
-        f"model: {results['model']}.",
-        "",
-        table.machine_markdown(results["machine"]),
-        f"- load average after the run: {results['machine']['load_average_after']}"
-        + (" (the machine was shared with other work during the run: expect noise)" if shared else ""),
-        "",
-        table.markdown_table(table.result_rows(results)),
-    ])
+    block = "\n".join(
+        [
+            f"Last full run: {results.get('finished_at', 'unknown time')}, {results['total_seconds'] / 60:.1f} min, "
+            f"model: {results['model']}.",
+            "",
+            table.machine_markdown(results["machine"]),
+            f"- load average after the run: {results['machine']['load_average_after']}"
+            + (" (the machine was shared with other work during the run: expect noise)" if shared else ""),
+            "",
+            table.markdown_table(table.result_rows(results)),
+        ]
+    )
     document = path.read_text() if path.is_file() else "# Benchmarks\n"
     path.write_text(table.replace_generated_block(document, block))
     return path
@@ -162,14 +194,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes); docs not updated")
     parser.add_argument("--data", help="data root (default: $PNEUMOCXR_DATA or data/)")
-    parser.add_argument("--run", metavar="RUN_DIR", help="benchmark this finished run (default: runs/kermany-cpu "
-                        "when finished, else the newest finished VGG16 run, else ImageNet VGG16)")
+    parser.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="benchmark this finished run (default: runs/kermany-cpu "
+        "when finished, else the newest finished VGG16 run, else ImageNet VGG16)",
+    )
     parser.add_argument("--untrained", action="store_true", help="ignore trained runs in runs/; use ImageNet VGG16")
     parser.add_argument("--out", default=str(RESULTS), help=f"results JSON (default {RESULTS})")
-    parser.add_argument("--docs", choices=("auto", "yes", "no"), default="auto",
-                        help="write the table into docs/benchmarks.md (auto: full runs only)")
-    parser.add_argument("--from-json", metavar="JSON",
-                        help="measure nothing: print the table (and write docs) of an existing results file")
+    parser.add_argument(
+        "--docs",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="write the table into docs/benchmarks.md (auto: full runs only)",
+    )
+    parser.add_argument(
+        "--from-json",
+        metavar="JSON",
+        help="measure nothing: print the table (and write docs) of an existing results file",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.from_json:
@@ -178,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         args.quick = results.get("quick", False)
     else:
         with tempfile.TemporaryDirectory(prefix="pneumocxr-bench-") as workdir:
-            results = measure_all(sizes, Path(workdir), data_root(args.data), prefer_trained=not args.untrained,
-                                  run=args.run)
+            results = measure_all(
+                sizes, Path(workdir), data_root(args.data), prefer_trained=not args.untrained, run=args.run
+            )
         results["quick"] = args.quick
         write_json(args.out, results)
     print(table.text_table(table.result_rows(results)))

@@ -105,17 +105,29 @@ def child(root: Path, out: Path, png_images: int) -> dict[str, Any]:
     prepare.prepare(config, root=root, show_progress=sys.stderr.isatty())
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     frame = pipeline.data_frame(config, root)
-    result.update(rows=len(frame), prepare_s=seconds, prepare_cpu_s=cpu, prepare_img_s=len(frame) / seconds,
-                  prepare_peak_rss_mb=peak_rss_mb(reset=True), disk_mb=prepare.shard_bytes(out) / MB)
+    result.update(
+        rows=len(frame),
+        prepare_s=seconds,
+        prepare_cpu_s=cpu,
+        prepare_img_s=len(frame) / seconds,
+        prepare_peak_rss_mb=peak_rss_mb(reset=True),
+        disk_mb=prepare.shard_bytes(out) / MB,
+    )
     train = frame[frame["split"] == "train"].reset_index(drop=True)
     count, seconds, cpu = drain(pipeline.frame_dataset(train, config, shuffle=True, seed=1, output="grey"))
-    result.update(epoch_images=count, shards_s=seconds, shards_cpu_s=cpu, shards_img_s=count / seconds,
-                  shards_peak_rss_mb=peak_rss_mb(reset=True))
+    result.update(
+        epoch_images=count,
+        shards_s=seconds,
+        shards_cpu_s=cpu,
+        shards_img_s=count / seconds,
+        shards_peak_rss_mb=peak_rss_mb(reset=True),
+    )
     files_only = dataclasses.replace(config, data=dataclasses.replace(config.data, shards=""))
     png_ds = pipeline.frame_dataset(train, files_only, shuffle=True, seed=1, output="grey", cache=False)
     count, seconds, cpu = drain(png_ds, png_images)
-    result.update(png_images=count, png_s=seconds, png_cpu_s=cpu, png_img_s=count / seconds,
-                  png_peak_rss_mb=peak_rss_mb())
+    result.update(
+        png_images=count, png_s=seconds, png_cpu_s=cpu, png_img_s=count / seconds, png_peak_rss_mb=peak_rss_mb()
+    )
     for key, images in (("prepare", result["rows"]), ("shards", result["epoch_images"]), ("png", count)):
         result[f"{key}_img_s_core"] = result[f"{key}_img_s"] / cores  # wall rate shared out over the cores
         result[f"{key}_img_per_cpu_s"] = images / result[f"{key}_cpu_s"]  # per core-second actually used
@@ -126,17 +138,21 @@ def child(root: Path, out: Path, png_images: int) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown table of the runs, one row per size (per core: images per CPU-second the process used)."""
-    head = ("| rows | prepare: s, img/CPU-s | shard disk | epoch from shards: images, s, img/CPU-s | "
-            "from PNGs: images, s, img/CPU-s | shards / PNGs per core (wall) | "
-            "peak RSS prepare / shards / PNGs (MB) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+    head = (
+        "| rows | prepare: s, img/CPU-s | shard disk | epoch from shards: images, s, img/CPU-s | "
+        "from PNGs: images, s, img/CPU-s | shards / PNGs per core (wall) | "
+        "peak RSS prepare / shards / PNGs (MB) |\n|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
     rows = []
     for r in results:
         per_cpu = {k: r.get(f"{k}_img_per_cpu_s", float("nan")) for k in ("prepare", "shards", "png")}
-        rows.append(f"| {r['rows']:,} | {r['prepare_s']:.0f}, {per_cpu['prepare']:.1f} | {r['disk_mb'] / 1024:.2f} GB | "
-                    f"{r['epoch_images']:,}, {r['shards_s']:.1f}, {per_cpu['shards']:,.0f} | "
-                    f"{r['png_images']:,}, {r['png_s']:.0f}, {per_cpu['png']:.1f} | "
-                    f"**{r.get('shards_over_png_cpu', float('nan')):.0f}x** ({r['shards_over_png']:.0f}x) | "
-                    f"{r['prepare_peak_rss_mb']:.0f} / {r['shards_peak_rss_mb']:.0f} / {r['png_peak_rss_mb']:.0f} |")
+        rows.append(
+            f"| {r['rows']:,} | {r['prepare_s']:.0f}, {per_cpu['prepare']:.1f} | {r['disk_mb'] / 1024:.2f} GB | "
+            f"{r['epoch_images']:,}, {r['shards_s']:.1f}, {per_cpu['shards']:,.0f} | "
+            f"{r['png_images']:,}, {r['png_s']:.0f}, {per_cpu['png']:.1f} | "
+            f"**{r.get('shards_over_png_cpu', float('nan')):.0f}x** ({r['shards_over_png']:.0f}x) | "
+            f"{r['prepare_peak_rss_mb']:.0f} / {r['shards_peak_rss_mb']:.0f} / {r['png_peak_rss_mb']:.0f} |"
+        )
     return head + "\n".join(rows) + "\n"
 
 
@@ -146,9 +162,11 @@ def write_docs(results: list[dict[str, Any]], command: str) -> None:
     if START not in text or END not in text:
         raise ValueError(f"{DOCS}: markers {START} / {END} missing")
     cores = results[0]["cores"]
-    body = (f"{START}\n`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cores} cores "
-            f"(shared with a training run; ratios are within one run):\n\n{table(results)}{END}")
-    DOCS.write_text(text[:text.index(START)] + body + text[text.index(END) + len(END):])
+    body = (
+        f"{START}\n`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cores} cores "
+        f"(shared with a training run; ratios are within one run):\n\n{table(results)}{END}"
+    )
+    DOCS.write_text(text[: text.index(START)] + body + text[text.index(END) + len(END) :])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,8 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         for rows in args.sizes:
             root = build_tree(nih, work, rows)
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), str(PROJECT_ROOT)])}
-            done = subprocess.run([sys.executable, __file__, "--png-images", str(args.png_images), "--child",
-                                   str(root), str(work / f"shards-{rows}")], env=env, stdout=subprocess.PIPE, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--png-images",
+                    str(args.png_images),
+                    "--child",
+                    str(root),
+                    str(work / f"shards-{rows}"),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             if done.returncode:
                 print(f"bench-scale: the run over {rows} rows failed (exit {done.returncode})", file=sys.stderr)
                 return 1

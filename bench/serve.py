@@ -54,12 +54,19 @@ def serve_figures(run_dir: Path, files: list[Path], workdir: Path) -> dict:
 
     pacs = Orthanc(workdir / "orthanc", allowed={"PNEUMOCXR": 104}).start()
     port = free_port()
-    config = write_serve_config(workdir / "serve.toml", port=port, state_dir=workdir / "state",
-                                destination_port=pacs.dicom_port, worker={"secondary_capture": False})
+    config = write_serve_config(
+        workdir / "serve.toml",
+        port=port,
+        state_dir=workdir / "state",
+        destination_port=pacs.dicom_port,
+        worker={"secondary_capture": False},
+    )
     node = NodeProcess(run_dir, config, port, workdir / "serve.log").start()
     try:
-        threads = [threading.Thread(target=send, args=((read_for_sending(f) for f in files[k::ASSOCIATIONS]), port))
-                   for k in range(ASSOCIATIONS)]
+        threads = [
+            threading.Thread(target=send, args=((read_for_sending(f) for f in files[k::ASSOCIATIONS]), port))
+            for k in range(ASSOCIATIONS)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -102,14 +109,24 @@ def main(argv: list[str] | None = None) -> int:
         after = predict_rate(run_dir, files)
     predict = (before + after) / 2
     node = figures["throughput_per_second"] or 0.0
-    results = {"model": str(origin), "images": args.images, "associations": ASSOCIATIONS,
-               "predict_images_per_second": predict, "predict_passes": [before, after],
-               "serve_images_per_second": node, "serve_fraction_of_predict": node / predict if predict else None,
-               "target_fraction": TARGET, "latency_seconds": figures["latency_seconds"], "serve_stats": figures}
+    results = {
+        "model": str(origin),
+        "images": args.images,
+        "associations": ASSOCIATIONS,
+        "predict_images_per_second": predict,
+        "predict_passes": [before, after],
+        "serve_images_per_second": node,
+        "serve_fraction_of_predict": node / predict if predict else None,
+        "target_fraction": TARGET,
+        "latency_seconds": figures["latency_seconds"],
+        "serve_stats": figures,
+    }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"serve: {node:.2f} images/s delivered vs predict {predict:.2f} images/s "
-          f"({results['serve_fraction_of_predict']:.0%} of predict; target {TARGET:.0%}); receipt->delivery "
-          f"latency p50 {figures['latency_seconds']['p50']:.1f} s, p95 {figures['latency_seconds']['p95']:.1f} s")
+    print(
+        f"serve: {node:.2f} images/s delivered vs predict {predict:.2f} images/s "
+        f"({results['serve_fraction_of_predict']:.0%} of predict; target {TARGET:.0%}); receipt->delivery "
+        f"latency p50 {figures['latency_seconds']['p50']:.1f} s, p95 {figures['latency_seconds']['p95']:.1f} s"
+    )
     return 0 if results["serve_fraction_of_predict"] >= TARGET else 1
 
 

@@ -72,60 +72,159 @@ def _goal(value: float | None, target: float) -> str:
 def result_rows(r: dict[str, Any]) -> list[list[str]]:
     """Table rows: measurement, ours, baseline, ratio, goal, met."""
     rows = [
-        ["inference float32 (img/s): predict vs classic loop", _num(r.get("inference_img_s")),
-         _num(r.get("inference_classic_img_s")), _num(r.get("inference_ratio_vs_classic"), 2), ">= 3x",
-         _goal(r.get("inference_ratio_vs_classic"), 3.0)],
-        ["inference bf16 (img/s): predict vs classic loop", _num(r.get("inference_bf16_img_s")),
-         _num(r.get("inference_classic_img_s")), _num(r.get("inference_bf16_ratio_vs_classic"), 2), "",
-         ""],
-        ["inference fp32 vs model-only ceiling fp32 (img/s)", _num(r.get("inference_img_s")),
-         _num(r.get("ceiling_img_s_fp32")), _num(r.get("inference_fraction_of_ceiling"), 2),
-         ">= 0.70", _goal(r.get("inference_fraction_of_ceiling"), 0.70)],
-        ["inference bf16 vs model-only ceiling bf16 (img/s)", _num(r.get("inference_bf16_img_s")),
-         _num(r.get("ceiling_img_s_bf16")), _num(r.get("inference_bf16_fraction_of_ceiling"), 2), "", ""],
+        [
+            "inference float32 (img/s): predict vs classic loop",
+            _num(r.get("inference_img_s")),
+            _num(r.get("inference_classic_img_s")),
+            _num(r.get("inference_ratio_vs_classic"), 2),
+            ">= 3x",
+            _goal(r.get("inference_ratio_vs_classic"), 3.0),
+        ],
+        [
+            "inference bf16 (img/s): predict vs classic loop",
+            _num(r.get("inference_bf16_img_s")),
+            _num(r.get("inference_classic_img_s")),
+            _num(r.get("inference_bf16_ratio_vs_classic"), 2),
+            "",
+            "",
+        ],
+        [
+            "inference fp32 vs model-only ceiling fp32 (img/s)",
+            _num(r.get("inference_img_s")),
+            _num(r.get("ceiling_img_s_fp32")),
+            _num(r.get("inference_fraction_of_ceiling"), 2),
+            ">= 0.70",
+            _goal(r.get("inference_fraction_of_ceiling"), 0.70),
+        ],
+        [
+            "inference bf16 vs model-only ceiling bf16 (img/s)",
+            _num(r.get("inference_bf16_img_s")),
+            _num(r.get("ceiling_img_s_bf16")),
+            _num(r.get("inference_bf16_fraction_of_ceiling"), 2),
+            "",
+            "",
+        ],
         ["bf16 vs float32: max |probability difference|", _num(r.get("bf16_max_abs_prob_diff"), 4), "", "", "", ""],
-        ["float32 predict re-run, same batch size: max |probability difference|",
-         _num(r.get("fp32_rerun_max_abs_prob_diff"), 4), "", "", "", ""],
-        ["bf16 vs float32: ROC AUC on the distinct NIH images", _num(r.get("auc_bf16"), 4), _num(r.get("auc_fp32"), 4),
-         "", "", ""],
+        [
+            "float32 predict re-run, same batch size: max |probability difference|",
+            _num(r.get("fp32_rerun_max_abs_prob_diff"), 4),
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            "bf16 vs float32: ROC AUC on the distinct NIH images",
+            _num(r.get("auc_bf16"), 4),
+            _num(r.get("auc_fp32"), 4),
+            "",
+            "",
+            "",
+        ],
         ["where predict's time goes: decoding alone (img/s, 2 threads)", _num(r.get("decode_img_s")), "", "", "", ""],
-        ["model alone fp32 (img/s): tf.function vs eager call (as infer)", _num(r.get("model_only_graph_img_s_fp32")),
-         _num(r.get("model_only_eager_img_s_fp32")),
-         _num(ratio(r.get("model_only_graph_img_s_fp32"), r.get("model_only_eager_img_s_fp32")), 2), "", ""],
-        ["model alone bf16 (img/s): tf.function vs eager call (as infer)", _num(r.get("model_only_graph_img_s_bf16")),
-         _num(r.get("model_only_eager_img_s_bf16")),
-         _num(ratio(r.get("model_only_graph_img_s_bf16"), r.get("model_only_eager_img_s_bf16")), 2), "", ""],
-        ["loader (img/s): tf.data + augmentation vs ImageDataGenerator", _num(r.get("loader_img_s")),
-         _num(r.get("loader_imagedatagenerator_img_s")), _num(r.get("loader_ratio_vs_imagedatagenerator"), 2),
-         ">= 2x", _goal(r.get("loader_ratio_vs_imagedatagenerator"), 2.0)],
-        ["loader from tf.data's cache (later epochs) vs ImageDataGenerator", _num(r.get("loader_cached_img_s")),
-         _num(r.get("loader_imagedatagenerator_img_s")), _num(r.get("loader_cached_ratio_vs_imagedatagenerator"), 2),
-         "", ""],
-        ["loader from tf.data's cache: augmentation layers vs none (img/s)", _num(r.get("loader_cached_img_s")),
-         _num(r.get("loader_cached_no_augmentation_img_s")),
-         _num(ratio(r.get("loader_cached_img_s"), r.get("loader_cached_no_augmentation_img_s")), 2), "", ""],
+        [
+            "model alone fp32 (img/s): tf.function vs eager call (as infer)",
+            _num(r.get("model_only_graph_img_s_fp32")),
+            _num(r.get("model_only_eager_img_s_fp32")),
+            _num(ratio(r.get("model_only_graph_img_s_fp32"), r.get("model_only_eager_img_s_fp32")), 2),
+            "",
+            "",
+        ],
+        [
+            "model alone bf16 (img/s): tf.function vs eager call (as infer)",
+            _num(r.get("model_only_graph_img_s_bf16")),
+            _num(r.get("model_only_eager_img_s_bf16")),
+            _num(ratio(r.get("model_only_graph_img_s_bf16"), r.get("model_only_eager_img_s_bf16")), 2),
+            "",
+            "",
+        ],
+        [
+            "loader (img/s): tf.data + augmentation vs ImageDataGenerator",
+            _num(r.get("loader_img_s")),
+            _num(r.get("loader_imagedatagenerator_img_s")),
+            _num(r.get("loader_ratio_vs_imagedatagenerator"), 2),
+            ">= 2x",
+            _goal(r.get("loader_ratio_vs_imagedatagenerator"), 2.0),
+        ],
+        [
+            "loader from tf.data's cache (later epochs) vs ImageDataGenerator",
+            _num(r.get("loader_cached_img_s")),
+            _num(r.get("loader_imagedatagenerator_img_s")),
+            _num(r.get("loader_cached_ratio_vs_imagedatagenerator"), 2),
+            "",
+            "",
+        ],
+        [
+            "loader from tf.data's cache: augmentation layers vs none (img/s)",
+            _num(r.get("loader_cached_img_s")),
+            _num(r.get("loader_cached_no_augmentation_img_s")),
+            _num(ratio(r.get("loader_cached_img_s"), r.get("loader_cached_no_augmentation_img_s")), 2),
+            "",
+            "",
+        ],
     ]
     steps = r.get("train_step_img_s") or {}
     full = steps.get(r.get("train_step_baseline_policy"))
     for policy in sorted(steps, key=lambda p: POLICY_ORDER.index(p) if p in POLICY_ORDER else len(POLICY_ORDER)):
         rate = steps[policy]
-        rows.append([f"training step (img/s), trainable from {policy}", _num(rate), _num(full),
-                     _num(ratio(rate, full), 2), "", ""])
+        rows.append(
+            [
+                f"training step (img/s), trainable from {policy}",
+                _num(rate),
+                _num(full),
+                _num(ratio(rate, full), 2),
+                "",
+                "",
+            ]
+        )
     if r.get("cache_epoch_s") is not None:
-        rows.append(["epoch of Kermany train (s, extrapolated): feature cache vs full forward passes",
-                     _num(r.get("cache_epoch_s")), _num(r.get("full_epoch_s")),
-                     _num(ratio(r.get("full_epoch_s"), r.get("cache_epoch_s")), 1) + "x faster", "", ""])
-        rows.append(["building the feature cache, once (s, extrapolated)", _num(r.get("cache_build_s")), "", "", "", ""])
+        rows.append(
+            [
+                "epoch of Kermany train (s, extrapolated): feature cache vs full forward passes",
+                _num(r.get("cache_epoch_s")),
+                _num(r.get("full_epoch_s")),
+                _num(ratio(r.get("full_epoch_s"), r.get("cache_epoch_s")), 1) + "x faster",
+                "",
+                "",
+            ]
+        )
+        rows.append(
+            ["building the feature cache, once (s, extrapolated)", _num(r.get("cache_build_s")), "", "", "", ""]
+        )
     rss, seconds = r.get("predict_peak_rss_mb") or {}, r.get("predict_seconds") or {}
     for n in rss:
-        rows.append([f"pneumocxr predict, {n} files: peak RSS (MB) / wall time (s)", _num(rss[n], 0),
-                     _num(seconds.get(n), 1), "", "flat RSS", ""])
+        rows.append(
+            [
+                f"pneumocxr predict, {n} files: peak RSS (MB) / wall time (s)",
+                _num(rss[n], 0),
+                _num(seconds.get(n), 1),
+                "",
+                "flat RSS",
+                "",
+            ]
+        )
     if r.get("predict_s_per_file") is not None:
-        rows.append(["predict time fit: start-up (s) + per file (s)", _num(r["predict_startup_s"]),
-                     _num(r["predict_s_per_file"], 3), "", "linear", ""])
+        rows.append(
+            [
+                "predict time fit: start-up (s) + per file (s)",
+                _num(r["predict_startup_s"]),
+                _num(r["predict_s_per_file"], 3),
+                "",
+                "linear",
+                "",
+            ]
+        )
     if r.get("predict_rss_growth_mb") is not None:
-        rows.append(["predict peak RSS growth, smallest to largest N (MB)", _num(r["predict_rss_growth_mb"], 0), "",
-                     "", "~0", ""])
+        rows.append(
+            [
+                "predict peak RSS growth, smallest to largest N (MB)",
+                _num(r["predict_rss_growth_mb"], 0),
+                "",
+                "",
+                "~0",
+                "",
+            ]
+        )
     return rows
 
 
@@ -148,13 +247,15 @@ def markdown_table(rows: list[list[str]]) -> str:
 def machine_markdown(machine: dict[str, Any]) -> str:
     """The machine as a Markdown bullet list."""
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
-    return "\n".join([
-        f"- CPU: {machine['cpu_model']} ({', '.join(machine['cpu_flags']) or 'no AVX flags'}); "
-        f"{machine['cpus_usable']} usable cores ({machine['cpu_logical']} logical, {machine['cpu_physical']} physical)",
-        f"- RAM: {machine['ram_gb']} GiB; OS: {machine['os']}",
-        f"- load average before the run (1/5/15 min): {machine['load_average_1_5_15']}",
-        f"- versions: {versions}",
-    ])
+    return "\n".join(
+        [
+            f"- CPU: {machine['cpu_model']} ({', '.join(machine['cpu_flags']) or 'no AVX flags'}); "
+            f"{machine['cpus_usable']} usable cores ({machine['cpu_logical']} logical, {machine['cpu_physical']} physical)",
+            f"- RAM: {machine['ram_gb']} GiB; OS: {machine['os']}",
+            f"- load average before the run (1/5/15 min): {machine['load_average_1_5_15']}",
+            f"- versions: {versions}",
+        ]
+    )
 
 
 def replace_generated_block(document: str, block: str) -> str:

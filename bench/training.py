@@ -78,7 +78,9 @@ def measure_steps(weights: str, frame: pd.DataFrame, batch_size: int, steps: int
     keras.backend.clear_session()
     images, labels = real_batch(frame, batch_size)
     models = {policy: compiled(classifier(weights, policy, precision), steps + 1) for policy in POLICIES}
-    methods = {policy: (lambda _, model=model: model.train_on_batch(images, labels)) for policy, model in models.items()}
+    methods = {
+        policy: (lambda _, model=model: model.train_on_batch(images, labels)) for policy, model in models.items()
+    }
     take_turns(methods, [None])
     seconds, _ = take_turns(methods, [None] * steps)
     return {policy: steps * batch_size / spent for policy, spent in seconds.items()}
@@ -89,8 +91,9 @@ def epoch_runner(model, dataset, steps: int):
     return lambda _: model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
 
 
-def measure_epochs(weights: str, frame: pd.DataFrame, batch_size: int, precision: str, workdir: Path,
-                   rounds: int = 2) -> dict[str, Any]:
+def measure_epochs(
+    weights: str, frame: pd.DataFrame, batch_size: int, precision: str, workdir: Path, rounds: int = 2
+) -> dict[str, Any]:
     """Seconds on ``frame``: building the feature cache, one epoch on it, one epoch of full forward passes.
 
     After a first, untimed epoch of each (tracing, filling tf.data's cache), the two paths take turns
@@ -102,9 +105,12 @@ def measure_epochs(weights: str, frame: pd.DataFrame, batch_size: int, precision
     from pneumocxr.config import Config, DataConfig, ModelConfig, TrainConfig
     from pneumocxr.models import layer_before, split_model
 
-    config = Config(name="bench", data=DataConfig(image_size=224),
-                    model=ModelConfig(weights=weights, trainable_from=EPOCH_POLICY),
-                    train=TrainConfig(batch_size=batch_size, stage1_trainable_from=EPOCH_POLICY))
+    config = Config(
+        name="bench",
+        data=DataConfig(image_size=224),
+        model=ModelConfig(weights=weights, trainable_from=EPOCH_POLICY),
+        train=TrainConfig(batch_size=batch_size, stage1_trainable_from=EPOCH_POLICY),
+    )
     steps = math.ceil(len(frame) / batch_size)
     labels = frame["label"].to_numpy()
     dtype = "float32" if precision == "float32" else "float16"
@@ -113,18 +119,30 @@ def measure_epochs(weights: str, frame: pd.DataFrame, batch_size: int, precision
     cache_model, full_model = (classifier(weights, EPOCH_POLICY, precision) for _ in range(2))
     layer = layer_before(cache_model, EPOCH_POLICY)
     bottom, top = split_model(cache_model, layer)
-    cache, build_s = timed(features.compute_features, bottom, pipeline.evaluation_dataset(frame, config, cache=False),
-                           len(frame), workdir / "features.npy", dtype, 0)
+    cache, build_s = timed(
+        features.compute_features,
+        bottom,
+        pipeline.evaluation_dataset(frame, config, cache=False),
+        len(frame),
+        workdir / "features.npy",
+        dtype,
+        0,
+    )
     cached = features.feature_dataset([cache], labels, batch_size, shuffle=True, repeat=True)
     methods = {
         "cache": epoch_runner(compiled(top, (rounds + 1) * steps), cached, steps),
-        "full": epoch_runner(compiled(full_model, (rounds + 1) * steps),
-                             pipeline.training_dataset(frame, config, repeat=True), steps),
+        "full": epoch_runner(
+            compiled(full_model, (rounds + 1) * steps), pipeline.training_dataset(frame, config, repeat=True), steps
+        ),
     }
     take_turns(methods, [None])
     seconds, _ = take_turns(methods, [None] * rounds)
-    return {"cache_build_s": build_s, "cache_epoch_s": seconds["cache"] / rounds,
-            "full_epoch_s": seconds["full"] / rounds, "cache_layer": layer}
+    return {
+        "cache_build_s": build_s,
+        "cache_epoch_s": seconds["cache"] / rounds,
+        "full_epoch_s": seconds["full"] / rounds,
+        "cache_layer": layer,
+    }
 
 
 def kermany_train_size(root: Path) -> int:
@@ -135,8 +153,15 @@ def kermany_train_size(root: Path) -> int:
     return int((df["split"] == "train").sum())
 
 
-def measure_training(weights: str, frame: pd.DataFrame, root: Path, batch_size: int, steps: int,
-                     epoch_images: int, workdir: Path | None = None) -> dict[str, Any]:
+def measure_training(
+    weights: str,
+    frame: pd.DataFrame,
+    root: Path,
+    batch_size: int,
+    steps: int,
+    epoch_images: int,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
     """Training-step images/s per policy and per-epoch seconds of both paths, extrapolated to Kermany train.
 
     ``weights`` is the ImageNet VGG16 weights file every model starts from.

@@ -58,6 +58,7 @@ def build(folder: Path, source: Path) -> dict[str, Path]:
     def voi_lut(bits):
         def edit(ds, stored):
             ds.VOILUTSequence = Sequence([_lut_item(0, np.arange(4096), bits)])
+
         return edit
 
     def mono2_inverse(ds, stored):
@@ -85,11 +86,11 @@ def build(folder: Path, source: Path) -> dict[str, Path]:
         "voi_lut_descriptor12": make("voi_lut_descriptor12", bits=12, edit=voi_lut(12)),
         "mono2_inverse": make("mono2_inverse", bits=12, edit=mono2_inverse),
         "mono1": make("mono1", bits=12, edit=mono1),
-        "two_windows": make("two_windows", bits=12,
-                            edit=lambda ds, s: _window(ds, s, [2048, 1000], [3000, 500])),
+        "two_windows": make("two_windows", bits=12, edit=lambda ds, s: _window(ds, s, [2048, 1000], [3000, 500])),
         "window_sigmoid": make("window_sigmoid", bits=12, edit=lambda ds, s: _window(ds, s, 1800, 2500, "SIGMOID")),
-        "window_linear_exact": make("window_linear_exact", bits=12,
-                                    edit=lambda ds, s: _window(ds, s, 1800, 2500, "LINEAR_EXACT")),
+        "window_linear_exact": make(
+            "window_linear_exact", bits=12, edit=lambda ds, s: _window(ds, s, 1800, 2500, "LINEAR_EXACT")
+        ),
         "rle": make("rle", bits=12, transfer_syntax=RLELossless),
     }
     files["overlay_bits_j2k"] = _j2k_with_high_bits(folder / "overlay_bits_j2k.dcm", source)

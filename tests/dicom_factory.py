@@ -24,12 +24,24 @@ def gradient(rows: int = 64, columns: int = 64, high: int = 255, dtype=np.uint8)
     return np.tile(ramp, (rows, 1)).round().astype(dtype)
 
 
-def make_dicom(path: str | Path, pixels: np.ndarray | None = None, *, modality: str | None = "DX",
-               body_part: str | None = "CHEST", view: str | None = "PA", patient_position: str | None = None,
-               photometric: str = "MONOCHROME2", rescale: tuple[float, float] | None = None,
-               window: tuple[float, float] | None = None, frames: int = 1, no_pixels: bool = False,
-               transfer_syntax=ExplicitVRLittleEndian, age: str | None = "060Y",
-               patient_id: str = "PID-123", patient_name: str = "Doe^Jane") -> Path:
+def make_dicom(
+    path: str | Path,
+    pixels: np.ndarray | None = None,
+    *,
+    modality: str | None = "DX",
+    body_part: str | None = "CHEST",
+    view: str | None = "PA",
+    patient_position: str | None = None,
+    photometric: str = "MONOCHROME2",
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    frames: int = 1,
+    no_pixels: bool = False,
+    transfer_syntax=ExplicitVRLittleEndian,
+    age: str | None = "060Y",
+    patient_id: str = "PID-123",
+    patient_name: str = "Doe^Jane",
+) -> Path:
     """Write a small DICOM file and return its path.
 
     ``pixels`` defaults to a 64x64 8-bit ramp (uint16 images get BitsStored 12 or 16 from their max);
@@ -47,8 +59,13 @@ def make_dicom(path: str | Path, pixels: np.ndarray | None = None, *, modality: 
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.PatientID, ds.PatientName, ds.PatientBirthDate = patient_id, patient_name, "19600101"
-    for keyword, value in (("Modality", modality), ("BodyPartExamined", body_part), ("ViewPosition", view),
-                           ("PatientPosition", patient_position), ("PatientAge", age)):
+    for keyword, value in (
+        ("Modality", modality),
+        ("BodyPartExamined", body_part),
+        ("ViewPosition", view),
+        ("PatientPosition", patient_position),
+        ("PatientAge", age),
+    ):
         if value is not None:
             setattr(ds, keyword, value)
     if not no_pixels:
@@ -88,8 +105,16 @@ def truncate(path: str | Path, keep_fraction: float = 0.5) -> Path:
     return path
 
 
-def real_chest(path: str | Path, source: str | Path, *, size: int = 256, bits: int = 8, edit=None,
-               transfer_syntax=None, file_meta: bool = True) -> Path:
+def real_chest(
+    path: str | Path,
+    source: str | Path,
+    *,
+    size: int = 256,
+    bits: int = 8,
+    edit=None,
+    transfer_syntax=None,
+    file_meta: bool = True,
+) -> Path:
     """A DICOM built from a real radiograph (``source``, e.g. test1.dcm), downsampled to ``size``.
 
     ``bits`` 8 keeps the stored 8-bit values; 12 or 16 stores them scaled to that depth in uint16.
@@ -121,6 +146,7 @@ def real_chest(path: str | Path, source: str | Path, *, size: int = 256, bits: i
     else:
         from pydicom.filebase import DicomFileLike
         from pydicom.filewriter import write_dataset
+
         with open(path, "wb") as handle:
             fp = DicomFileLike(handle)
             syntax = ds.file_meta.TransferSyntaxUID

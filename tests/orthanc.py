@@ -40,14 +40,32 @@ class Orthanc:
         storage.mkdir(parents=True, exist_ok=True)
         modalities = {name: [name, "127.0.0.1", port] for name, port in (allowed or {}).items()}
         self.config_path = self.workdir / "orthanc.json"
-        self.config_path.write_text(json.dumps({
-            "Name": "pneumocxr-test", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-            "DicomAet": ae_title, "DicomPort": self.dicom_port, "HttpPort": self.http_port,
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomServerEnabled": True,
-            "DicomAlwaysAllowStore": not modalities, "DicomCheckModalityHost": True, "DicomModalities": modalities,
-            "DicomCheckCalledAet": True, "Plugins": [], "SaveJobs": False, "StorageCompression": False,
-            "HttpServerEnabled": True, "ConcurrentJobs": 1, "DicomThreadsCount": 4,
-        }, indent=1))
+        self.config_path.write_text(
+            json.dumps(
+                {
+                    "Name": "pneumocxr-test",
+                    "StorageDirectory": str(storage),
+                    "IndexDirectory": str(storage),
+                    "DicomAet": ae_title,
+                    "DicomPort": self.dicom_port,
+                    "HttpPort": self.http_port,
+                    "RemoteAccessAllowed": False,
+                    "AuthenticationEnabled": False,
+                    "DicomServerEnabled": True,
+                    "DicomAlwaysAllowStore": not modalities,
+                    "DicomCheckModalityHost": True,
+                    "DicomModalities": modalities,
+                    "DicomCheckCalledAet": True,
+                    "Plugins": [],
+                    "SaveJobs": False,
+                    "StorageCompression": False,
+                    "HttpServerEnabled": True,
+                    "ConcurrentJobs": 1,
+                    "DicomThreadsCount": 4,
+                },
+                indent=1,
+            )
+        )
         self.process: subprocess.Popen | None = None
         self.log = self.workdir / "orthanc.log"
 
@@ -59,8 +77,9 @@ class Orthanc:
     def start(self) -> Orthanc:
         """Start Orthanc and wait (bounded) until its REST API answers."""
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([ORTHANC_BINARY, str(self.config_path)], stdout=log, stderr=log,
-                                            cwd=self.workdir)
+            self.process = subprocess.Popen(
+                [ORTHANC_BINARY, str(self.config_path)], stdout=log, stderr=log, cwd=self.workdir
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

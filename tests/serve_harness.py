@@ -29,12 +29,25 @@ UNCOMPRESSED = ALL_TRANSFER_SYNTAXES[:4]
 def write_serve_config(path: Path, *, port: int, state_dir: Path, destination_port: int, **tables: Any) -> Path:
     """A serve.toml on 127.0.0.1 with short retry waits; ``tables`` override keys per table."""
     raw = {
-        "node": {"ae_title": "PNEUMOCXR", "host": "127.0.0.1", "port": port, "allowed_calling_ae_titles": [SENDER_AE],
-                 "allowed_hosts": ["127.0.0.1"], "state_dir": str(state_dir), "metrics_interval_seconds": 2.0},
+        "node": {
+            "ae_title": "PNEUMOCXR",
+            "host": "127.0.0.1",
+            "port": port,
+            "allowed_calling_ae_titles": [SENDER_AE],
+            "allowed_hosts": ["127.0.0.1"],
+            "state_dir": str(state_dir),
+            "metrics_interval_seconds": 2.0,
+        },
         "worker": {"batch_size": 16, "max_wait_seconds": 0.3},
-        "destination": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": destination_port,
-                        "calling_ae_title": "PNEUMOCXR", "retry_initial_seconds": 0.5, "retry_max_seconds": 2.0,
-                        "timeout_seconds": 10.0},
+        "destination": {
+            "ae_title": "ORTHANC",
+            "host": "127.0.0.1",
+            "port": destination_port,
+            "calling_ae_title": "PNEUMOCXR",
+            "retry_initial_seconds": 0.5,
+            "retry_max_seconds": 2.0,
+            "timeout_seconds": 10.0,
+        },
     }
     for table, values in tables.items():
         raw.setdefault(table, {}).update(values)
@@ -66,8 +79,13 @@ def sender(ae_title: str = SENDER_AE, compressed: set[tuple[str, str]] = frozens
     return ae
 
 
-def send(datasets: Iterable[pydicom.Dataset], port: int, ae_title: str = SENDER_AE, tls=None,
-         after_each: Callable[[int], None] | None = None) -> dict[str, int | None]:
+def send(
+    datasets: Iterable[pydicom.Dataset],
+    port: int,
+    ae_title: str = SENDER_AE,
+    tls=None,
+    after_each: Callable[[int], None] | None = None,
+) -> dict[str, int | None]:
     """C-STORE each data set over one association; {SOPInstanceUID: status or None when unanswered}."""
     pairs = set()
     if isinstance(datasets, list):
@@ -126,8 +144,12 @@ class NodeProcess:
 
     def start(self, timeout: float = 300.0) -> NodeProcess:
         """Start and wait until a C-ECHO succeeds."""
-        env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               "PNEUMOCXR_PATIENT_SALT": "serve-test-salt", "CUDA_VISIBLE_DEVICES": ""}
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "PNEUMOCXR_PATIENT_SALT": "serve-test-salt",
+            "CUDA_VISIBLE_DEVICES": "",
+        }
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.args, stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + timeout
@@ -173,6 +195,12 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
 def stats_of(config_path: Path) -> dict[str, Any]:
     """`pneumocxr worklist --stats --json` of a node, through the CLI."""
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    out = subprocess.run([sys.executable, "-m", "pneumocxr", "worklist", "--config", str(config_path), "--stats",
-                          "--json"], capture_output=True, text=True, env=env, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pneumocxr", "worklist", "--config", str(config_path), "--stats", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
     return json.loads(out.stdout)

@@ -80,10 +80,18 @@ def test_peak_rss_of_a_subprocess_sees_its_allocation():
 
 
 def test_best_ceiling_keeps_the_higher_rate_per_precision():
-    first = {"matmul_gflop_s_fp32": 100.0, "ceiling_img_s_fp32": 3.0,
-             "matmul_gflop_s_bf16": 400.0, "ceiling_img_s_bf16": 12.0}
-    second = {"matmul_gflop_s_fp32": 200.0, "ceiling_img_s_fp32": 6.0,
-              "matmul_gflop_s_bf16": 300.0, "ceiling_img_s_bf16": 9.0}
+    first = {
+        "matmul_gflop_s_fp32": 100.0,
+        "ceiling_img_s_fp32": 3.0,
+        "matmul_gflop_s_bf16": 400.0,
+        "ceiling_img_s_bf16": 12.0,
+    }
+    second = {
+        "matmul_gflop_s_fp32": 200.0,
+        "ceiling_img_s_fp32": 6.0,
+        "matmul_gflop_s_bf16": 300.0,
+        "ceiling_img_s_bf16": 9.0,
+    }
     best = ceiling.best_ceiling(first, second)
     assert (best["ceiling_img_s_fp32"], best["ceiling_img_s_bf16"]) == (6.0, 12.0)
 
@@ -92,8 +100,9 @@ def test_take_turns_interleaves_methods_and_keeps_results_in_order():
     from bench.timing import take_turns
 
     calls = []
-    seconds, results = take_turns({"a": lambda c: calls.append(("a", c)) or c * 2,
-                                   "b": lambda c: calls.append(("b", c)) or c * 3}, [1, 2])
+    seconds, results = take_turns(
+        {"a": lambda c: calls.append(("a", c)) or c * 2, "b": lambda c: calls.append(("b", c)) or c * 3}, [1, 2]
+    )
     assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2)]
     assert results == {"a": [2, 4], "b": [3, 6]} and all(s >= 0 for s in seconds.values())
 
@@ -119,10 +128,22 @@ def test_machine_info_names_the_cpu_and_versions():
 
 
 RESULT_KEYS = (
-    "inference_classic_img_s", "inference_img_s", "inference_ratio_vs_classic", "inference_bf16_img_s",
-    "bf16_max_abs_prob_diff", "ceiling_img_s_fp32", "ceiling_img_s_bf16", "inference_fraction_of_ceiling",
-    "loader_img_s", "loader_imagedatagenerator_img_s", "loader_ratio_vs_imagedatagenerator", "train_step_img_s",
-    "cache_epoch_s", "full_epoch_s", "predict_peak_rss_mb", "predict_seconds",
+    "inference_classic_img_s",
+    "inference_img_s",
+    "inference_ratio_vs_classic",
+    "inference_bf16_img_s",
+    "bf16_max_abs_prob_diff",
+    "ceiling_img_s_fp32",
+    "ceiling_img_s_bf16",
+    "inference_fraction_of_ceiling",
+    "loader_img_s",
+    "loader_imagedatagenerator_img_s",
+    "loader_ratio_vs_imagedatagenerator",
+    "train_step_img_s",
+    "cache_epoch_s",
+    "full_epoch_s",
+    "predict_peak_rss_mb",
+    "predict_seconds",
 )
 
 
@@ -131,9 +152,20 @@ def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
     """Every measurement on real images at tiny sizes (~2 min): keys present, values sane, table and docs."""
     from bench import run, training
 
-    tiny = run.Sizes(inference_files=6, inference_chunk=3, breakdown_files=4, breakdown_batches=1,
-                     memory_sizes=(2, 4), matmul_size=256, matmul_repeats=1, loader_images=8, loader_batch=4,
-                     train_batch=2, train_steps=1, epoch_images=4)
+    tiny = run.Sizes(
+        inference_files=6,
+        inference_chunk=3,
+        breakdown_files=4,
+        breakdown_batches=1,
+        memory_sizes=(2, 4),
+        matmul_size=256,
+        matmul_repeats=1,
+        loader_images=8,
+        loader_batch=4,
+        train_batch=2,
+        train_steps=1,
+        epoch_images=4,
+    )
     results = run.measure_all(tiny, tmp_path, real_data, prefer_trained=False)
     missing = [key for key in RESULT_KEYS if key not in results]
     assert not missing
@@ -141,12 +173,22 @@ def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
         values = results[key].values() if isinstance(results[key], dict) else [results[key]]
         assert all(np.isfinite(v) and v >= 0 for v in values), (key, results[key])
     assert results["inference_accepted"] == 6
-    assert all(results[k] > 0 for k in ("decode_img_s", "model_only_eager_img_s_fp32", "model_only_graph_img_s_bf16",
-                                        "ceiling_img_s_fp32_during_inference", "inference_fraction_of_ceiling_same_load"))
+    assert all(
+        results[k] > 0
+        for k in (
+            "decode_img_s",
+            "model_only_eager_img_s_fp32",
+            "model_only_graph_img_s_bf16",
+            "ceiling_img_s_fp32_during_inference",
+            "inference_fraction_of_ceiling_same_load",
+        )
+    )
     assert results["inference_fraction_of_ceiling"] == pytest.approx(
-        results["inference_img_s"] / results["ceiling_img_s_fp32"])
+        results["inference_img_s"] / results["ceiling_img_s_fp32"]
+    )
     assert results["inference_ratio_vs_classic"] == pytest.approx(
-        results["inference_img_s"] / results["inference_classic_img_s"])
+        results["inference_img_s"] / results["inference_classic_img_s"]
+    )
     assert 0 < results["bf16_max_abs_prob_diff"] < 0.1  # bf16 rounds, but the same model decides
     assert results["classic_vs_package_max_abs_prob_diff"] < 0.2  # same model, resize methods differ
     assert set(results["train_step_img_s"]) == set(training.POLICIES)

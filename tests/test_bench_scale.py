@@ -26,8 +26,9 @@ def test_scale_tree_has_real_metadata_linked_to_real_pngs(real_data, tmp_path):
     assert len(frame) == 300 and frame["path"].notna().all()
     assert set(frame["split"]) == {"train", "val", "test"} and frame["patient_id"].nunique() > 50
     targets = {os.path.realpath(p) for p in frame["path"]}
-    assert len(targets) == 98 and all(Path(t).parent.name == "images" and Path(t).stat().st_size > 100_000
-                                      for t in targets)
+    assert len(targets) == 98 and all(
+        Path(t).parent.name == "images" and Path(t).stat().st_size > 100_000 for t in targets
+    )
     assert len(list((tmp_path / "images").iterdir())) == 300  # one link per metadata row
 
 
@@ -35,8 +36,13 @@ def test_scale_tree_has_real_metadata_linked_to_real_pngs(real_data, tmp_path):
 def test_scale_child_reports_every_figure(real_data, tmp_path):
     root = scale.build_tree(real_data / "nih", tmp_path, 120)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), str(PROJECT_ROOT)])}
-    done = subprocess.run([sys.executable, scale.__file__, "--png-images", "8", "--child", str(root),
-                           str(tmp_path / "shards")], env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, scale.__file__, "--png-images", "8", "--child", str(root), str(tmp_path / "shards")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["rows"] == 120 and 0 < result["epoch_images"] < 120 and result["png_images"] >= 8

@@ -45,7 +45,9 @@ def test_calibration_lowers_log_loss_of_compressed_scores():
 
 def test_none_is_the_identity_and_errors_name_the_cause():
     labels, p = _logistic_sample(1.0, 0.0, n=100)
-    np.testing.assert_allclose(calibrate.apply_calibration(p, calibrate.fit_calibration(labels, p, "none")), p, atol=1e-6)
+    np.testing.assert_allclose(
+        calibrate.apply_calibration(p, calibrate.fit_calibration(labels, p, "none")), p, atol=1e-6
+    )
     with pytest.raises(ValueError, match="unknown calibration 'isotonic'"):
         calibrate.fit_calibration(labels, p, "isotonic")
     with pytest.raises(ValueError, match="both classes"):

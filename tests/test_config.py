@@ -40,7 +40,9 @@ def test_missing_and_invalid_files_are_named(tmp_path):
 
 def test_save_then_load_round_trips(tmp_path):
     path = tmp_path / "in.toml"
-    path.write_text('name = "x"\n[model]\nhead_units = [64, 32]\n[threshold]\nrule = "sensitivity_target"\ntarget = 0.9\n')
+    path.write_text(
+        'name = "x"\n[model]\nhead_units = [64, 32]\n[threshold]\nrule = "sensitivity_target"\ntarget = 0.9\n'
+    )
     config = load_config(path)
     out = save_config(config, tmp_path / "resolved.toml")
     assert load_config(out) == config
@@ -52,11 +54,17 @@ if not HOSTILE.is_dir():  # a clone beside ../shared, or the shared folder of th
     HOSTILE = PROJECT_ROOT.parent / "shared" / "cases" / "hostile"
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("gate_all_strings.toml", r"gate_all_strings.toml: \[gate\] modalities = 'DX': input should be a valid array"),
-    ("epochs_negative.toml", r"epochs_negative.toml: \[train\] epochs = -1: input should be greater than or equal to 1"),
-    ("lr_negative.toml", r"lr_negative.toml: \[train\] learning_rate = -1.0: input should be greater than 0"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("gate_all_strings.toml", r"gate_all_strings.toml: \[gate\] modalities = 'DX': input should be a valid array"),
+        (
+            "epochs_negative.toml",
+            r"epochs_negative.toml: \[train\] epochs = -1: input should be greater than or equal to 1",
+        ),
+        ("lr_negative.toml", r"lr_negative.toml: \[train\] learning_rate = -1.0: input should be greater than 0"),
+    ],
+)
 def test_hostile_configs_are_refused_at_load(name, expected):
     path = HOSTILE / name
     assert path.is_file(), f"{path}: hostile case missing (../shared/cases/hostile)"
@@ -65,36 +73,75 @@ def test_hostile_configs_are_refused_at_load(name, expected):
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("toml, expected", [
-    ('[threshold]\nrule = "median"\n', r"\[threshold\] rule = 'median': input should be 'max_f1', 'sensitivity_target', "),
-    ('[gate]\nage_action = "ignore"\n', r"\[gate\] age_action = 'ignore': input should be 'reject' or 'warn'"),
-    ('[train]\nepochs = "3"\n', r"\[train\] epochs = '3': input should be a valid integer"),
-    ('[train]\nepochs = 2.5\n', r"\[train\] epochs = 2.5: input should be a valid integer"),
-    ('[train]\nfeature_cache = "yes"\n', r"\[train\] feature_cache = 'yes': input should be a valid boolean"),
-    ('[train]\nlearning_rate = nan\n', r"\[train\] learning_rate = nan: input should be a finite number"),
-    ('[data]\ndataset = "mnist"\n', r"\[data\] dataset = 'mnist': expected one of kermany, nih, pneumoniamnist, rsna"),
-    ('[model]\nbackbone = "resnet"\n', r"\[model\] backbone = 'resnet': expected one of baseline_cnn, densenet121, vgg16"),
-    ('[data]\nval_fraction = 1.0\n', r"\[data\] val_fraction = 1.0: input should be less than 1"),
-    ('[model]\nhead_units = [16, 0]\n', r"\[model\] head_units.1 = 0: input should be greater than or equal to 1"),
-    ('[gate]\nage_range = [18, 2]\n', r"\[gate\] age_range = \[18.0, 2.0\]: expected \[low, high\] with low <= high"),
-    ('[gate]\nmodalities = []\n', r"\[gate\] modalities = \[\]: tuple should have at least 1 item"),
-    ('[threshold]\nrule = "sensitivity_target"\n', r"\[threshold\] target: rule 'sensitivity_target' needs a target"),
-    ('name = 3\n', r"name = 3: input should be a valid string"),
-    # the generalisation, DICOM, scale and threshold fields added on main
-    ('[data]\nshift_copies = 17\n', r"\[data\] shift_copies = 17: input should be less than or equal to 16"),
-    ('[data]\nshift_splits = "official_val"\n', r"\[data\] shift_splits = 'official_val': input should be a valid"),
-    ('[train]\naug_border = 0.5\n', r"\[train\] aug_border = 0.5: input should be less than 0.5"),
-    ('[train]\naug_border_rate = 1.5\n', r"\[train\] aug_border_rate = 1.5: input should be less than or equal to 1"),
-    ('[train]\naug_blur = -0.1\n', r"\[train\] aug_blur = -0.1: input should be greater than or equal to 0"),
-    ('[train]\naugment_on = "gpu"\n', r"\[train\] augment_on = 'gpu': input should be 'auto', 'model' or 'pipeline'"),
-    ('[train]\nstrategy = "multi_worker"\n', r"\[train\] strategy = 'multi_worker': input should be 'default' or 'mirrored'"),
-    ('[threshold]\ncalibration = "isotonic"\n', r"\[threshold\] calibration = 'isotonic': input should be 'none', 'platt'"),
-    ('[gate]\nage_missing_action = "skip"\n', r"\[gate\] age_missing_action = 'skip': input should be 'reject' or 'warn'"),
-    ('[gate]\nmax_pixels = 0\n', r"\[gate\] max_pixels = 0: input should be greater than or equal to 1"),
-    ('[gate]\nmax_aspect_ratio = 0.5\n', r"\[gate\] max_aspect_ratio = 0.5: input should be greater than or equal to 1"),
-    ('[gate]\nmax_saturated_fraction = 2.0\n', r"\[gate\] max_saturated_fraction = 2.0: input should be less than or equal to 1"),
-    ('data = 3\n', r"\[data\] must be a table"),
-])
+@pytest.mark.parametrize(
+    "toml, expected",
+    [
+        (
+            '[threshold]\nrule = "median"\n',
+            r"\[threshold\] rule = 'median': input should be 'max_f1', 'sensitivity_target', ",
+        ),
+        ('[gate]\nage_action = "ignore"\n', r"\[gate\] age_action = 'ignore': input should be 'reject' or 'warn'"),
+        ('[train]\nepochs = "3"\n', r"\[train\] epochs = '3': input should be a valid integer"),
+        ("[train]\nepochs = 2.5\n", r"\[train\] epochs = 2.5: input should be a valid integer"),
+        ('[train]\nfeature_cache = "yes"\n', r"\[train\] feature_cache = 'yes': input should be a valid boolean"),
+        ("[train]\nlearning_rate = nan\n", r"\[train\] learning_rate = nan: input should be a finite number"),
+        (
+            '[data]\ndataset = "mnist"\n',
+            r"\[data\] dataset = 'mnist': expected one of kermany, nih, pneumoniamnist, rsna",
+        ),
+        (
+            '[model]\nbackbone = "resnet"\n',
+            r"\[model\] backbone = 'resnet': expected one of baseline_cnn, densenet121, vgg16",
+        ),
+        ("[data]\nval_fraction = 1.0\n", r"\[data\] val_fraction = 1.0: input should be less than 1"),
+        ("[model]\nhead_units = [16, 0]\n", r"\[model\] head_units.1 = 0: input should be greater than or equal to 1"),
+        (
+            "[gate]\nage_range = [18, 2]\n",
+            r"\[gate\] age_range = \[18.0, 2.0\]: expected \[low, high\] with low <= high",
+        ),
+        ("[gate]\nmodalities = []\n", r"\[gate\] modalities = \[\]: tuple should have at least 1 item"),
+        (
+            '[threshold]\nrule = "sensitivity_target"\n',
+            r"\[threshold\] target: rule 'sensitivity_target' needs a target",
+        ),
+        ("name = 3\n", r"name = 3: input should be a valid string"),
+        # the generalisation, DICOM, scale and threshold fields added on main
+        ("[data]\nshift_copies = 17\n", r"\[data\] shift_copies = 17: input should be less than or equal to 16"),
+        ('[data]\nshift_splits = "official_val"\n', r"\[data\] shift_splits = 'official_val': input should be a valid"),
+        ("[train]\naug_border = 0.5\n", r"\[train\] aug_border = 0.5: input should be less than 0.5"),
+        (
+            "[train]\naug_border_rate = 1.5\n",
+            r"\[train\] aug_border_rate = 1.5: input should be less than or equal to 1",
+        ),
+        ("[train]\naug_blur = -0.1\n", r"\[train\] aug_blur = -0.1: input should be greater than or equal to 0"),
+        (
+            '[train]\naugment_on = "gpu"\n',
+            r"\[train\] augment_on = 'gpu': input should be 'auto', 'model' or 'pipeline'",
+        ),
+        (
+            '[train]\nstrategy = "multi_worker"\n',
+            r"\[train\] strategy = 'multi_worker': input should be 'default' or 'mirrored'",
+        ),
+        (
+            '[threshold]\ncalibration = "isotonic"\n',
+            r"\[threshold\] calibration = 'isotonic': input should be 'none', 'platt'",
+        ),
+        (
+            '[gate]\nage_missing_action = "skip"\n',
+            r"\[gate\] age_missing_action = 'skip': input should be 'reject' or 'warn'",
+        ),
+        ("[gate]\nmax_pixels = 0\n", r"\[gate\] max_pixels = 0: input should be greater than or equal to 1"),
+        (
+            "[gate]\nmax_aspect_ratio = 0.5\n",
+            r"\[gate\] max_aspect_ratio = 0.5: input should be greater than or equal to 1",
+        ),
+        (
+            "[gate]\nmax_saturated_fraction = 2.0\n",
+            r"\[gate\] max_saturated_fraction = 2.0: input should be less than or equal to 1",
+        ),
+        ("data = 3\n", r"\[data\] must be a table"),
+    ],
+)
 def test_every_field_is_checked_with_one_line_naming_file_and_key(tmp_path, toml, expected):
     path = tmp_path / "bad.toml"
     path.write_text(toml)
@@ -105,8 +152,10 @@ def test_every_field_is_checked_with_one_line_naming_file_and_key(tmp_path, toml
 
 def test_worst_group_midpoint_is_an_allowed_rule(tmp_path):
     path = tmp_path / "ok.toml"
-    path.write_text('[threshold]\nrule = "worst_group_midpoint"\ncalibration = "temperature"\n'
-                    '[data]\nshift_copies = 16\nshift_splits = ["official_val"]\n')
+    path.write_text(
+        '[threshold]\nrule = "worst_group_midpoint"\ncalibration = "temperature"\n'
+        '[data]\nshift_copies = 16\nshift_splits = ["official_val"]\n'
+    )
     config = load_config(path)
     assert config.threshold.rule == "worst_group_midpoint" and config.threshold.calibration == "temperature"
     assert config.data.shift_copies == 16 and config.data.shift_splits == ("official_val",)

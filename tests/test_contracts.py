@@ -40,7 +40,9 @@ def test_every_run_file_loads_through_its_record(tiny_run):
     assert {r.schema_version for r in (threshold, manifest, state, metrics)} == {runs.SCHEMA_VERSION}
     assert state.finished and state.done == [s.stage for s in manifest.stages] == ["stage1-cache", "stage2-finetune"]
     assert [state.stages[s.stage] for s in manifest.stages] == manifest.stages
-    assert metrics.threshold == threshold.threshold and metrics.threshold_rule == threshold.rule == config.threshold.rule
+    assert (
+        metrics.threshold == threshold.threshold and metrics.threshold_rule == threshold.rule == config.threshold.rule
+    )
     assert [(r.stage, r.epoch) for r in history][:1] == [("stage1-cache", 1)]
     assert {r.stage for r in history} == set(state.done)
     assert manifest.stages[0].trainable_from == config.train.stage1_trainable_from
@@ -57,7 +59,8 @@ def test_report_stage_table_says_kept_or_not_for_every_stage(tiny_run, tmp_path)
     write_report(run, tmp_path / "report" / "FDA_Submission.md")
     rows = stage_table((tmp_path / "report" / "FDA_Submission.md").read_text())
     assert [(r[0], r[1], r[-1]) for r in rows] == [
-        (s.stage, s.trainable_from, "kept" if s.kept else "not kept") for s in manifest.stages]
+        (s.stage, s.trainable_from, "kept" if s.kept else "not kept") for s in manifest.stages
+    ]
 
 
 def test_resumed_run_keeps_stage_summaries_and_model_layers(tiny_run, tmp_path):
@@ -91,19 +94,24 @@ def small_stage(tmp_path):
     from pneumocxr.train import Stage
 
     keras.utils.set_random_seed(3)
-    config = Config(model=ModelConfig(backbone="baseline_cnn", weights="none", trainable_from="all", head_units=(4,)),
-                    train=TrainConfig(epochs=1, batch_size=4, mixed_precision="float32", early_stopping_patience=1))
+    config = Config(
+        model=ModelConfig(backbone="baseline_cnn", weights="none", trainable_from="all", head_units=(4,)),
+        train=TrainConfig(epochs=1, batch_size=4, mixed_precision="float32", early_stopping_patience=1),
+    )
     model = build_model(config.model, 32)
     (tmp_path / "checkpoints").mkdir()
     model.save_weights(tmp_path / "checkpoints" / "stage1-done.weights.h5")
-    stage1 = runs.StageSummary(stage="stage1", trainable_from="all", epochs=1, steps_per_epoch=2, seconds=1.0, kept=True)
+    stage1 = runs.StageSummary(
+        stage="stage1", trainable_from="all", epochs=1, steps_per_epoch=2, seconds=1.0, kept=True
+    )
     runs.save_state(tmp_path, runs.RunState(done=["stage1"], stages={"stage1": stage1}))
     runs.write_history(tmp_path, [{"stage": "stage1", "epoch": 1, "loss": 0.1, "val_loss": 0.0}])
     rng = np.random.default_rng(0)
     x, y = rng.random((8, 32, 32, 3), np.float32) * 255, np.array([0, 1] * 4, np.float32)
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
-    stage = Stage("stage2", model, data.repeat(), data, epochs=2, steps_per_epoch=2, learning_rate=0.05,
-                  trainable_from="all")
+    stage = Stage(
+        "stage2", model, data.repeat(), data, epochs=2, steps_per_epoch=2, learning_rate=0.05, trainable_from="all"
+    )
     return {"run": tmp_path, "config": config, "model": model, "stage": stage, "labels": y}
 
 
@@ -113,7 +121,9 @@ def test_a_stage_that_never_beats_the_earlier_best_is_discarded(small_stage):
 
     run, model = small_stage["run"], small_stage["model"]
     before = [w.copy() for w in model.get_weights()]
-    summary = fit_stage(small_stage["stage"], model, run, small_stage["config"], small_stage["labels"], previous="stage1")
+    summary = fit_stage(
+        small_stage["stage"], model, run, small_stage["config"], small_stage["labels"], previous="stage1"
+    )
     assert summary.kept is False and not summary.skipped
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # stage 1's weights restored
     assert [r.stage for r in runs.read_history(run)] == ["stage1", "stage2", "stage2"]  # it did train
@@ -121,9 +131,13 @@ def test_a_stage_that_never_beats_the_earlier_best_is_discarded(small_stage):
     again = fit_stage(small_stage["stage"], model, run, small_stage["config"], small_stage["labels"], previous="stage1")
     assert again.skipped and again.model_copy(update={"skipped": False}) == summary
     names = ["a", "b", "c"]
-    config = Config(model=ModelConfig(trainable_from="a"), train=TrainConfig(stage1_trainable_from="c", finetune_epochs=1))
-    stages = [{**runs.load_state(run).stages["stage1"].model_dump(), "trainable_from": "c"},
-              {**summary.model_dump(), "trainable_from": "a"}]
+    config = Config(
+        model=ModelConfig(trainable_from="a"), train=TrainConfig(stage1_trainable_from="c", finetune_epochs=1)
+    )
+    stages = [
+        {**runs.load_state(run).stages["stage1"].model_dump(), "trainable_from": "c"},
+        {**summary.model_dump(), "trainable_from": "a"},
+    ]
     assert first_trained_index(names, config, stages) == 2  # the discarded stage's layers are not fine-tuned
     stages[1]["kept"] = True
     assert first_trained_index(names, config, stages) == 0
@@ -140,15 +154,23 @@ def test_pneumoniamnist_trains_evaluates_and_reports(real_data, tmp_path):
     pixels = load_pixels(f"{npz}#train/0")
     with np.load(npz) as arrays:
         assert np.array_equal(pixels, arrays["train_images"][0].astype(np.float32) / 255)
-    text = TINY.read_text().replace('dataset = "kermany"', 'dataset = "pneumoniamnist"').replace(
-        "image_size = 64", "image_size = 32").replace("cache_views = 2", "cache_views = 1").replace(
-        'shift_splits = ["official_val"]', "shift_splits = []")  # official_val is Kermany's; the shifted copies stay
+    text = (
+        TINY.read_text()
+        .replace('dataset = "kermany"', 'dataset = "pneumoniamnist"')
+        .replace("image_size = 64", "image_size = 32")
+        .replace("cache_views = 2", "cache_views = 1")
+        .replace('shift_splits = ["official_val"]', "shift_splits = []")
+    )  # official_val is Kermany's; the shifted copies stay
     config = tmp_path / "tiny-mnist.toml"
     config.write_text(text)
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(run)]) == 0
-    assert main(["evaluate", str(run), "--dataset", "pneumoniamnist", "--split", "test", "--limit", "40",
-                 "--n-boot", "20"]) == 0
+    assert (
+        main(
+            ["evaluate", str(run), "--dataset", "pneumoniamnist", "--split", "test", "--limit", "40", "--n-boot", "20"]
+        )
+        == 0
+    )
     assert runs.load_metrics(run / "eval" / "pneumoniamnist-test").n == 40
     assert main(["report", str(run), "--out", str(tmp_path / "FDA_Submission.md")]) == 0
     report = (tmp_path / "FDA_Submission.md").read_text()
@@ -185,8 +207,21 @@ def test_deliverables_execute_compact_and_show_the_runs_numbers(tiny_run, real_d
     for name in NOTEBOOKS:
         shutil.copy(PROJECT_ROOT / name, root / name)
     state_before = (run / "state.json").read_bytes()
-    assert main(["deliverables", str(run), "--root", str(root), "--eda-dir", str(tmp_path / "eda"),
-                 "--dicom-dir", str(real_data / "test_dicoms")]) == 0
+    assert (
+        main(
+            [
+                "deliverables",
+                str(run),
+                "--root",
+                str(root),
+                "--eda-dir",
+                str(tmp_path / "eda"),
+                "--dicom-dir",
+                str(real_data / "test_dicoms"),
+            ]
+        )
+        == 0
+    )
     assert (run / "state.json").read_bytes() == state_before  # the finished run was read, not retrained
     assert (root / "FDA_Submission.md").is_file() and (root / "FDA_Submission.pdf").is_file()
     for name in NOTEBOOKS:
@@ -198,10 +233,14 @@ def test_deliverables_execute_compact_and_show_the_runs_numbers(tiny_run, real_d
     shown = shown_values(training, "runs.load_threshold")
     threshold, metrics = runs.load_threshold(run), runs.load_metrics(run / "metrics.json")
     assert shown["rule"] == threshold.rule and shown["n"] == str(threshold.n)
-    for key, value in (("threshold", threshold.threshold), ("auc", metrics.auc), ("accuracy", metrics.model_extra["accuracy"]),
-                       ("sensitivity", metrics.model_extra["sensitivity"])):
+    for key, value in (
+        ("threshold", threshold.threshold),
+        ("auc", metrics.auc),
+        ("accuracy", metrics.model_extra["accuracy"]),
+        ("sensitivity", metrics.model_extra["sensitivity"]),
+    ):
         digits = len(shown[key].split(".")[1]) if "." in shown[key] else 0
-        assert float(shown[key]) == pytest.approx(value, abs=0.6 * 10 ** -digits), key
+        assert float(shown[key]) == pytest.approx(value, abs=0.6 * 10**-digits), key
     inference = shown_values(json.loads((root / "Inference.ipynb").read_text()), "runs.load_threshold")
     assert inference["rule"] == threshold.rule
     assert float(inference["threshold"]) == pytest.approx(threshold.threshold, abs=1e-4)
@@ -222,8 +261,13 @@ def test_inference_probabilities_are_the_model_on_preprocess_file(tiny_run, test
         batch = np.stack([preprocess_file(p, config.data.image_size, config.model.backbone) for p in paths])
         return model.predict(batch, verbose=0).ravel()
 
-    rows = [r for r in predict_paths(load_predictor(tiny_run), test_dicoms, batch_size=4, show_paths=True)  # privacy: paths on request
-            if r["accepted"]]
+    rows = [
+        r
+        for r in predict_paths(
+            load_predictor(tiny_run), test_dicoms, batch_size=4, show_paths=True
+        )  # privacy: paths on request
+        if r["accepted"]
+    ]
     assert len(rows) == 3  # test1-3 pass the gate; 4-6 are rejected by header
     dicoms = [Path(r["path"]) for r in rows]
     got = np.array([r["probability"] for r in rows])
@@ -246,9 +290,24 @@ def test_predictions_are_identical_in_a_fresh_process(tiny_run, test_dicoms, tmp
     here = [r["probability"] for r in predict_paths(tiny_run, test_dicoms, batch_size=4)]
     out = tmp_path / "fresh.csv"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
-    result = subprocess.run([sys.executable, "-m", "pneumocxr", "predict", str(tiny_run), *map(str, test_dicoms),
-                             "--out", str(out), "--batch-size", "4"], capture_output=True, text=True, timeout=600,
-                            env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pneumocxr",
+            "predict",
+            str(tiny_run),
+            *map(str, test_dicoms),
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     import pandas as pd
 
@@ -300,5 +359,6 @@ def test_run_interrupted_inside_stage_2_ends_like_the_uninterrupted_one(tiny_run
     assert [e for e, _ in stage1] == [e for e, _ in stage1_reference]
     np.testing.assert_allclose([v for _, v in stage1], [v for _, v in stage1_reference], rtol=1e-3)
     assert resumed.auc == pytest.approx(reference.auc, abs=RESUME_TOLERANCE)
-    assert runs.load_threshold(run).threshold == pytest.approx(runs.load_threshold(tiny_run).threshold,
-                                                               abs=RESUME_TOLERANCE)
+    assert runs.load_threshold(run).threshold == pytest.approx(
+        runs.load_threshold(tiny_run).threshold, abs=RESUME_TOLERANCE
+    )

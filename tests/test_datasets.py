@@ -27,8 +27,22 @@ from pneumocxr.datasets import (
 from pneumocxr.datasets.kermany import pathogen_from_name, patient_id_from_name
 from pneumocxr.datasets.nih import FINDINGS, add_paths_and_splits, image_folders, index_images
 
-NIH_COLUMNS = {*CORE_COLUMNS, *FINDINGS, "image_index", "finding_labels", "follow_up", "age", "sex", "view",
-               "width", "height", "pixel_spacing_x", "pixel_spacing_y", "n_findings", "official_split"}
+NIH_COLUMNS = {
+    *CORE_COLUMNS,
+    *FINDINGS,
+    "image_index",
+    "finding_labels",
+    "follow_up",
+    "age",
+    "sex",
+    "view",
+    "width",
+    "height",
+    "pixel_spacing_x",
+    "pixel_spacing_y",
+    "n_findings",
+    "official_split",
+}
 SEEDS = (0, 1, 7, 42, 2024)
 
 
@@ -61,6 +75,7 @@ def assert_no_shared_patient(df: pd.DataFrame, by: str = "split") -> None:
 
 
 # --- counts and columns -----------------------------------------------------------------------------
+
 
 def test_nih_counts_and_official_split(nih):
     assert len(nih) == 112_120 and nih["patient_id"].nunique() == 30_805 and int(nih["label"].sum()) == 1_431
@@ -95,10 +110,23 @@ def test_kermany_counts_and_columns(kermany):
 
 
 def test_rsna_counts_three_classes_and_boxes(rsna):
-    assert set(rsna.columns) == {*CORE_COLUMNS, "class", "n_boxes", "boxes", "age", "sex", "view", "modality", "body_part"}
+    assert set(rsna.columns) == {
+        *CORE_COLUMNS,
+        "class",
+        "n_boxes",
+        "boxes",
+        "age",
+        "sex",
+        "view",
+        "modality",
+        "body_part",
+    }
     assert len(rsna) == 26_684 and rsna["patient_id"].is_unique
-    assert rsna["class"].value_counts().to_dict() == {"No Lung Opacity / Not Normal": 11_821, "Normal": 8_851,
-                                                      "Lung Opacity": 6_012}
+    assert rsna["class"].value_counts().to_dict() == {
+        "No Lung Opacity / Not Normal": 11_821,
+        "Normal": 8_851,
+        "Lung Opacity": 6_012,
+    }
     assert (rsna["label"] == 1).equals(rsna["class"] == "Lung Opacity")
     assert rsna["n_boxes"].equals(rsna["boxes"].map(len)) and int(rsna["n_boxes"].sum()) == 9_555
     assert (rsna.loc[rsna["label"] == 0, "n_boxes"] == 0).all()
@@ -119,6 +147,7 @@ def test_load_dataset_dispatches_and_rejects_unknown_names(real_data):
 
 # --- leakage: no patient in two splits -------------------------------------------------------------
 
+
 def test_nih_splits_share_no_patient(nih):
     assert_no_shared_patient(nih, "official_split")  # NIH's own split is by patient
     assert_no_shared_patient(nih, "split")
@@ -132,7 +161,10 @@ def test_kermany_and_rsna_splits_share_no_patient(kermany, rsna):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_patient_wise_split_on_real_metadata(nih, kermany, seed):
-    for frame, fraction in ((nih[nih["official_split"] == "train_val"], 0.1), (kermany[kermany["official_split"] == "train"], 0.15)):
+    for frame, fraction in (
+        (nih[nih["official_split"] == "train_val"], 0.1),
+        (kermany[kermany["official_split"] == "train"], 0.15),
+    ):
         frame = frame.assign(split=patient_wise_split(frame, fraction, seed))
         assert_no_shared_patient(frame)
         patients = patients_by_split(frame)
@@ -156,6 +188,7 @@ def test_leak_detector_fails_on_a_leak():
 
 
 # --- NIH image paths ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def real_pngs(real_data) -> list[Path]:
@@ -209,12 +242,16 @@ def test_default_lookup_finds_flat_and_kaggle_folders(real_data, real_pngs, tmp_
 
 # --- Kermany patient ids -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, patient, pathogen", [
-    ("person1000_bacteria_2931.jpeg", "person1000", "bacteria"),
-    ("person1_virus_6.jpeg", "person1", "virus"),
-    ("IM-0115-0001.jpeg", "IM-0115", "none"),
-    ("NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427", "none"),
-])
+
+@pytest.mark.parametrize(
+    "name, patient, pathogen",
+    [
+        ("person1000_bacteria_2931.jpeg", "person1000", "bacteria"),
+        ("person1_virus_6.jpeg", "person1", "virus"),
+        ("IM-0115-0001.jpeg", "IM-0115", "none"),
+        ("NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427", "none"),
+    ],
+)
 def test_kermany_patient_id_forms(name, patient, pathogen):
     assert patient_id_from_name(name) == patient and pathogen_from_name(name) == pathogen
 

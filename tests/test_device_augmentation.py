@@ -20,8 +20,11 @@ SIZE = 48
 
 @pytest.fixture(scope="module")
 def config() -> Config:
-    return Config(data=DataConfig(image_size=SIZE, limit_per_split=4, seed=11), train=TrainConfig(batch_size=8),
-                  model=ModelConfig(backbone="baseline_cnn", weights="none", trainable_from="all", head_units=(4,)))
+    return Config(
+        data=DataConfig(image_size=SIZE, limit_per_split=4, seed=11),
+        train=TrainConfig(batch_size=8),
+        model=ModelConfig(backbone="baseline_cnn", weights="none", trainable_from="all", head_units=(4,)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +37,11 @@ def summary(images: np.ndarray) -> dict[str, np.ndarray]:
     grey = images.mean(axis=-1)
     weights = grey - grey.min(axis=(1, 2), keepdims=True)
     columns = np.arange(grey.shape[2])
-    return {"mean": grey.mean(axis=(1, 2)), "std": grey.std(axis=(1, 2)),
-            "centroid": (weights.sum(axis=1) * columns).sum(axis=1) / weights.sum(axis=(1, 2))}
+    return {
+        "mean": grey.mean(axis=(1, 2)),
+        "std": grey.std(axis=(1, 2)),
+        "centroid": (weights.sum(axis=1) * columns).sum(axis=1) / weights.sum(axis=(1, 2)),
+    }
 
 
 def test_augmentation_in_the_model_has_the_distribution_of_augmentation_in_tf_data(frame, config):
@@ -43,8 +49,15 @@ def test_augmentation_in_the_model_has_the_distribution_of_augmentation_in_tf_da
 
     path = frame["path"].iloc[0]
     copies = 256
-    host = pipeline.image_dataset([path] * copies, [0] * copies, size=SIZE, backbone="baseline_cnn", batch_size=32,
-                                  augment=pipeline.augmentation_model(config.train, seed=1), cache=False)
+    host = pipeline.image_dataset(
+        [path] * copies,
+        [0] * copies,
+        size=SIZE,
+        backbone="baseline_cnn",
+        batch_size=32,
+        augment=pipeline.augmentation_model(config.train, seed=1),
+        cache=False,
+    )
     on_host = np.concatenate([x for x, _ in host.as_numpy_iterator()])
     grey = pipeline.image_dataset([path] * copies, [0] * copies, size=SIZE, batch_size=32, output="grey", cache=False)
     probe = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Identity()])
@@ -81,8 +94,9 @@ def test_device_augmented_training_trains_the_wrapped_model(frame, config):
     compile_for_training(fitted, config.train, 1e-2, 2)
     fitted.fit(train_ds, validation_data=val_ds, epochs=1, steps_per_epoch=1, verbose=0)
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    host_model, host_train, _ = pipeline.training_inputs(model, train, val, dataclasses.replace(
-        config, train=dataclasses.replace(config.train, augment_on="pipeline")))
+    host_model, host_train, _ = pipeline.training_inputs(
+        model, train, val, dataclasses.replace(config, train=dataclasses.replace(config.train, augment_on="pipeline"))
+    )
     assert host_model is model and host_train.element_spec[0].shape[-1] == 3
 
 

@@ -20,6 +20,7 @@ from pneumocxr.dicom import (
 
 # --- real files (../shared/data/test_dicoms) ---------------------------------------------------
 
+
 def test_classic_test_dicoms_decisions_and_reasons(test_dicoms):
     results = [gate_dicom(p) for p in test_dicoms]
     assert [r.accepted for r in results] == [True, True, True, False, False, False]
@@ -45,22 +46,28 @@ def test_rejected_file_returns_no_pixels(test_dicoms):
 
 # --- header rules -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides, reason", [
-    ({"modality": None}, "Modality is missing, expected DX or CR"),
-    ({"modality": "MR"}, "Modality is 'MR', expected DX or CR"),
-    ({"body_part": None}, "BodyPartExamined is missing, expected CHEST"),
-    ({"body_part": "   "}, "BodyPartExamined is missing, expected CHEST"),
-    ({"view": "LL"}, "ViewPosition is 'LL', expected PA or AP"),
-    ({"view": None}, "view is missing (no ViewPosition, ViewCodeSequence or PatientPosition), expected PA or AP"),
-    ({"view": None, "patient_position": "HFS"}, "PatientPosition is 'HFS', expected PA or AP"),
-])
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"modality": None}, "Modality is missing, expected DX or CR"),
+        ({"modality": "MR"}, "Modality is 'MR', expected DX or CR"),
+        ({"body_part": None}, "BodyPartExamined is missing, expected CHEST"),
+        ({"body_part": "   "}, "BodyPartExamined is missing, expected CHEST"),
+        ({"view": "LL"}, "ViewPosition is 'LL', expected PA or AP"),
+        ({"view": None}, "view is missing (no ViewPosition, ViewCodeSequence or PatientPosition), expected PA or AP"),
+        ({"view": None, "patient_position": "HFS"}, "PatientPosition is 'HFS', expected PA or AP"),
+    ],
+)
 def test_header_rejections_name_field_and_value(tmp_path, overrides, reason):
     result = gate_dicom(make_dicom(tmp_path / "x.dcm", **overrides))
     assert not result.accepted and result.reasons == [reason]
 
 
 def test_view_falls_back_to_patient_position_and_case_is_ignored(tmp_path):
-    result = gate_dicom(make_dicom(tmp_path / "x.dcm", view=None, patient_position="ap", body_part="Chest", modality="cr"))
+    result = gate_dicom(
+        make_dicom(tmp_path / "x.dcm", view=None, patient_position="ap", body_part="Chest", modality="cr")
+    )
     assert result.accepted, result.reasons
 
 
@@ -72,6 +79,7 @@ def test_age_range_gate(tmp_path):
 
 
 # --- pixel pipeline corner cases (renderings are checked against DCMTK in test_dicom_reference.py) --
+
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless], ids=["rle", "jpeg-ls", "jpeg2000"])
 def test_compressed_transfer_syntaxes_decode_losslessly(tmp_path, syntax):
@@ -85,9 +93,11 @@ def test_compressed_transfer_syntaxes_decode_losslessly(tmp_path, syntax):
 
 # --- hostile inputs: rejections with a reason, never an exception ----------------------------
 
+
 def _hostile_cases(tmp_path):
     png = tmp_path / "renamed.dcm"
     from PIL import Image
+
     Image.fromarray(gradient()).save(png, format="PNG")
     (tmp_path / "empty.dcm").write_bytes(b"")
     (tmp_path / "emptydir").mkdir()
@@ -131,5 +141,12 @@ def test_age_outside_training_population_can_warn_instead_of_reject(tmp_path):
     path = make_dicom(tmp_path / "x.dcm", age="081Y")
     result = gate_dicom(path, GateConfig(age_range=(0, 17), age_action="warn"))
     assert result.accepted and result.reasons == []
-    assert result.warnings == ["PatientAge is 81 years, expected 0 to 17 (outside the population the model was trained on)"]
-    assert gate_dicom(make_dicom(tmp_path / "y.dcm", age="004Y"), GateConfig(age_range=(0, 17), age_action="warn")).warnings == []
+    assert result.warnings == [
+        "PatientAge is 81 years, expected 0 to 17 (outside the population the model was trained on)"
+    ]
+    assert (
+        gate_dicom(
+            make_dicom(tmp_path / "y.dcm", age="004Y"), GateConfig(age_range=(0, 17), age_action="warn")
+        ).warnings
+        == []
+    )

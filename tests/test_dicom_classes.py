@@ -35,8 +35,14 @@ def render(path):
 
 # --- reading: bare datasets, byte order, deflate, decoders ---------------------------------------
 
-@pytest.mark.parametrize("name, syntax", [("bare_explicit_le", "Explicit VR Little Endian (inferred)"),
-                                          ("bare_big_endian", "Explicit VR Big Endian (inferred)")])
+
+@pytest.mark.parametrize(
+    "name, syntax",
+    [
+        ("bare_explicit_le", "Explicit VR Little Endian (inferred)"),
+        ("bare_big_endian", "Explicit VR Big Endian (inferred)"),
+    ],
+)
 def test_bare_dataset_syntax_inferred_and_rendered_like_part10(cases, name, syntax):
     assert not cases[name].read_bytes()[128:132] == b"DICM"
     result, pixels = gate_and_load(cases[name])
@@ -47,8 +53,10 @@ def test_bare_dataset_syntax_inferred_and_rendered_like_part10(cases, name, synt
 def test_bare_dataset_with_compressed_pixels_names_the_real_cause(tmp_path, test_dicoms):
     path = real_chest(tmp_path / "bare_j2k.dcm", test_dicoms[0], transfer_syntax=JPEG2000Lossless, file_meta=False)
     result = gate_dicom(path)
-    assert result.reasons == ["no File Meta Information and the encoding cannot be inferred "
-                              "(encapsulated pixel data without a Transfer Syntax UID)"]
+    assert result.reasons == [
+        "no File Meta Information and the encoding cannot be inferred "
+        "(encapsulated pixel data without a Transfer Syntax UID)"
+    ]
 
 
 def test_deflated_file_is_read_and_rendered(tmp_path, cases):
@@ -60,7 +68,8 @@ def test_deflated_file_is_read_and_rendered(tmp_path, cases):
     assert result.accepted and result.transfer_syntax == "Deflated Explicit VR Little Endian", result.reasons
     np.testing.assert_array_equal(pixels, render(cases["plain"]))
     assert gate_dicom(path, GateConfig(max_inflated_bytes=50_000)).reasons == [
-        "deflated data inflate beyond the limit of 50000 bytes ([gate] max_inflated_bytes)"]
+        "deflated data inflate beyond the limit of 50000 bytes ([gate] max_inflated_bytes)"
+    ]
 
 
 def test_inflation_bound_holds_without_allocating_the_bomb():
@@ -83,7 +92,7 @@ def test_undecodable_pixel_data_reason_carries_each_decoders_message(tmp_path, t
     path = real_chest(tmp_path / "j2k.dcm", test_dicoms[0], transfer_syntax=JPEG2000Lossless)
     data = bytearray(path.read_bytes())
     start = data.index(b"\xff\x4f\xff\x51")  # the JPEG 2000 codestream's SOC + SIZ markers
-    data[start + 4:start + 60] = b"\x00" * 56
+    data[start + 4 : start + 60] = b"\x00" * 56
     path.write_bytes(bytes(data))
     reason = " ".join(gate_dicom(path).reasons)
     assert "pixel data cannot be decoded" in reason and "pylibjpeg:" in reason and "pillow:" in reason
@@ -100,9 +109,21 @@ def test_12bit_jpeg_extended_decoded_through_gdcm():
 
 # --- the pixel pipeline, one step at a time -----------------------------------------------------
 
-@pytest.mark.parametrize("name", ["overlay_bits_native", "overlay_bits_j2k", "signed_intercept",
-                                  "modality_lut_reversed", "voi_lut_descriptor16", "voi_lut_descriptor12",
-                                  "mono2_inverse", "mono1", "rle"])
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "overlay_bits_native",
+        "overlay_bits_j2k",
+        "signed_intercept",
+        "modality_lut_reversed",
+        "voi_lut_descriptor16",
+        "voi_lut_descriptor12",
+        "mono2_inverse",
+        "mono1",
+        "rle",
+    ],
+)
 def test_quirk_renders_like_the_plain_image(cases, name):
     assert np.abs(render(cases[name]) - render(cases["plain"])).mean() < 0.01
     assert gate_dicom(cases[name]).accepted
@@ -128,7 +149,9 @@ def test_window_functions_follow_the_standard():
     x = np.array([0.0, 1023.5, 1024.0, 1024.5, 2047.5, 4095.0])
     linear = window(x, 1024, 2048)  # C.11.2.1.2.1: ((x - (c - 0.5)) / (w - 1) + 0.5), clipped
     np.testing.assert_allclose(linear, [0.0, 0.5, 0.5 + 0.5 / 2047, 0.5 + 1 / 2047, 1.0, 1.0], atol=1e-6)
-    np.testing.assert_allclose(window(x, 1024, 2048, "LINEAR_EXACT"), [0.0, 0.49976, 0.5, 0.50024, 0.99976, 1.0], atol=1e-5)
+    np.testing.assert_allclose(
+        window(x, 1024, 2048, "LINEAR_EXACT"), [0.0, 0.49976, 0.5, 0.50024, 0.99976, 1.0], atol=1e-5
+    )
     np.testing.assert_allclose(window(np.array([1024.0]), 1024, 2048, "SIGMOID"), [0.5])
     with pytest.raises(DicomPixelError, match="WindowWidth is 0"):
         window(x, 1024, 0)
@@ -136,9 +159,16 @@ def test_window_functions_follow_the_standard():
         window(x, 1024, 10, "CUBIC")
 
 
-@pytest.mark.parametrize("photometric, shape, inverted", [
-    ("MONOCHROME1", None, True), ("MONOCHROME1", "INVERSE", True), ("MONOCHROME2", "INVERSE", True),
-    ("MONOCHROME2", "IDENTITY", False), ("MONOCHROME2", None, False)])
+@pytest.mark.parametrize(
+    "photometric, shape, inverted",
+    [
+        ("MONOCHROME1", None, True),
+        ("MONOCHROME1", "INVERSE", True),
+        ("MONOCHROME2", "INVERSE", True),
+        ("MONOCHROME2", "IDENTITY", False),
+        ("MONOCHROME2", None, False),
+    ],
+)
 def test_presentation_polarity(photometric, shape, inverted):
     ds = Dataset()
     ds.PhotometricInterpretation = photometric
@@ -149,19 +179,25 @@ def test_presentation_polarity(photometric, shape, inverted):
 
 # --- sanity of the rendered image -------------------------------------------------------------
 
+
 def test_low_dynamic_range_and_saturated_renderings_are_rejected(tmp_path, test_dicoms):
     def squeeze(ds, stored):
         return (stored // 32).astype(np.uint8)  # 0..7 of 255: a near-black rendering
+
     result = gate_dicom(real_chest(tmp_path / "dim.dcm", test_dicoms[0], edit=squeeze))
-    assert len(result.reasons) == 1 and result.reasons[0].startswith("the image's dynamic range (1st-99th percentile) is 0.0")
+    assert len(result.reasons) == 1 and result.reasons[0].startswith(
+        "the image's dynamic range (1st-99th percentile) is 0.0"
+    )
 
     def narrow(ds, stored):
         ds.WindowCenter, ds.WindowWidth = 20, 2
+
     result = gate_dicom(real_chest(tmp_path / "white.dcm", test_dicoms[0], edit=narrow))
     assert any("of the pixels are saturated (0 or 1), above 75%" in r for r in result.reasons), result.reasons
 
 
 # --- header normalisation -----------------------------------------------------------------------
+
 
 def _with_view_code(tmp_path, scheme, value, meaning):
     def edit(ds, stored):
@@ -169,16 +205,20 @@ def _with_view_code(tmp_path, scheme, value, meaning):
         item = Dataset()
         item.CodingSchemeDesignator, item.CodeValue, item.CodeMeaning = scheme, value, meaning
         ds.ViewCodeSequence = Sequence([item])
+
     return real_chest(tmp_path / f"{value}.dcm", tmp_path.parent / "src.dcm", edit=edit)
 
 
-@pytest.mark.parametrize("scheme, value, meaning, view, accepted", [
-    ("SCT", "272479007", "postero-anterior", "PA", True),
-    ("SRT", "R-10214", "postero-anterior", "PA", True),
-    ("SRT", "R-10206", "antero-posterior", "AP", True),
-    ("SCT", "399067008", "lateral", "LATERAL", False),
-    ("SRT", "R-10236", "left lateral", "LL", False),
-])
+@pytest.mark.parametrize(
+    "scheme, value, meaning, view, accepted",
+    [
+        ("SCT", "272479007", "postero-anterior", "PA", True),
+        ("SRT", "R-10214", "postero-anterior", "PA", True),
+        ("SRT", "R-10206", "antero-posterior", "AP", True),
+        ("SCT", "399067008", "lateral", "LATERAL", False),
+        ("SRT", "R-10236", "left lateral", "LL", False),
+    ],
+)
 def test_view_from_view_code_sequence(tmp_path, test_dicoms, scheme, value, meaning, view, accepted):
     (tmp_path.parent / "src.dcm").write_bytes(test_dicoms[0].read_bytes())
     result = gate_dicom(_with_view_code(tmp_path, scheme, value, meaning))
@@ -199,20 +239,25 @@ def test_body_part_from_anatomic_region_sequence(tmp_path, test_dicoms):
         item = Dataset()
         item.CodingSchemeDesignator, item.CodeValue, item.CodeMeaning = "SCT", "43799004", "Chest"
         ds.AnatomicRegionSequence = Sequence([item])
+
     result = gate_dicom(real_chest(tmp_path / "x.dcm", test_dicoms[0], edit=edit))
     assert result.accepted and (result.body_part, result.body_part_normalised) == (None, "CHEST")
 
 
-@pytest.mark.parametrize("text, years", [("081Y", 81.0), ("81", 81.0), ("006M", 0.5), ("014D", 0.038),
-                                         ("010W", 0.192), ("", None), ("abc", None)])
+@pytest.mark.parametrize(
+    "text, years",
+    [("081Y", 81.0), ("81", 81.0), ("006M", 0.5), ("014D", 0.038), ("010W", 0.192), ("", None), ("abc", None)],
+)
 def test_age_string_forms(text, years):
     from pneumocxr.dicom import parse_age
+
     assert parse_age(text) == years
 
 
 def test_age_from_birth_date_and_acquisition_date(tmp_path, test_dicoms):
     def edit(ds, stored):
         ds.PatientAge, ds.PatientBirthDate, ds.AcquisitionDate = "", "20100301", "20200229"
+
     result = gate_dicom(real_chest(tmp_path / "x.dcm", test_dicoms[0], edit=edit), GateConfig(age_range=(0, 17)))
     assert (result.age, result.age_source, result.accepted) == (9.999, "PatientBirthDate to AcquisitionDate", True)
 
@@ -232,24 +277,33 @@ def test_missing_or_unparseable_age_warns_or_rejects_never_silent(tmp_path, age)
 
 # --- scope: images meant for presentation only --------------------------------------------------
 
+
 def test_for_processing_and_non_image_classes_are_rejected(tmp_path, test_dicoms):
     def processing(ds, stored):
         ds.PresentationIntentType = "FOR PROCESSING"
+
     assert gate_dicom(real_chest(tmp_path / "proc.dcm", test_dicoms[0], edit=processing)).reasons == [
-        "PresentationIntentType is 'FOR PROCESSING', expected FOR PRESENTATION"]
+        "PresentationIntentType is 'FOR PROCESSING', expected FOR PRESENTATION"
+    ]
 
     def dx_processing_class(ds, stored):
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1.1"
+
     assert gate_dicom(real_chest(tmp_path / "proc2.dcm", test_dicoms[0], edit=dx_processing_class)).reasons == [
-        "SOPClassUID is Digital X-Ray Image Storage - For Processing: an image for processing, not for presentation"]
+        "SOPClassUID is Digital X-Ray Image Storage - For Processing: an image for processing, not for presentation"
+    ]
 
     def structured_report(ds, stored):
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+
     reasons = gate_dicom(real_chest(tmp_path / "sr.dcm", test_dicoms[0], edit=structured_report)).reasons
-    assert reasons == ["SOPClassUID is Basic Text SR Storage (1.2.840.10008.5.1.4.1.1.88.11), a structured report, not an image"]
+    assert reasons == [
+        "SOPClassUID is Basic Text SR Storage (1.2.840.10008.5.1.4.1.1.88.11), a structured report, not an image"
+    ]
 
 
 # --- limits judged from the header --------------------------------------------------------------
+
 
 def test_limits_are_configurable_and_judged_before_decode(cases, monkeypatch):
     from pneumocxr.dicom import pixels
@@ -258,12 +312,14 @@ def test_limits_are_configurable_and_judged_before_decode(cases, monkeypatch):
     result = gate_dicom(cases["plain"], GateConfig(max_pixels=10_000, max_decoded_bytes=50_000, max_aspect_ratio=3.0))
     assert result.reasons == [
         "Rows x Columns is 256 x 256 = 65536 pixels, above the limit of 10000 ([gate] max_pixels)",
-        "pixel data need 131072 bytes, above the limit of 50000 ([gate] max_decoded_bytes)"]
+        "pixel data need 131072 bytes, above the limit of 50000 ([gate] max_decoded_bytes)",
+    ]
 
 
 def test_native_pixel_data_longer_than_the_header_says_is_bounded(tmp_path, test_dicoms):
     def pad(ds, stored):
         return np.vstack([stored] * 40)[: 40 * 256]  # 10240 x 256 of pixels behind a 256 x 256 header
+
     path = real_chest(tmp_path / "long.dcm", test_dicoms[0], edit=pad)
     ds = pydicom.dcmread(path)
     ds.Rows = 256

@@ -35,8 +35,9 @@ def source(tmp_path) -> pydicom.Dataset:
 
 
 def test_copy_mode_files_the_overlay_in_the_source_study(tmp_path, source, overlay_rgb):
-    path = dicom_out.write_secondary_capture(tmp_path / "out" / "sc.dcm", source, overlay_rgb, run_id="run-a",
-                                             comment="P(pneumonia) 0.73, threshold 0.50")
+    path = dicom_out.write_secondary_capture(
+        tmp_path / "out" / "sc.dcm", source, overlay_rgb, run_id="run-a", comment="P(pneumonia) 0.73, threshold 0.50"
+    )
     sc = pydicom.dcmread(path)
     assert sc.SOPClassUID == SecondaryCaptureImageStorage
     assert sc.StudyInstanceUID == source.StudyInstanceUID
@@ -56,16 +57,39 @@ def test_copy_mode_files_the_overlay_in_the_source_study(tmp_path, source, overl
 def test_blank_mode_follows_the_basic_confidentiality_profile(tmp_path, source, overlay_rgb):
     """PS3.15 E.1: identity and dates emptied, comments removed, every UID replaced consistently, method coded."""
     source.StudyTime, source.StudyID, source.ReferringPhysicianName = "101010", "ST-9", "Who^Doctor"
-    path = dicom_out.write_secondary_capture(tmp_path / "sc.dcm", source, overlay_rgb, run_id="run-a",
-                                             identity="blank", pseudonym="a1b2c3d4e5f60718", salt="site-secret",
-                                             comment="Fake^Patient_FAKE123_19700101.dcm")
+    path = dicom_out.write_secondary_capture(
+        tmp_path / "sc.dcm",
+        source,
+        overlay_rgb,
+        run_id="run-a",
+        identity="blank",
+        pseudonym="a1b2c3d4e5f60718",
+        salt="site-secret",
+        comment="Fake^Patient_FAKE123_19700101.dcm",
+    )
     sc = pydicom.dcmread(path)
     assert sc.PatientID == "a1b2c3d4e5f60718"
-    for keyword in ("PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyDate", "StudyTime",
-                    "StudyID", "ReferringPhysicianName", "ContentDate", "ContentTime"):
+    for keyword in (
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+        "AccessionNumber",
+        "StudyDate",
+        "StudyTime",
+        "StudyID",
+        "ReferringPhysicianName",
+        "ContentDate",
+        "ContentTime",
+    ):
         assert str(sc.get(keyword, "")) == "", keyword
-    for keyword in ("ImageComments", "DerivationDescription", "InstanceCreationDate", "DateOfSecondaryCapture",
-                    "ContributingEquipmentSequence", "SeriesDescription"):
+    for keyword in (
+        "ImageComments",
+        "DerivationDescription",
+        "InstanceCreationDate",
+        "DateOfSecondaryCapture",
+        "ContributingEquipmentSequence",
+        "SeriesDescription",
+    ):
         assert keyword not in sc, keyword
     assert sc.PatientIdentityRemoved == "YES" and sc.LongitudinalTemporalInformationModified == "REMOVED"
     code = sc.DeidentificationMethodCodeSequence[0]
@@ -79,8 +103,19 @@ def test_blank_mode_follows_the_basic_confidentiality_profile(tmp_path, source, 
     other_site = dicom_out.secondary_capture(source, overlay_rgb, run_id="run-a", identity="blank", salt="other")
     assert other_site.StudyInstanceUID != sc.StudyInstanceUID
     raw = path.read_bytes()
-    for secret in (b"PID-123", b"Doe", b"19600101", b"ACC-77", b"20240102", b"101010", b"ST-9", b"Who", b"FAKE123",
-                   source.StudyInstanceUID.encode(), source.SOPInstanceUID.encode()):
+    for secret in (
+        b"PID-123",
+        b"Doe",
+        b"19600101",
+        b"ACC-77",
+        b"20240102",
+        b"101010",
+        b"ST-9",
+        b"Who",
+        b"FAKE123",
+        source.StudyInstanceUID.encode(),
+        source.SOPInstanceUID.encode(),
+    ):
         assert secret not in raw, secret
 
 

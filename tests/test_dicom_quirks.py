@@ -27,11 +27,14 @@ def render(name: str) -> np.ndarray:
     return dicom_to_pixels(read_dicom(_cases(QUIRKS) / name))
 
 
-@pytest.mark.parametrize("quirk, control", [
-    ("no-file-meta_cr-chest.dcm", "no-file-meta_control.dcm"),
-    ("voi-lut-descriptor16-data12.dcm", "voi-lut-descriptor12-data12_control.dcm"),
-    ("presentation-lut-inverse_mono2.dcm", "presentation-lut-inverse_mono1_control.dcm"),
-])
+@pytest.mark.parametrize(
+    "quirk, control",
+    [
+        ("no-file-meta_cr-chest.dcm", "no-file-meta_control.dcm"),
+        ("voi-lut-descriptor16-data12.dcm", "voi-lut-descriptor12-data12_control.dcm"),
+        ("presentation-lut-inverse_mono2.dcm", "presentation-lut-inverse_mono1_control.dcm"),
+    ],
+)
 def test_quirk_renders_like_its_control_and_is_accepted(quirk, control):
     pixels, expected = render(quirk), render(control)
     assert np.abs(pixels - expected).mean() < 0.01
@@ -49,8 +52,10 @@ def test_no_file_meta_row_says_the_syntax_was_inferred():
 
 def test_modality_lut_sequence_gets_header_reasons_only():
     result = gate_dicom(QUIRKS / "modality-lut-sequence_cr.dcm")
-    assert result.reasons == ["BodyPartExamined is missing, expected CHEST",
-                              "view is missing (no ViewPosition, ViewCodeSequence or PatientPosition), expected PA or AP"]
+    assert result.reasons == [
+        "BodyPartExamined is missing, expected CHEST",
+        "view is missing (no ViewPosition, ViewCodeSequence or PatientPosition), expected PA or AP",
+    ]
     pixels = render("modality-lut-sequence_cr.dcm")  # the LUT is applied: a contrasted [0, 1] image
     assert pixels.min() >= 0.0 and pixels.max() <= 1.0 and np.percentile(pixels, 99) - np.percentile(pixels, 1) > 0.3
 
@@ -61,7 +66,9 @@ def test_view_code_sequence_accepted_with_its_source():
     assert result.view_source == "ViewCodeSequence" and result.view_position is None
     # PS3.16 CID 4010: SCT 399348003 is antero-posterior; the file's Code Meaning says postero-anterior
     assert result.view == "AP"
-    assert result.warnings == ["ViewCodeSequence code SCT 399348003 means AP but its CodeMeaning says 'postero-anterior'"]
+    assert result.warnings == [
+        "ViewCodeSequence code SCT 399348003 means AP but its CodeMeaning says 'postero-anterior'"
+    ]
 
 
 @pytest.mark.parametrize("name, raw", [("body-part_thorax.dcm", "THORAX"), ("body-part_port-chest.dcm", "PORT CHEST")])
@@ -96,6 +103,7 @@ def test_age_003m_kept():
 
 # --- hostile reading-path files (issue 11, items 1 and 2) ------------------------------------
 
+
 def test_header_claiming_65535_squared_is_rejected_before_decode(monkeypatch):
     from pneumocxr.dicom import pixels
 
@@ -103,7 +111,8 @@ def test_header_claiming_65535_squared_is_rejected_before_decode(monkeypatch):
     result = gate_dicom(_cases(HOSTILE) / "hdr65535_rle_16bit.dcm")
     assert result.reasons == [
         "Rows x Columns is 65535 x 65535 = 4294836225 pixels, above the limit of 25000000 ([gate] max_pixels)",
-        "pixel data need 8589672450 bytes, above the limit of 100000000 ([gate] max_decoded_bytes)"]
+        "pixel data need 8589672450 bytes, above the limit of 100000000 ([gate] max_decoded_bytes)",
+    ]
 
 
 def test_deflate_bomb_is_rejected_while_inflating():
@@ -113,4 +122,6 @@ def test_deflate_bomb_is_rejected_while_inflating():
 
 def test_tall_image_is_rejected_for_its_aspect_ratio():
     result = gate_dicom(_cases(HOSTILE) / "tall_8192x64.dcm")
-    assert result.reasons == ["Rows x Columns is 8192 x 64, an aspect ratio of 128, above the limit of 3 ([gate] max_aspect_ratio)"]
+    assert result.reasons == [
+        "Rows x Columns is 8192 x 64, an aspect ratio of 128, above the limit of 3 ([gate] max_aspect_ratio)"
+    ]

@@ -44,7 +44,9 @@ def dcmtk_render(path: Path, out: Path) -> np.ndarray:
 def _lut_range_adjusted(reference: np.ndarray, path: Path) -> np.ndarray:
     """DCMTK's rendering re-scaled from a LUT descriptor's 2^bits - 1 to the LUT data's real range."""
     ds = read_dicom(path)
-    key = "VOILUTSequence" if "VOILUTSequence" in ds else ("ModalityLUTSequence" if "ModalityLUTSequence" in ds else None)
+    key = (
+        "VOILUTSequence" if "VOILUTSequence" in ds else ("ModalityLUTSequence" if "ModalityLUTSequence" in ds else None)
+    )
     if key is None:
         return reference
     item = ds[key][0]

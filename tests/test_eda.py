@@ -19,14 +19,51 @@ from pneumocxr.cli import main
 from pneumocxr.datasets import load_nih, load_nih_sample
 from pneumocxr.runs import read_json
 
-FIGURES = {"age_distribution", "sex_and_view", "images_per_patient", "finding_frequency", "findings_per_image",
-           "cooccurrence_heatmap", "comorbidity_with_pneumonia", "pneumonia_rate_by_group", "official_split",
-           "rsna_labels", "rsna_box_sizes", "pixel_intensity_by_finding", "image_size_and_spacing", "mean_image"}
-TABLES = {"finding_frequency", "findings_per_image", "cooccurrence", "comorbidity_with_pneumonia",
-          "pneumonia_rate_by_age_band", "pneumonia_rate_by_sex", "pneumonia_rate_by_view", "official_split",
-          "project_split", "rsna_boxes", "rsna_classes", "pixel_statistics"}
-REQUIRED_KEYS = {"n_images", "n_patients", "n_pneumonia_images", "n_pneumonia_patients", "pneumonia_prevalence",
-                 "age", "sex", "view", "comorbidity_with_pneumonia", "split", "rsna", "pixels", "sample"}
+FIGURES = {
+    "age_distribution",
+    "sex_and_view",
+    "images_per_patient",
+    "finding_frequency",
+    "findings_per_image",
+    "cooccurrence_heatmap",
+    "comorbidity_with_pneumonia",
+    "pneumonia_rate_by_group",
+    "official_split",
+    "rsna_labels",
+    "rsna_box_sizes",
+    "pixel_intensity_by_finding",
+    "image_size_and_spacing",
+    "mean_image",
+}
+TABLES = {
+    "finding_frequency",
+    "findings_per_image",
+    "cooccurrence",
+    "comorbidity_with_pneumonia",
+    "pneumonia_rate_by_age_band",
+    "pneumonia_rate_by_sex",
+    "pneumonia_rate_by_view",
+    "official_split",
+    "project_split",
+    "rsna_boxes",
+    "rsna_classes",
+    "pixel_statistics",
+}
+REQUIRED_KEYS = {
+    "n_images",
+    "n_patients",
+    "n_pneumonia_images",
+    "n_pneumonia_patients",
+    "pneumonia_prevalence",
+    "age",
+    "sex",
+    "view",
+    "comorbidity_with_pneumonia",
+    "split",
+    "rsna",
+    "pixels",
+    "sample",
+}
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +148,9 @@ def test_findings_per_image_and_cooccurrence(nih, raw):
     matrix = eda.cooccurrence(nih)
     assert (matrix.to_numpy() == matrix.to_numpy().T).all()
     assert matrix.loc["Pneumonia", "Pneumonia"] == 1_431
-    assert matrix.loc["Pneumonia", "Infiltration"] == (has_label(raw, "Pneumonia") & has_label(raw, "Infiltration")).sum()
+    assert (
+        matrix.loc["Pneumonia", "Infiltration"] == (has_label(raw, "Pneumonia") & has_label(raw, "Infiltration")).sum()
+    )
 
 
 def test_comorbidity_with_pneumonia_counts(nih, raw):
@@ -160,7 +199,8 @@ def test_pixel_statistics_on_real_pngs(nih):
         grey = np.asarray(Image.open(path).convert("L"), dtype=np.float64) / 255.0
         assert row.mean == pytest.approx(grey.mean(), abs=1e-6)
     assert stats.table["effective_pixel_spacing"].iloc[0] == pytest.approx(
-        images["pixel_spacing_x"].iloc[0] * images["width"].iloc[0] / 1024)
+        images["pixel_spacing_x"].iloc[0] * images["width"].iloc[0] / 1024
+    )
 
 
 def test_pixel_statistics_refuse_an_empty_image_list(nih):

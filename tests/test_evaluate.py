@@ -27,13 +27,22 @@ def scored_frame(n_patients: int = 150, images_per_patient: int = 4, seed: int =
     rng = np.random.default_rng(seed)
     patient = np.repeat(np.arange(n_patients), images_per_patient)
     label = np.repeat(rng.random(n_patients) < 0.5, images_per_patient).astype(int)
-    logit = 2.0 * (label - 0.5) + np.repeat(rng.normal(0, 1.5, n_patients), images_per_patient) \
+    logit = (
+        2.0 * (label - 0.5)
+        + np.repeat(rng.normal(0, 1.5, n_patients), images_per_patient)
         + rng.normal(0, 0.3, patient.size)
-    return pd.DataFrame({"path": [f"img{i}.png" for i in range(patient.size)], "patient_id": patient, "label": label,
-                         "probability": 1 / (1 + np.exp(-logit)),
-                         "sex": np.repeat(rng.choice(["M", "F"], n_patients), images_per_patient),
-                         "age": np.repeat(rng.integers(1, 95, n_patients), images_per_patient),
-                         "view": rng.choice(["PA", "AP"], patient.size)})
+    )
+    return pd.DataFrame(
+        {
+            "path": [f"img{i}.png" for i in range(patient.size)],
+            "patient_id": patient,
+            "label": label,
+            "probability": 1 / (1 + np.exp(-logit)),
+            "sex": np.repeat(rng.choice(["M", "F"], n_patients), images_per_patient),
+            "age": np.repeat(rng.integers(1, 95, n_patients), images_per_patient),
+            "view": rng.choice(["PA", "AP"], patient.size),
+        }
+    )
 
 
 def test_metrics_at_threshold_hand_checked():
@@ -70,9 +79,16 @@ def test_metrics_agree_with_sklearn():
     assert ev.evaluate_predictions(frame, 0.42, n_boot=20)["auc"] == pytest.approx(roc_auc_score(labels, probs))
 
 
-@pytest.mark.parametrize("labels, probs, message", [
-    ([0, 1], [0.2], "2 values"), ([0, 2], [0.1, 0.2], "0/1"), ([0, 1], [0.1, 1.2], "within"),
-    ([0, 1], [0.1, np.nan], "finite"), ([], [], "empty")])
+@pytest.mark.parametrize(
+    "labels, probs, message",
+    [
+        ([0, 1], [0.2], "2 values"),
+        ([0, 2], [0.1, 0.2], "0/1"),
+        ([0, 1], [0.1, 1.2], "within"),
+        ([0, 1], [0.1, np.nan], "finite"),
+        ([], [], "empty"),
+    ],
+)
 def test_bad_inputs_are_rejected_with_the_reason(labels, probs, message):
     with pytest.raises(ValueError, match=message):
         ev.metrics_at_threshold(labels, probs, 0.5)
@@ -132,8 +148,9 @@ def test_youden_midpoint_matches_a_brute_force_grid_search():
     probs = np.clip(np.where(labels == 1, rng.beta(6, 2, 300), rng.beta(2, 6, 300)), 0, 1)
     rec = ev.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.02)
     grid = np.linspace(0.0005, 0.9995, 2000)
-    ba = np.array([(lambda m: (m["sensitivity"] + m["specificity"]) / 2)(ev.metrics_at_threshold(labels, probs, t))
-                   for t in grid])
+    ba = np.array(
+        [(lambda m: (m["sensitivity"] + m["specificity"]) / 2)(ev.metrics_at_threshold(labels, probs, t)) for t in grid]
+    )
     ok = np.r_[0, (ba >= ba.max() - 0.02).astype(int), 0]
     starts, ends = np.flatnonzero(np.diff(ok) == 1), np.flatnonzero(np.diff(ok) == -1) - 1
     widest = np.argmax(grid[ends] - grid[starts])
@@ -141,9 +158,14 @@ def test_youden_midpoint_matches_a_brute_force_grid_search():
     assert rec["threshold"] == pytest.approx((grid[starts[widest]] + grid[ends[widest]]) / 2, abs=1e-3)
 
 
-@pytest.mark.parametrize("rule, kwargs, message", [("best", {}, "unknown threshold rule"),
-                                                    ("sensitivity_target", {}, "target"),
-                                                    ("youden_midpoint", {"tolerance": 0.7}, "tolerance")])
+@pytest.mark.parametrize(
+    "rule, kwargs, message",
+    [
+        ("best", {}, "unknown threshold rule"),
+        ("sensitivity_target", {}, "target"),
+        ("youden_midpoint", {"tolerance": 0.7}, "tolerance"),
+    ],
+)
 def test_choose_threshold_rejects_bad_rules(rule, kwargs, message):
     with pytest.raises(ValueError, match=message):
         ev.choose_threshold(RULE_LABELS, RULE_PROBS, rule, **kwargs)
@@ -177,8 +199,9 @@ def test_vectorised_confusion_cis_equal_the_generic_bootstrap_on_the_same_resamp
     labels, probs, groups = frame["label"], frame["probability"], frame["patient_id"]
     cis = ev.bootstrap_confusion_cis(labels, probs, 0.5, groups, n_boot=200, seed=4)
     for name in ("accuracy", "sensitivity", "f1"):
-        generic = ev.bootstrap_ci(labels, probs, lambda y, p, n=name: ev.metrics_at_threshold(y, p, 0.5)[n],
-                                  groups, n_boot=200, seed=4)
+        generic = ev.bootstrap_ci(
+            labels, probs, lambda y, p, n=name: ev.metrics_at_threshold(y, p, 0.5)[n], groups, n_boot=200, seed=4
+        )
         assert cis[name] == pytest.approx(generic)
 
 
@@ -208,13 +231,27 @@ def test_age_band():
 
 
 def test_subgroup_table_on_sex_age_and_view():
-    frame = pd.DataFrame({"label": [1, 0, 1, 0, 1, 1], "probability": [0.9, 0.2, 0.4, 0.6, 0.8, 0.7],
-                          "patient_id": range(6), "sex": ["M", "M", "F", "F", None, "F"],
-                          "age": [5, 30, 45, 70, 85, 500], "view": ["PA", "PA", "AP", "AP", "AP", "PA"]})
+    frame = pd.DataFrame(
+        {
+            "label": [1, 0, 1, 0, 1, 1],
+            "probability": [0.9, 0.2, 0.4, 0.6, 0.8, 0.7],
+            "patient_id": range(6),
+            "sex": ["M", "M", "F", "F", None, "F"],
+            "age": [5, 30, 45, 70, 85, 500],
+            "view": ["PA", "PA", "AP", "AP", "AP", "PA"],
+        }
+    )
     table = ev.subgroup_table(frame, 0.5)
     assert set(table) == {"sex", "age_band", "view"}
-    assert table["sex"]["M"] == {"n": 2, "n_pos": 1, "prevalence": 0.5, "auc": 1.0, "sensitivity": 1.0,
-                                 "specificity": 1.0, "accuracy": 1.0}
+    assert table["sex"]["M"] == {
+        "n": 2,
+        "n_pos": 1,
+        "prevalence": 0.5,
+        "auc": 1.0,
+        "sensitivity": 1.0,
+        "specificity": 1.0,
+        "accuracy": 1.0,
+    }
     female = table["sex"]["F"]  # 0.4 (pos, missed), 0.6 (neg, false alarm), 0.7 (pos, caught)
     assert (female["n"], female["sensitivity"], female["specificity"], female["auc"]) == (3, 0.5, 0.0, 0.5)
     assert sorted(table["age_band"]) == ["0-17", "18-39", "40-59", "60-79", "80+"]  # age 500 left out
@@ -227,10 +264,24 @@ def test_subgroup_table_on_sex_age_and_view():
 
 def test_evaluate_predictions_returns_the_design_metrics_object():
     frame = scored_frame()
-    metrics = ev.evaluate_predictions(frame, 0.5, n_boot=100, dataset="synthetic", split="test",
-                                      threshold_rule="youden_midpoint")
-    for key in ("n", "n_patients", "prevalence", "auc", "auc_ci95", "threshold", "threshold_rule", "ece",
-                "average_precision", "confusion", "subgroups", "dataset", "split"):
+    metrics = ev.evaluate_predictions(
+        frame, 0.5, n_boot=100, dataset="synthetic", split="test", threshold_rule="youden_midpoint"
+    )
+    for key in (
+        "n",
+        "n_patients",
+        "prevalence",
+        "auc",
+        "auc_ci95",
+        "threshold",
+        "threshold_rule",
+        "ece",
+        "average_precision",
+        "confusion",
+        "subgroups",
+        "dataset",
+        "split",
+    ):
         assert key in metrics
     assert (metrics["n"], metrics["n_patients"], metrics["ci"]["unit"]) == (600, 150, "patient")
     at = ev.metrics_at_threshold(frame["label"], frame["probability"], 0.5)
@@ -286,8 +337,12 @@ def test_threshold_rules_on_real_pneumoniamnist_shift(real_data):
     model = LogisticRegression(C=1.0, max_iter=3000).fit(x["train"], y["train"])
     val, test = model.predict_proba(x["val"])[:, 1], model.predict_proba(x["test"])[:, 1]
     assert roc_auc_score(y["val"], val) > 0.98 and roc_auc_score(y["test"], test) < 0.95
-    accuracy = {rule: ev.metrics_at_threshold(y["test"], test, ev.choose_threshold(y["val"], val, rule)["threshold"])
-                ["accuracy"] for rule in ("max_f1", "youden_midpoint")}
+    accuracy = {
+        rule: ev.metrics_at_threshold(y["test"], test, ev.choose_threshold(y["val"], val, rule)["threshold"])[
+            "accuracy"
+        ]
+        for rule in ("max_f1", "youden_midpoint")
+    }
     assert accuracy["youden_midpoint"] > accuracy["max_f1"] + 0.01
 
 
@@ -296,18 +351,21 @@ def test_worst_group_midpoint_maximises_the_worst_groups_balanced_accuracy():
     # decides, so the operating point is the middle of (0.7, 0.8], not of a's wide gap
     labels = [0, 0, 1, 1, 0, 0, 1, 1]
     groups = ["a", "a", "a", "a", "b", "b", "b", "b"]
-    chosen = ev.choose_threshold(labels, [0.1, 0.2, 0.9, 0.95, 0.5, 0.7, 0.8, 0.95], "worst_group_midpoint",
-                                 tolerance=0.0, groups=groups)
+    chosen = ev.choose_threshold(
+        labels, [0.1, 0.2, 0.9, 0.95, 0.5, 0.7, 0.8, 0.95], "worst_group_midpoint", tolerance=0.0, groups=groups
+    )
     assert chosen["low"] == pytest.approx(0.7) and chosen["high"] == pytest.approx(0.8)
     assert chosen["threshold"] == pytest.approx(0.75) and chosen["criterion_value"] == 1.0 and chosen["groups"] == 2
     # b's films score lower (a shifted acquisition): its gap (0.35, 0.4] now decides
-    moved = ev.choose_threshold(labels, [0.1, 0.2, 0.9, 0.95, 0.3, 0.35, 0.4, 0.95], "worst_group_midpoint",
-                                tolerance=0.0, groups=groups)
+    moved = ev.choose_threshold(
+        labels, [0.1, 0.2, 0.9, 0.95, 0.3, 0.35, 0.4, 0.95], "worst_group_midpoint", tolerance=0.0, groups=groups
+    )
     assert moved["low"] == pytest.approx(0.35) and moved["high"] == pytest.approx(0.4)
     # no threshold separates b (a normal above a positive): the best worst case, 0.75, holds on (0.5, 0.8]
     # and (0.85, 0.9]; the widest run wins
-    overlap = ev.choose_threshold(labels, [0.1, 0.2, 0.9, 0.95, 0.5, 0.85, 0.8, 0.95], "worst_group_midpoint",
-                                  tolerance=0.0, groups=groups)
+    overlap = ev.choose_threshold(
+        labels, [0.1, 0.2, 0.9, 0.95, 0.5, 0.85, 0.8, 0.95], "worst_group_midpoint", tolerance=0.0, groups=groups
+    )
     assert overlap["best_worst_balanced_accuracy"] == pytest.approx(0.75)
     assert overlap["low"] == pytest.approx(0.5) and overlap["high"] == pytest.approx(0.8)
     with pytest.raises(ValueError, match="needs one group label per score"):

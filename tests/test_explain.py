@@ -20,14 +20,14 @@ def toy_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     labels = (np.arange(n) % 2).astype(np.float32)
     for i in np.flatnonzero(labels):
         top, left = rng.integers(0, SIZE - SQUARE + 1, size=2)
-        images[i, top:top + SQUARE, left:left + SQUARE] = 1.0
+        images[i, top : top + SQUARE, left : left + SQUARE] = 1.0
     return images, labels
 
 
 def image_with_square(top: int, left: int, rng: np.random.Generator) -> np.ndarray:
     """One noise image (1, SIZE, SIZE, 1) with the square at (top, left)."""
     image = rng.uniform(0.0, 0.3, size=(1, SIZE, SIZE, 1)).astype(np.float32)
-    image[0, top:top + SQUARE, left:left + SQUARE] = 1.0
+    image[0, top : top + SQUARE, left : left + SQUARE] = 1.0
     return image
 
 
@@ -79,7 +79,7 @@ def test_gradcam_of_an_empty_image_is_not_centred_on_a_square(toy_model):
     grad_model = explain.gradcam_model(toy_model)
     noise = np.random.default_rng(3).uniform(0.0, 0.3, size=(1, SIZE, SIZE, 1)).astype(np.float32)
     with_square = noise.copy()
-    with_square[0, 2:2 + SQUARE, 2:2 + SQUARE] = 1.0
+    with_square[0, 2 : 2 + SQUARE, 2 : 2 + SQUARE] = 1.0
     probabilities = toy_model.predict(np.concatenate([noise, with_square]), verbose=0)[:, 0]
     assert probabilities[0] < 0.5 < probabilities[1]
     heatmaps = explain.gradcam_heatmaps(grad_model, np.concatenate([noise, with_square]))

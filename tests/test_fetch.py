@@ -38,6 +38,7 @@ def server():
 
 # --- downloads ------------------------------------------------------------------------------------
 
+
 @pytest.mark.network
 def test_download_verifies_sha256_and_leaves_no_part(server, tmp_path):
     dest = download(server.url("/blob.bin"), tmp_path / "sub" / "blob.bin", sha256=SHA, size=len(PAYLOAD), **FAST)
@@ -127,9 +128,12 @@ def test_unreachable_server_is_retried_then_named(tmp_path):
 
 # --- archives -------------------------------------------------------------------------------------
 
+
 @pytest.mark.network
 def test_downloaded_tar_gz_unpacks_to_the_kaggle_layout(server, tmp_path):
-    server.files["/images_001.tar.gz"] = tar_gz({"images/00000001_000.png": b"png-1", "images/00000002_000.png": b"png-2"})
+    server.files["/images_001.tar.gz"] = tar_gz(
+        {"images/00000001_000.png": b"png-1", "images/00000002_000.png": b"png-2"}
+    )
     archive = download(server.url("/images_001.tar.gz"), tmp_path / "downloads" / "images_001.tar.gz", **FAST)
     assert extract_archive(archive, tmp_path / "nih" / "images_001", "tar.gz") == 2
     assert (tmp_path / "nih" / "images_001" / "images" / "00000002_000.png").read_bytes() == b"png-2"
@@ -138,9 +142,14 @@ def test_downloaded_tar_gz_unpacks_to_the_kaggle_layout(server, tmp_path):
 
 @pytest.mark.network
 def test_downloaded_zip_unpacks_with_strip_and_skip(server, tmp_path):
-    server.files["/ChestXRay2017.zip"] = zip_bytes({
-        "chest_xray/train/NORMAL/IM-0115-0001.jpeg": b"n", "chest_xray/test/PNEUMONIA/person1_virus_6.jpeg": b"p",
-        "chest_xray/.DS_Store": b"x", "__MACOSX/chest_xray/._train": b"x"})
+    server.files["/ChestXRay2017.zip"] = zip_bytes(
+        {
+            "chest_xray/train/NORMAL/IM-0115-0001.jpeg": b"n",
+            "chest_xray/test/PNEUMONIA/person1_virus_6.jpeg": b"p",
+            "chest_xray/.DS_Store": b"x",
+            "__MACOSX/chest_xray/._train": b"x",
+        }
+    )
     archive = download(server.url("/ChestXRay2017.zip"), tmp_path / "ChestXRay2017.zip", **FAST)
     count = extract_archive(archive, tmp_path / "kermany", "zip", strip_components=1, skip=("__MACOSX/*", "*.DS_Store"))
     files = sorted(str(p.relative_to(tmp_path / "kermany")) for p in (tmp_path / "kermany").rglob("*") if p.is_file())

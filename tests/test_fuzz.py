@@ -38,12 +38,16 @@ GATE = GateConfig(max_inflated_bytes=16 << 20)  # default limits, a smaller infl
 PEAK_RSS_BYTES = 6 << 30  # the whole fuzz process (TensorFlow included) stays below this
 BOMB_INFLATED_BYTES = 160 << 20
 
-header_size = st.one_of(st.none(), st.tuples(
-    st.integers(0, 65535), st.integers(0, 65535),  # Rows, Columns
-    st.sampled_from([1, 8, 12, 16, 32, 64]),  # BitsAllocated
-    st.sampled_from([1, 3]),  # SamplesPerPixel
-    st.sampled_from([None, "1", "2", "65535", "-1", "0"]),  # NumberOfFrames
-))
+header_size = st.one_of(
+    st.none(),
+    st.tuples(
+        st.integers(0, 65535),
+        st.integers(0, 65535),  # Rows, Columns
+        st.sampled_from([1, 8, 12, 16, 32, 64]),  # BitsAllocated
+        st.sampled_from([1, 3]),  # SamplesPerPixel
+        st.sampled_from([None, "1", "2", "65535", "-1", "0"]),  # NumberOfFrames
+    ),
+)
 
 mutation = st.tuples(
     st.sampled_from(["flip", "insert", "delete", "truncate", "overwrite"]),
@@ -64,11 +68,11 @@ def mutate(data: bytes, mutations: list[tuple[str, bool, float, bytes]]) -> byte
         elif kind == "insert":
             buffer[at:at] = payload
         elif kind == "delete":
-            del buffer[at:at + len(payload)]
+            del buffer[at : at + len(payload)]
         elif kind == "truncate":
             del buffer[at:]
         elif kind == "overwrite":
-            buffer[at:at + len(payload)] = payload
+            buffer[at : at + len(payload)] = payload
     return bytes(buffer)
 
 
@@ -125,8 +129,13 @@ def scratch(tmp_path_factory) -> Path:
 
 @pytest.mark.fuzz
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about every malformed value; expected here
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES < 1000, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=EXAMPLES < 1000,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(which=st.integers(0, 4), size=header_size, mutations=st.lists(mutation, min_size=0, max_size=6))
 def test_mutated_dicom_never_escapes_gate_or_preprocessing(originals, scratch, which, size, mutations):
     data = set_header_size(originals[which], size) if which < 3 else originals[which]
@@ -176,8 +185,9 @@ def test_mutations_do_what_they_say():
 # ---------------------------------------------------------------- file names through `predict`
 NAME_EXAMPLES = EXAMPLES if EXAMPLES >= 1000 else 40  # 10,000 in make fuzz, a short run in make test
 KINDS = ("dicom", "garbage", "dangling", "loop", "folder", "folder_link")
-name_bytes = st.binary(min_size=1, max_size=255).filter(lambda b: b"/" not in b and b"\0" not in b
-                                                        and b not in (b".", b".."))
+name_bytes = st.binary(min_size=1, max_size=255).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
+)
 entries = st.lists(st.tuples(name_bytes, st.sampled_from(KINDS)), min_size=1, max_size=4, unique_by=lambda e: e[0])
 
 
@@ -221,8 +231,13 @@ def build_entries(folder: Path, chosen: list[tuple[bytes, str]], world: dict) ->
 
 @pytest.mark.fuzz
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@settings(max_examples=NAME_EXAMPLES, deadline=None, derandomize=NAME_EXAMPLES < 1000, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(
+    max_examples=NAME_EXAMPLES,
+    deadline=None,
+    derandomize=NAME_EXAMPLES < 1000,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 @given(chosen=entries, show_paths=st.booleans(), drawn=st.integers(0, 31))
 def test_any_file_name_gets_its_row_and_bounded_outputs_through_predict(name_world, chosen, show_paths, drawn):
     """Rows for every name, CSV always; overlays and Secondary Captures (slow to draw) in one case of 32."""
@@ -235,9 +250,16 @@ def test_any_file_name_gets_its_row_and_bounded_outputs_through_predict(name_wor
     outputs = name_world["root"] / "out"
     expected = build_entries(folder, chosen, name_world)
     draw = drawn == 0
-    args = argparse.Namespace(out=str(outputs / "results.csv"), json=False, heatmaps=str(outputs / "hm") if draw else None,
-                              dicom_out=str(outputs / "sc") if draw else None, sc_identity="blank", batch_size=4,
-                              workers=2, show_paths=show_paths)
+    args = argparse.Namespace(
+        out=str(outputs / "results.csv"),
+        json=False,
+        heatmaps=str(outputs / "hm") if draw else None,
+        dicom_out=str(outputs / "sc") if draw else None,
+        sc_identity="blank",
+        batch_size=4,
+        workers=2,
+        show_paths=show_paths,
+    )
     counts = predict_outputs(name_world["predictor"], [folder], args)
     event(f"{counts['accepted']} of {expected} accepted" + (", drawn" if draw else ""))
     assert counts["rows"] == counts["inputs"] == expected
@@ -247,4 +269,6 @@ def test_any_file_name_gets_its_row_and_bounded_outputs_through_predict(name_wor
     assert all(row["reasons"] or row["accepted"] == "True" for row in rows)
     for sub in ("hm", "sc"):
         for written in (outputs / sub).glob("*"):
-            assert written.name == ".pneumocxr.lock" or (written.name.startswith("pneumocxr-") and len(written.name) <= 40)
+            assert written.name == ".pneumocxr.lock" or (
+                written.name.startswith("pneumocxr-") and len(written.name) <= 40
+            )

@@ -49,16 +49,35 @@ def awkward_tree(root: Path) -> dict[str, str | None]:
     (root / "linked_folder").symlink_to(elsewhere, target_is_directory=True)
     (root / "linked_folder_again").symlink_to(elsewhere, target_is_directory=True)
     (root / "self").symlink_to(root, target_is_directory=True)
-    return {"L" * 246 + ".dcm": None, "caf\\xe9-latin1.dcm": None, "dangling.dcm": "dangling symbolic link",
-            "loop_a.dcm": "symbolic link loop", "loop_b.dcm": "symbolic link loop", "inside.dcm": None,
-            "linked_folder_again": "already walked", "self": "already walked"}
+    return {
+        "L" * 246 + ".dcm": None,
+        "caf\\xe9-latin1.dcm": None,
+        "dangling.dcm": "dangling symbolic link",
+        "loop_a.dcm": "symbolic link loop",
+        "loop_b.dcm": "symbolic link loop",
+        "inside.dcm": None,
+        "linked_folder_again": "already walked",
+        "self": "already walked",
+    }
 
 
 def test_every_awkward_name_gets_one_row_and_outputs_have_bounded_derived_names(tmp_path, run_dir, capsys):
     expected = awkward_tree(tmp_path / "in")
     out, heatmaps, sc = tmp_path / "results.csv", tmp_path / "hm", tmp_path / "sc"
-    status = main(["predict", str(run_dir), str(tmp_path / "in"), "--out", str(out), "--heatmaps", str(heatmaps),
-                   "--dicom-out", str(sc), "--show-paths"])
+    status = main(
+        [
+            "predict",
+            str(run_dir),
+            str(tmp_path / "in"),
+            "--out",
+            str(out),
+            "--heatmaps",
+            str(heatmaps),
+            "--dicom-out",
+            str(sc),
+            "--show-paths",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 0, err
     rows = read_rows(out)
@@ -93,11 +112,30 @@ def test_identity_in_a_file_name_reaches_no_output(tmp_path, run_dir, shared_cas
     shutil.copy(source, folder / source.name)
     titles = []
     real_overlay = explain.overlay_figure
-    monkeypatch.setattr(explain, "overlay_figure", lambda pixels, heat, title, **kw: titles.append(title)
-                        or real_overlay(pixels, heat, title, **kw))
+    monkeypatch.setattr(
+        explain,
+        "overlay_figure",
+        lambda pixels, heat, title, **kw: titles.append(title) or real_overlay(pixels, heat, title, **kw),
+    )
     out, heatmaps, sc_dir = tmp_path / "r.csv", tmp_path / "hm", tmp_path / "sc"
-    assert main(["predict", str(run_dir), str(folder), "--out", str(out), "--heatmaps", str(heatmaps),
-                 "--dicom-out", str(sc_dir), "--sc-identity", "blank"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run_dir),
+                str(folder),
+                "--out",
+                str(out),
+                "--heatmaps",
+                str(heatmaps),
+                "--dicom-out",
+                str(sc_dir),
+                "--sc-identity",
+                "blank",
+            ]
+        )
+        == 0
+    )
     row = read_rows(out)[0]
     assert row["accepted"] == "True" and row["path"] == ""
     text = out.read_text() + capsys.readouterr().err + caplog.text + " ".join(titles)
@@ -131,9 +169,16 @@ def test_first_run_creates_a_private_random_site_salt(tmp_path, predictor, monke
 def test_a_second_writer_to_the_same_out_is_refused(tmp_path, run_dir, capsys):
     out = tmp_path / "results.csv"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pneumocxr.atomic import OutputLock; "
-         f"lock = OutputLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pneumocxr.atomic import OutputLock; "
+            f"lock = OutputLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         path = make_dicom(tmp_path / "a.dcm")
@@ -150,10 +195,12 @@ def test_file_folder_conflicts_are_refused_before_any_work(tmp_path, capsys):
     (tmp_path / "a_folder").mkdir()
     (tmp_path / "a_file").write_text("x")
     no_run = str(tmp_path / "no-run")  # never reached: the refusal comes first
-    for options, fragment in ((["--out", str(tmp_path / "a_folder")], "is a folder"),
-                              (["--heatmaps", str(tmp_path / "a_file")], "is a file"),
-                              (["--dicom-out", str(tmp_path / "a_file" / "sc")], "is a file"),
-                              (["--out", str(tmp_path / "a_file" / "r.csv")], "is a file")):
+    for options, fragment in (
+        (["--out", str(tmp_path / "a_folder")], "is a folder"),
+        (["--heatmaps", str(tmp_path / "a_file")], "is a file"),
+        (["--dicom-out", str(tmp_path / "a_file" / "sc")], "is a file"),
+        (["--out", str(tmp_path / "a_file" / "r.csv")], "is a file"),
+    ):
         assert main(["predict", no_run, str(tmp_path), *options]) == 2
         err = capsys.readouterr().err
         assert fragment in err and "config.toml" not in err, err
@@ -184,8 +231,12 @@ def test_overlay_and_secondary_capture_are_bounded_whatever_the_aspect(shape, tm
     rng = np.random.default_rng(0)
     pixels = infer.display_pixels(rng.random(shape, dtype=np.float32))
     source = pydicom.dcmread(make_dicom(tmp_path / "s.dcm"), stop_before_pixels=True)
-    case = infer.Case({**infer.empty_row("s.dcm", 0.5, "#1 abc", False), "probability": 0.7, "label": "pneumonia"},
-                      tmp_path / "s.dcm", pixels=pixels, header=source)
+    case = infer.Case(
+        {**infer.empty_row("s.dcm", 0.5, "#1 abc", False), "probability": 0.7, "label": "pneumonia"},
+        tmp_path / "s.dcm",
+        pixels=pixels,
+        header=source,
+    )
     options = infer.Options("salt", heatmap_dir=tmp_path / "hm", dicom_out_dir=tmp_path / "sc")
     infer.write_outputs(case, rng.random((2, 2), dtype=np.float32), predictor, options)
     width, height = Image.open(case.row["heatmap"]).size
@@ -196,8 +247,9 @@ def test_overlay_and_secondary_capture_are_bounded_whatever_the_aspect(shape, tm
 
 def test_tall_hostile_image_is_rejected_or_gets_a_bounded_overlay(tmp_path, predictor, shared_cases):
     """../shared/cases/hostile/tall_8192x64.dcm: once a 760 x 79,450 px overlay (2.8 GB, 41 s)."""
-    row = next(infer.predict_paths(predictor, [shared_cases / "hostile" / "tall_8192x64.dcm"],
-                                   heatmap_dir=tmp_path / "hm"))
+    row = next(
+        infer.predict_paths(predictor, [shared_cases / "hostile" / "tall_8192x64.dcm"], heatmap_dir=tmp_path / "hm")
+    )
     if row["accepted"]:
         width, height = Image.open(row["heatmap"]).size
         assert width <= explain.OVERLAY_MAX_PX[0] and height <= explain.OVERLAY_MAX_PX[1]

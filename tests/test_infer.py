@@ -38,8 +38,13 @@ def predictor(run_dir):
 
 def test_real_test_dicoms_scored_or_rejected_with_reasons(tmp_path, predictor, test_dicoms):
     """Real data: test1-3 get a probability, a label and a heatmap; test4-6 are rejected with reasons."""
-    table = infer.predict_table(predictor, [test_dicoms[0].parent], heatmap_dir=tmp_path / "heatmaps",
-                                dicom_out_dir=tmp_path / "sc", show_paths=True)
+    table = infer.predict_table(
+        predictor,
+        [test_dicoms[0].parent],
+        heatmap_dir=tmp_path / "heatmaps",
+        dicom_out_dir=tmp_path / "sc",
+        show_paths=True,
+    )
     assert list(table.columns) == list(infer.ROW_FIELDS)
     assert [Path(p).name for p in table.path] == [f"test{i}.dcm" for i in range(1, 7)]
     accepted, rejected = table.iloc[:3], table.iloc[3:]
@@ -52,9 +57,11 @@ def test_real_test_dicoms_scored_or_rejected_with_reasons(tmp_path, predictor, t
         assert sc.StudyInstanceUID == pydicom.dcmread(row.path, stop_before_pixels=True).StudyInstanceUID
         assert row.reasons == [] and len(row.patient_hash) == 16
     assert rejected.probability.isna().all() and rejected.label.isna().all() and rejected.heatmap.isna().all()
-    assert [r[0] for r in rejected.reasons] == ["BodyPartExamined is 'RIBCAGE', expected CHEST",
-                                                "Modality is 'CT', expected DX or CR",
-                                                "PatientPosition is 'XX', expected PA or AP"]
+    assert [r[0] for r in rejected.reasons] == [
+        "BodyPartExamined is 'RIBCAGE', expected CHEST",
+        "Modality is 'CT', expected DX or CR",
+        "PatientPosition is 'XX', expected PA or AP",
+    ]
 
 
 def test_same_inputs_give_bit_identical_probabilities(run_dir, test_dicoms):
@@ -127,8 +134,11 @@ def unreadable_as_root(monkeypatch):
 
 def test_hostile_batch_gives_one_row_per_input_and_never_raises(tmp_path, predictor, test_dicoms, unreadable_as_root):
     cases = hostile_batch(tmp_path / "hostile", test_dicoms)
-    rows = list(infer.predict_paths(predictor, [p for p, _ in cases], batch_size=4, heatmap_dir=tmp_path / "hm",
-                                    show_paths=True))
+    rows = list(
+        infer.predict_paths(
+            predictor, [p for p, _ in cases], batch_size=4, heatmap_dir=tmp_path / "hm", show_paths=True
+        )
+    )
     assert [r["path"] for r in rows] == [str(p) for p, _ in cases]
     for row, (path, expected) in zip(rows, cases):
         if expected is None:
@@ -141,8 +151,19 @@ def test_hostile_batch_gives_one_row_per_input_and_never_raises(tmp_path, predic
 def test_cli_writes_one_row_per_input_as_csv_and_json(tmp_path, run_dir, test_dicoms, capsys, unreadable_as_root):
     cases = hostile_batch(tmp_path / "hostile", test_dicoms)
     out = tmp_path / "results" / "results.csv"
-    status = main(["predict", str(run_dir), *[str(p) for p, _ in cases], "--out", str(out), "--json",
-                   "--batch-size", "3", "--show-paths"])
+    status = main(
+        [
+            "predict",
+            str(run_dir),
+            *[str(p) for p, _ in cases],
+            "--out",
+            str(out),
+            "--json",
+            "--batch-size",
+            "3",
+            "--show-paths",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 0
     printed = json.loads(captured.out)
@@ -168,8 +189,24 @@ def test_results_and_logs_carry_no_patient_identity(tmp_path, run_dir, capsys, c
     out = tmp_path / "results.csv"
     os.environ[infer.SALT_ENV] = "site-secret"
     try:
-        assert main(["predict", str(run_dir), str(folder), "--out", str(out), "--heatmaps", str(tmp_path / "hm"),
-                     "--dicom-out", str(tmp_path / "sc"), "--sc-identity", "blank"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(run_dir),
+                    str(folder),
+                    "--out",
+                    str(out),
+                    "--heatmaps",
+                    str(tmp_path / "hm"),
+                    "--dicom-out",
+                    str(tmp_path / "sc"),
+                    "--sc-identity",
+                    "blank",
+                ]
+            )
+            == 0
+        )
     finally:
         del os.environ[infer.SALT_ENV]
     text = out.read_text() + capsys.readouterr().err + caplog.text
@@ -235,11 +272,15 @@ def test_inference_notebook_executes_headless(tmp_path, run_dir, real_data):
 
     from pneumocxr.notebooks import execute_notebook
 
-    out = execute_notebook("Inference.ipynb", tmp_path / "Inference.out.ipynb",
-                           {"RUN_DIR": str(run_dir), "DICOM_DIR": str(real_data / "test_dicoms"),
-                            "OUT_DIR": str(tmp_path / "inference")})
+    out = execute_notebook(
+        "Inference.ipynb",
+        tmp_path / "Inference.out.ipynb",
+        {"RUN_DIR": str(run_dir), "DICOM_DIR": str(real_data / "test_dicoms"), "OUT_DIR": str(tmp_path / "inference")},
+    )
     notebook = nbformat.read(out, as_version=4)
-    images = sum(bool({"image/png", "image/jpeg"} & set(o.get("data", {}))) for c in notebook.cells for o in c.get("outputs", []))
+    images = sum(
+        bool({"image/png", "image/jpeg"} & set(o.get("data", {}))) for c in notebook.cells for o in c.get("outputs", [])
+    )
     assert images == 6 + 1  # one figure per file (overlay or rejected image) and the probability chart
     assert len(list((tmp_path / "inference" / "heatmaps").glob("*.png"))) == 3
     text = json.dumps(notebook.dict())

@@ -40,8 +40,9 @@ def test_rsna_score_hand_computed_cases():
     # IoU 0.5: a hit at 0.40 and 0.45 only (strictly greater), so 2 of 8 thresholds score 1, the rest 0
     assert rsna_image_score([Box(0, 0, 10, 5)], [A]) == pytest.approx(2 / 8)
     # two references, one exact prediction and one far one: TP 1, FP 1, FN 1 at every threshold
-    assert rsna_image_score([Box(0, 0, 10, 10, 0.9), Box(50, 50, 10, 10, 0.8)],
-                            [A, Box(20, 0, 10, 10)]) == pytest.approx(1 / 3)
+    assert rsna_image_score(
+        [Box(0, 0, 10, 10, 0.9), Box(50, 50, 10, 10, 0.8)], [A, Box(20, 0, 10, 10)]
+    ) == pytest.approx(1 / 3)
     # a reference matches at most one prediction: the duplicate is a FP
     assert rsna_image_score([Box(0, 0, 10, 10, 0.9), Box(0, 0, 10, 10, 0.5)], [A]) == pytest.approx(0.5)
 
@@ -166,8 +167,9 @@ def test_border_dependence_of_known_scorers():
     images = [image, image]
     mask = border_dependence(centre_scorer, images, fractions=(0.125,), modes=("mask",))
     assert mask[0]["mean_abs_change"] == pytest.approx(0.0, abs=1e-7) and mask[0]["flipped"] is None
-    masked, cropped = border_dependence(border_scorer, images, fractions=(0.125,), modes=("mask", "crop"),
-                                        threshold=0.5)
+    masked, cropped = border_dependence(
+        border_scorer, images, fractions=(0.125,), modes=("mask", "crop"), threshold=0.5
+    )
     assert masked["mode"] == "mask" and masked["mean_change"] == pytest.approx(0.0625 - 1.0)
     assert cropped["mode"] == "crop" and cropped["mean_abs_change"] == pytest.approx(1.0, abs=1e-6)
     assert masked["flipped"] == cropped["flipped"] == 2 and cropped["n"] == 2
@@ -197,8 +199,9 @@ def test_loaders_agree_with_the_boxed_film_manifest(real_data):
             expected = boxes_by_image(nih[nih.finding == finding]).get(image_id, [])
         else:
             expected = rsna[image_id]
-        np.testing.assert_allclose(as_array(boxes), as_array(expected), rtol=1e-6,
-                                   err_msg=f"{dataset} {image_id} {finding}")
+        np.testing.assert_allclose(
+            as_array(boxes), as_array(expected), rtol=1e-6, err_msg=f"{dataset} {image_id} {finding}"
+        )
         checked += 1
     assert checked > 100
     films = load_boxed_films(real_data)

@@ -28,8 +28,9 @@ def always_positive(tiny_run):
 
 
 def test_predict_rows_carry_boxes_in_original_pixels(tmp_path, always_positive, test_dicoms):
-    rows = list(infer.predict_paths(always_positive, test_dicoms, heatmap_dir=tmp_path / "hm",
-                                    dicom_out_dir=tmp_path / "sc"))
+    rows = list(
+        infer.predict_paths(always_positive, test_dicoms, heatmap_dir=tmp_path / "hm", dicom_out_dir=tmp_path / "sc")
+    )
     accepted = [r for r in rows if r["accepted"]]
     assert len(accepted) == 3 and all(r["boxes"] is None for r in rows if not r["accepted"])
     for row in accepted:
@@ -85,8 +86,7 @@ def test_localize_command_scores_the_boxed_films_and_the_report_shows_it(tmp_pat
     from pneumocxr.report import write_report
 
     run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("features")))
-    status = main(["localize", str(run), "--root", str(real_data), "--occlusion", "2", "--grid", "4",
-                   "--n-boot", "50"])
+    status = main(["localize", str(run), "--root", str(real_data), "--occlusion", "2", "--grid", "4", "--n-boot", "50"])
     assert status == 0
     out = run / "localisation"
     result = json.loads((out / "localisation.json").read_text())
@@ -95,8 +95,11 @@ def test_localize_command_scores_the_boxed_films_and_the_report_shows_it(tmp_pat
     chosen = result["box_threshold"]["value"]
     assert str(chosen) in result["box_threshold"]["criterion_by_candidate"]
     nih = result["results"]["nih/Pneumonia"]
-    assert nih["n_films"] == nih["n_films_with_boxes"] == sum(
-        1 for f in films if f["part"] == "report" and "nih/Pneumonia" in f["pointing"])
+    assert (
+        nih["n_films"]
+        == nih["n_films_with_boxes"]
+        == sum(1 for f in films if f["part"] == "report" and "nih/Pneumonia" in f["pointing"])
+    )
     hits = [f["pointing"]["nih/Pneumonia"] for f in films if f["part"] == "report" and "nih/Pneumonia" in f["pointing"]]
     assert nih["pointing_game"]["value"] == pytest.approx(sum(hits) / len(hits))
     assert result["results"]["rsna"]["n_films"] > result["results"]["rsna"]["n_films_with_boxes"]

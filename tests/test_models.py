@@ -32,8 +32,9 @@ def test_local_imagenet_weights_are_loaded(vgg, real_data):
     path = models.resolve_weights("imagenet", "vgg16")
     assert path == str(real_data / "weights" / "vgg16_imagenet_notop.weights.h5")
     reference = keras.applications.VGG16(include_top=False, weights=path, input_shape=(64, 64, 3))
-    np.testing.assert_array_equal(vgg.get_layer("block1_conv1").get_weights()[0],
-                                  reference.get_layer("block1_conv1").get_weights()[0])
+    np.testing.assert_array_equal(
+        vgg.get_layer("block1_conv1").get_weights()[0], reference.get_layer("block1_conv1").get_weights()[0]
+    )
 
 
 def test_weights_resolution_errors_name_the_file(tmp_path):
@@ -75,11 +76,13 @@ def test_output_stays_float32_under_bf16_policy():
     assert np.asarray(out).dtype == np.float32
 
 
-@pytest.mark.parametrize("backbone, trainable_from, last", [("baseline_cnn", "all", "relu4"),
-                                                            ("densenet121", "conv5_block1_0_bn", "relu")])
+@pytest.mark.parametrize(
+    "backbone, trainable_from, last", [("baseline_cnn", "all", "relu4"), ("densenet121", "conv5_block1_0_bn", "relu")]
+)
 def test_other_backbones_build_flat_and_predict(backbone, trainable_from, last):
-    model = models.build_model(ModelConfig(backbone=backbone, weights="none", trainable_from=trainable_from,
-                                           head_units=(4,)), 32)
+    model = models.build_model(
+        ModelConfig(backbone=backbone, weights="none", trainable_from=trainable_from, head_units=(4,)), 32
+    )
     probs = np.asarray(model(np.random.default_rng(1).uniform(0, 1, (3, 32, 32, 3)).astype(np.float32)))
     assert probs.shape == (3, 1) and ((probs >= 0) & (probs <= 1)).all()
     assert models.last_conv_layer_name(model) == last

@@ -54,7 +54,9 @@ def test_augmentation_layers_follow_the_config():
     robust = TrainConfig(aug_gamma=0.3, aug_blur=0.5, aug_noise=0.02, aug_border=0.1)
     assert names(robust)[-4:] == ["RandomGamma", "RandomGaussianBlur", "GaussianNoise", "BorderErasing"]
     mapped = {key for _, key in pipeline.CLASSIC_AUGMENTATION.values() if key}
-    layers = {f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("aug_") and not f.name.endswith("_rate")}
+    layers = {
+        f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("aug_") and not f.name.endswith("_rate")
+    }
     assert mapped == layers
 
 

@@ -21,9 +21,12 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> Config:
-    return Config(data=DataConfig(image_size=SIZE, limit_per_split=6, seed=5,
-                                  shards=str(tmp_path_factory.mktemp("shards") / "kermany-32")),
-                  train=TrainConfig(batch_size=4))
+    return Config(
+        data=DataConfig(
+            image_size=SIZE, limit_per_split=6, seed=5, shards=str(tmp_path_factory.mktemp("shards") / "kermany-32")
+        ),
+        train=TrainConfig(batch_size=4),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +111,12 @@ def test_interrupted_prepare_resumes_and_keeps_finished_shards(real_data, config
     finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tfrecord")}
     assert sorted(finished) == ["official_val-00000.tfrecord", "official_val-00001.tfrecord"]
     assert not shards.read_manifest(out)["complete"] and list(out.glob("*.partial"))
-    assert shards.find_shards(out, pd.DataFrame({"split": ["train"], "path": ["x"], "label": [0],
-                                                 "patient_id": ["p"]}), SIZE) is None
+    assert (
+        shards.find_shards(
+            out, pd.DataFrame({"split": ["train"], "path": ["x"], "label": [0], "patient_id": ["p"]}), SIZE
+        )
+        is None
+    )
     monkeypatch.setattr(shards, "image_record", record)
     prepare.prepare(config, out, root=real_data, shard_size=4, show_progress=False)
     assert all(out.joinpath(name).stat().st_mtime_ns == ns for name, ns in finished.items())
@@ -129,8 +136,12 @@ def test_prepare_refuses_a_folder_of_another_image_list(real_data, config, prepa
 def test_prepare_command_line(real_data, config, tmp_path, capsys):
     toml = tmp_path / "c.toml"
     toml.write_text(f'[data]\ndataset = "kermany"\nimage_size = {SIZE}\nlimit_per_split = 2\nseed = 5\n')
-    assert main(["prepare", "--config", str(toml), "--out", str(tmp_path / "s"), "--root", str(real_data),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["prepare", "--config", str(toml), "--out", str(tmp_path / "s"), "--root", str(real_data), "--no-progress"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "6 images (official_val 2, train 2, val 2) at 32 px" in printed
     assert json.loads((tmp_path / "s" / "prepare.json").read_text())["complete"]

@@ -29,7 +29,17 @@ from pneumocxr.runs import create_run_dir, save_threshold, write_json, write_man
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "templates" / "FDA_Submission_Template.md"
 NUMBER = re.compile(r"(?<![\w.\-/])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?%?(?![\w/])")
-PROSE_NUMBERS = {"0", "1", "95", "95%", "1999", "2015", "2017", "2018", "2020"}  # [0, 1] range, CI level, citation years
+PROSE_NUMBERS = {
+    "0",
+    "1",
+    "95",
+    "95%",
+    "1999",
+    "2015",
+    "2017",
+    "2018",
+    "2020",
+}  # [0, 1] range, CI level, citation years
 
 
 # ---------------------------------------------------------------- fixtures: realistic run directories
@@ -40,8 +50,14 @@ def scored_frame(n_patients: int, seed: int, demographics: bool) -> pd.DataFrame
     for p in range(n_patients):
         label = int(rng.random() < 0.25)
         for _ in range(rng.integers(1, 4)):
-            rows.append({"path": f"img{len(rows)}.png", "patient_id": f"p{seed}-{p}", "label": label,
-                         "probability": float(1 / (1 + np.exp(-(rng.normal(0, 1.2) + 2.2 * label - 1.0))))})
+            rows.append(
+                {
+                    "path": f"img{len(rows)}.png",
+                    "patient_id": f"p{seed}-{p}",
+                    "label": label,
+                    "probability": float(1 / (1 + np.exp(-(rng.normal(0, 1.2) + 2.2 * label - 1.0)))),
+                }
+            )
     frame = pd.DataFrame(rows)
     if demographics:
         frame["sex"] = np.where(rng.random(len(frame)) < 0.45, "F", "M")
@@ -52,14 +68,28 @@ def scored_frame(n_patients: int, seed: int, demographics: bool) -> pd.DataFrame
 
 def eda_json() -> dict:
     """An eda.json with the keys `pneumocxr eda` writes (values as in the NIH metadata)."""
-    return {"n_images": 112120, "n_patients": 30805, "n_pneumonia_images": 1431, "n_pneumonia_patients": 1008,
-            "pneumonia_prevalence": {"per_image": 0.012763, "per_patient": 0.032722},
-            "age": {"median": 49.0, "q1": 35.0, "q3": 59.0, "iqr": [35.0, 59.0], "n_cleaned": 0},
-            "sex": {"F": 48780, "M": 63340}, "view": {"AP": 44810, "PA": 67310},
-            "comorbidity_with_pneumonia": {"Infiltration": 605, "Edema": 340, "Effusion": 269, "Atelectasis": 262,
-                                           "Consolidation": 123, "Hernia": 3},
-            "split": {"test": {"n_images": 25596, "n_patients": 2797, "n_pneumonia": 555},
-                      "train_val": {"n_images": 86524, "n_patients": 28008, "n_pneumonia": 876}}}
+    return {
+        "n_images": 112120,
+        "n_patients": 30805,
+        "n_pneumonia_images": 1431,
+        "n_pneumonia_patients": 1008,
+        "pneumonia_prevalence": {"per_image": 0.012763, "per_patient": 0.032722},
+        "age": {"median": 49.0, "q1": 35.0, "q3": 59.0, "iqr": [35.0, 59.0], "n_cleaned": 0},
+        "sex": {"F": 48780, "M": 63340},
+        "view": {"AP": 44810, "PA": 67310},
+        "comorbidity_with_pneumonia": {
+            "Infiltration": 605,
+            "Edema": 340,
+            "Effusion": 269,
+            "Atelectasis": 262,
+            "Consolidation": 123,
+            "Hernia": 3,
+        },
+        "split": {
+            "test": {"n_images": 25596, "n_patients": 2797, "n_pneumonia": 555},
+            "train_val": {"n_images": 86524, "n_patients": 28008, "n_pneumonia": 876},
+        },
+    }
 
 
 def save_small_model(config: Config, path: Path) -> None:
@@ -71,22 +101,34 @@ def save_small_model(config: Config, path: Path) -> None:
 
 def build_run(root: Path, dataset: str, external: bool, with_model: bool = False) -> Path:
     """A run directory as `pneumocxr train` leaves it, with optional eval/ of another institution's data."""
-    config = Config(name=f"report-{dataset}", data=DataConfig(dataset=dataset, image_size=32, limit_per_split=60),
-                    model=ModelConfig(head_units=(8,), trainable_from="block5_conv1", weights="none"),
-                    train=TrainConfig(epochs=4, batch_size=8),
-                    gate=GateConfig(age_range=(0.0, 17.0)) if dataset == "kermany" else GateConfig())
+    config = Config(
+        name=f"report-{dataset}",
+        data=DataConfig(dataset=dataset, image_size=32, limit_per_split=60),
+        model=ModelConfig(head_units=(8,), trainable_from="block5_conv1", weights="none"),
+        train=TrainConfig(epochs=4, batch_size=8),
+        gate=GateConfig(age_range=(0.0, 17.0)) if dataset == "kermany" else GateConfig(),
+    )
     run = create_run_dir(root / f"run-{dataset}", config)
     frame = scored_frame(120, seed=1, demographics=dataset == "nih")
     threshold = choose_threshold(frame["label"], frame["probability"], rule="youden_midpoint")
     save_threshold(run, threshold)
-    metrics = evaluate_predictions(frame, threshold["threshold"], n_boot=200, dataset=dataset, split="val",
-                                   threshold_rule="youden_midpoint")
+    metrics = evaluate_predictions(
+        frame, threshold["threshold"], n_boot=200, dataset=dataset, split="val", threshold_rule="youden_midpoint"
+    )
     save_evaluation(metrics, frame, run, run / "plots")
-    pd.DataFrame({"stage": ["stage1"] * 3 + ["finetune"], "epoch": [1, 2, 3, 1], "seconds": [4.1, 3.9, 4.0, 9.5],
-                  "learning_rate": [1e-4, 8e-5, 3e-5, 1e-5], "resumed_from_epoch": [""] * 4,
-                  "loss": [0.69, 0.52, 0.44, 0.40], "auc": [0.61, 0.78, 0.84, 0.87],
-                  "val_loss": [0.62, 0.50, 0.47, 0.49], "val_auc": [0.70, 0.80, 0.83, 0.82]}
-                 ).to_csv(run / "history.csv", index=False)
+    pd.DataFrame(
+        {
+            "stage": ["stage1"] * 3 + ["finetune"],
+            "epoch": [1, 2, 3, 1],
+            "seconds": [4.1, 3.9, 4.0, 9.5],
+            "learning_rate": [1e-4, 8e-5, 3e-5, 1e-5],
+            "resumed_from_epoch": [""] * 4,
+            "loss": [0.69, 0.52, 0.44, 0.40],
+            "auc": [0.61, 0.78, 0.84, 0.87],
+            "val_loss": [0.62, 0.50, 0.47, 0.49],
+            "val_auc": [0.70, 0.80, 0.83, 0.82],
+        }
+    ).to_csv(run / "history.csv", index=False)
     if external:
         other, split = ("kermany", "official_val") if dataset == "nih" else ("nih", "test")
         ext = scored_frame(80, seed=2, demographics=other == "nih")
@@ -94,12 +136,36 @@ def build_run(root: Path, dataset: str, external: bool, with_model: bool = False
         save_evaluation(ext_metrics, ext, run / "eval" / f"{other}-{split}")
     if with_model:
         save_small_model(config, run / "model.keras")
-    write_manifest(run, config, data_hash="0" * 64, weights_path=None, extra={
-        "precision": "mixed_bfloat16", "n_train": 60, "n_val": 11, "wall_time_s": 42.3, "stages": [
-            {"stage": "stage1-cache", "trainable_from": "block5_conv1", "epochs": 3, "steps_per_epoch": 8,
-             "seconds": 12.0, "kept": True},
-            {"stage": "stage2-finetune", "trainable_from": "block5_conv1", "epochs": 1, "steps_per_epoch": 2,
-             "seconds": 9.5, "kept": False}]})
+    write_manifest(
+        run,
+        config,
+        data_hash="0" * 64,
+        weights_path=None,
+        extra={
+            "precision": "mixed_bfloat16",
+            "n_train": 60,
+            "n_val": 11,
+            "wall_time_s": 42.3,
+            "stages": [
+                {
+                    "stage": "stage1-cache",
+                    "trainable_from": "block5_conv1",
+                    "epochs": 3,
+                    "steps_per_epoch": 8,
+                    "seconds": 12.0,
+                    "kept": True,
+                },
+                {
+                    "stage": "stage2-finetune",
+                    "trainable_from": "block5_conv1",
+                    "epochs": 1,
+                    "steps_per_epoch": 2,
+                    "seconds": 9.5,
+                    "kept": False,
+                },
+            ],
+        },
+    )
     return run
 
 
@@ -123,7 +189,11 @@ def trained_report(request, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("trained")
     try:  # a copy, so the evaluation added below does not change the shared run
-        run = Path(shutil.copytree(request.getfixturevalue("tiny_run"), root / "tiny", ignore=shutil.ignore_patterns("features")))
+        run = Path(
+            shutil.copytree(
+                request.getfixturevalue("tiny_run"), root / "tiny", ignore=shutil.ignore_patterns("features")
+            )
+        )
     except pytest.FixtureLookupError:
         run = train_run(Path(__file__).resolve().parents[1] / "configs" / "tiny-test.toml", root / "tiny")
     if not (run / "eval" / "kermany-official_val" / "metrics.json").is_file():
@@ -152,7 +222,9 @@ def split_appendix(text: str) -> tuple[str, list[dict[str, str]]]:
     for line in appendix.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 5 and cells[0].isdigit():
-            rows.append({"quantity": cells[1], "value": cells[2], "artifact": cells[3].strip("`"), "key": cells[4].strip("`")})
+            rows.append(
+                {"quantity": cells[1], "value": cells[2], "artifact": cells[3].strip("`"), "key": cells[4].strip("`")}
+            )
     return body, rows
 
 
@@ -177,7 +249,7 @@ def shown_matches(shown: str, value) -> bool:
     number = float(shown.replace(",", "").rstrip("%")) / (100 if shown.endswith("%") else 1)
     digits = len(shown.rstrip("%").split(".")[1]) if "." in shown and "e" not in shown else 0
     scale = 100 if shown.endswith("%") else 1
-    return math.isclose(number, float(value), rel_tol=1e-5, abs_tol=0.5 * 10 ** -digits / scale + 1e-12)
+    return math.isclose(number, float(value), rel_tol=1e-5, abs_tol=0.5 * 10**-digits / scale + 1e-12)
 
 
 def body_numbers(body: str) -> list[str]:
@@ -229,8 +301,13 @@ def test_regeneration_is_byte_identical(nih_report, tmp_path):
 def test_figures_are_local_and_the_pdf_embeds_one_image_per_figure(nih_report):
     files, text = nih_report["files"], nih_report["text"]
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert {"FDA_Submission_files/flowchart.png", "FDA_Submission_files/history.png", "FDA_Submission_files/pr.png",
-            "FDA_Submission_files/threshold.png", "FDA_Submission_files/calibration.png"} <= set(figures)
+    assert {
+        "FDA_Submission_files/flowchart.png",
+        "FDA_Submission_files/history.png",
+        "FDA_Submission_files/pr.png",
+        "FDA_Submission_files/threshold.png",
+        "FDA_Submission_files/calibration.png",
+    } <= set(figures)
     assert "FDA_Submission_files/eval-kermany-official_val-roc.png" in figures
     for figure in figures:
         assert (files.markdown.parent / figure).is_file(), figure
@@ -246,8 +323,11 @@ def assert_pdf_embeds(pdf_path: Path, figures: list[Path]) -> None:
 
     pdf = pdf_path.read_bytes()
     assert pdf.startswith(b"%PDF")
-    embedded = sorted((int(w), int(h)) for w, h, space in re.findall(
-        rb"/Subtype /Image/Width (\d+)/Height (\d+)/ColorSpace /(\w+)", pdf) if space != b"DeviceGray")
+    embedded = sorted(
+        (int(w), int(h))
+        for w, h, space in re.findall(rb"/Subtype /Image/Width (\d+)/Height (\d+)/ColorSpace /(\w+)", pdf)
+        if space != b"DeviceGray"
+    )
     assert embedded == sorted(Image.open(f).size for f in figures)
 
 
@@ -293,9 +373,18 @@ def test_cli_writes_markdown_and_names_a_missing_run(nih_report, tmp_path, capsy
 
 
 def test_format_number_kinds():
-    assert [format_number(v, k) for v, k in ((1234, "count"), (0.91249, "rate"), (0.43215, "thr"), (0.9, "pct"),
-                                              (1e-4, "num"), (None, "rate"), (float("nan"), "rate"))] == \
-        ["1,234", "0.912", "0.4321", "90%", "0.0001", "n/a", "n/a"]
+    assert [
+        format_number(v, k)
+        for v, k in (
+            (1234, "count"),
+            (0.91249, "rate"),
+            (0.43215, "thr"),
+            (0.9, "pct"),
+            (1e-4, "num"),
+            (None, "rate"),
+            (float("nan"), "rate"),
+        )
+    ] == ["1,234", "0.912", "0.4321", "90%", "0.0001", "n/a", "n/a"]
     assert lookup({"a": [{"b": 2}]}, "a[0].b") == 2 and lookup([1, 2, 3], "len()") == 3
 
 
@@ -314,7 +403,10 @@ def test_real_tiny_run_report_traces_model_stages_and_embeds_every_figure(traine
     assert model["frozen_params"] + model["fine_tuned_params"] + model["added_params"] == model["total_params"]
     assert [layer["name"] for layer in model["added"]][-1] == "probability"
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert "FDA_Submission_files/history.png" in figures and "FDA_Submission_files/eval-kermany-official_val-roc.png" in figures
+    assert (
+        "FDA_Submission_files/history.png" in figures
+        and "FDA_Submission_files/eval-kermany-official_val-roc.png" in figures
+    )
     assert_pdf_embeds(files.pdf, [files.markdown.parent / f for f in figures])
 
 
@@ -327,8 +419,12 @@ def test_ledger_records_only_what_it_shows():
     assert ledger.interval(one_class, "auc", "AUC") == "n/a"
     assert ledger.interval(one_class, "f1", "F1") == "0.500 (0.400–0.600)"
     assert ledger.interval(one_class, "npv", "NPV") == "n/a"  # key absent: nothing recorded
-    assert [(r.key, r.value) for r in ledger.rows] == [("auc", "n/a"), ("f1", "0.500"), ("f1_ci95[0]", "0.400"),
-                                                       ("f1_ci95[1]", "0.600")]
+    assert [(r.key, r.value) for r in ledger.rows] == [
+        ("auc", "n/a"),
+        ("f1", "0.500"),
+        ("f1_ci95[0]", "0.400"),
+        ("f1_ci95[1]", "0.600"),
+    ]
     assert ledger.maybe(one_class, "missing", "x") is None and len(ledger.rows) == 4
 
 
@@ -336,10 +432,11 @@ def test_fine_tuned_layers_count_only_stages_the_saved_model_kept():
     from pneumocxr.report_data import first_trained_index
 
     names = ["block3_conv1", "block4_conv1", "block5_conv1"]
-    config = Config(model=ModelConfig(trainable_from="block4_conv1"),
-                    train=TrainConfig(stage1_trainable_from="block5_conv1", finetune_epochs=1))
-    kept = [{"trainable_from": "block5_conv1", "kept": True},
-            {"trainable_from": "block4_conv1", "kept": True}]
+    config = Config(
+        model=ModelConfig(trainable_from="block4_conv1"),
+        train=TrainConfig(stage1_trainable_from="block5_conv1", finetune_epochs=1),
+    )
+    kept = [{"trainable_from": "block5_conv1", "kept": True}, {"trainable_from": "block4_conv1", "kept": True}]
     discarded = [kept[0], {**kept[1], "kept": False}]
     assert first_trained_index(names, config, kept) == 1
     assert first_trained_index(names, config, discarded) == 2  # stage 2 weights were not kept

@@ -36,12 +36,17 @@ def hostile_run(tmp_path: Path, shared_cases: Path, server: LocalServer) -> Path
     secret.write_bytes(SECRET)
     run = build_run(tmp_path, "kermany", external=False)
     hostile = json.loads((shared_cases / "hostile" / "report-injection_manifest.json").read_text())
-    run_id = (hostile["run_id"].replace("file:///tmp/redteam/secret.txt", secret.as_uri())
-              .replace("http://127.0.0.1:8765/secret.txt", server.url("/secret.txt")))
+    run_id = (
+        hostile["run_id"]
+        .replace("file:///tmp/redteam/secret.txt", secret.as_uri())
+        .replace("http://127.0.0.1:8765/secret.txt", server.url("/secret.txt"))
+    )
     assert secret.as_uri() in run_id and server.url("/secret.txt") in run_id
     manifest = json.loads((run / "manifest.json").read_text())
-    manifest.update(run_id=run_id + f" ![x]({server.url('/pixel.png')}) ![y]({secret.as_uri()}) | # h\n<img src=x>",
-                    config_name=hostile["config_name"] + "`<b>bold</b>`")
+    manifest.update(
+        run_id=run_id + f" ![x]({server.url('/pixel.png')}) ![y]({secret.as_uri()}) | # h\n<img src=x>",
+        config_name=hostile["config_name"] + "`<b>bold</b>`",
+    )
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
 
@@ -63,7 +68,9 @@ def test_hostile_manifest_fetches_and_embeds_nothing(tmp_path, shared_cases, ser
 
 
 def test_raw_html_in_markdown_is_shown_as_text():
-    page = markdown_to_html('<link rel="attachment" href="file:///etc/passwd">\n\nHi <a rel="attachment" href="x">y</a>')
+    page = markdown_to_html(
+        '<link rel="attachment" href="file:///etc/passwd">\n\nHi <a rel="attachment" href="x">y</a>'
+    )
     assert "<link" not in page and "<a rel" not in page and "&lt;a rel" in page
 
 
@@ -77,8 +84,14 @@ def test_fetcher_serves_only_the_figure_folder(tmp_path, server):
     response = fetcher.fetch((folder / "fig.png").as_uri())
     assert response.read() == b"png"
     response.close()
-    for url in ((tmp_path / "secret.txt").as_uri(), (folder / "link.png").as_uri(), (folder / ".." / "secret.txt").as_uri(),
-                server.url("/secret.txt"), "data:text/plain,hi", "file://otherhost" + str(folder / "fig.png")):
+    for url in (
+        (tmp_path / "secret.txt").as_uri(),
+        (folder / "link.png").as_uri(),
+        (folder / ".." / "secret.txt").as_uri(),
+        server.url("/secret.txt"),
+        "data:text/plain,hi",
+        "file://otherhost" + str(folder / "fig.png"),
+    ):
         with pytest.raises(PermissionError):
             fetcher.fetch(url)
     assert server.requests == []

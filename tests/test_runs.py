@@ -37,15 +37,18 @@ def test_threshold_round_trip_and_validation(tmp_path):
         save_threshold(tmp_path, {"threshold": 0.4})
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"threshold": NaN, "rule": "max_f1"}', r"threshold.json: threshold = nan: input should be a finite number"),
-    ('{"threshold": 1.5, "rule": "max_f1"}', r"threshold = 1.5: input should be less than or equal to 1"),
-    ('{"threshold": "0.4", "rule": "max_f1"}', r"threshold = '0.4': input should be a valid number"),
-    ('{"threshold": 0.4, "rule": "median"}', r"rule = 'median': input should be 'max_f1', "),
-    ('{"threshold": 0.4, "rule": "max_f1", "schema_version": 7}', r"schema_version = 7: input should be 1"),
-    ('{"threshold": 0.4, "rule": "max_f1", "treshold": 0.3}', r"treshold = 0.3: extra inputs are not permitted"),
-    ("[0.4", r"threshold.json: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"threshold": NaN, "rule": "max_f1"}', r"threshold.json: threshold = nan: input should be a finite number"),
+        ('{"threshold": 1.5, "rule": "max_f1"}', r"threshold = 1.5: input should be less than or equal to 1"),
+        ('{"threshold": "0.4", "rule": "max_f1"}', r"threshold = '0.4': input should be a valid number"),
+        ('{"threshold": 0.4, "rule": "median"}', r"rule = 'median': input should be 'max_f1', "),
+        ('{"threshold": 0.4, "rule": "max_f1", "schema_version": 7}', r"schema_version = 7: input should be 1"),
+        ('{"threshold": 0.4, "rule": "max_f1", "treshold": 0.3}', r"treshold = 0.3: extra inputs are not permitted"),
+        ("[0.4", r"threshold.json: not valid JSON"),
+    ],
+)
 def test_bad_threshold_files_are_refused_with_one_line(tmp_path, text, expected):
     (tmp_path / "threshold.json").write_text(text)
     with pytest.raises(RunFileError, match=expected) as caught:
@@ -68,7 +71,11 @@ def test_run_dir_and_manifest(tmp_path):
     weights.write_bytes(b"abc")
     digest = data_list_hash([("a.png", 1, "train"), ("b.png", 0, "val")])
     manifest = write_manifest(run, config, digest, str(weights))
-    assert manifest.weights_sha256 == sha256_file(weights) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert (
+        manifest.weights_sha256
+        == sha256_file(weights)
+        == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
     assert read_json(run / "manifest.json")["data_list_sha256"] == digest
     assert set(manifest.packages) >= {"tensorflow", "keras", "pydicom", "python"}
     assert json.loads((run / "manifest.json").read_text())["seed"] == config.data.seed
@@ -93,16 +100,34 @@ def test_records_accept_every_key_the_shift_validation_path_writes(tmp_path):
     groups = np.tile(["plain", "gamma/0.7"], 40)
     threshold = choose_threshold(labels, scores, "worst_group_midpoint", tolerance=0.01, groups=groups)
     calibration = fit_calibration(labels, scores, "temperature")
-    save_threshold(tmp_path, {**threshold, "dataset": "kermany", "split": "val",
-                              "validation": "shift (2 shifted copies)", "calibration": calibration})
+    save_threshold(
+        tmp_path,
+        {
+            **threshold,
+            "dataset": "kermany",
+            "split": "val",
+            "validation": "shift (2 shifted copies)",
+            "calibration": calibration,
+        },
+    )
     record = load_threshold(tmp_path)
     assert record.rule == "worst_group_midpoint" and record.groups == 2
     assert record.best_worst_balanced_accuracy == pytest.approx(threshold["best_worst_balanced_accuracy"])
     assert record.calibration.method == "temperature" and record.calibration.temperature > 0
     assert record.validation == "shift (2 shifted copies)"
     shift = {"copies": 2, "pooled": {"n": 80}, "conditions": [{"condition": "plain", "n": 40}]}
-    save_metrics(tmp_path, {"n": 40, "n_patients": 40, "n_pos": 20, "prevalence": 0.5, "threshold": record.threshold,
-                            "confusion": {"tp": 1, "fp": 0, "tn": 1, "fn": 0}, "shift_validation": shift})
+    save_metrics(
+        tmp_path,
+        {
+            "n": 40,
+            "n_patients": 40,
+            "n_pos": 20,
+            "prevalence": 0.5,
+            "threshold": record.threshold,
+            "confusion": {"tp": 1, "fp": 0, "tn": 1, "fn": 0},
+            "shift_validation": shift,
+        },
+    )
     assert load_metrics(tmp_path).shift_validation == shift
     write_manifest(tmp_path, Config(), "0" * 64, None, extra={"n_val": 40, "n_val_shifted": 80})
     assert load_manifest(tmp_path).n_val_shifted == 80

@@ -48,8 +48,9 @@ def pacs(tmp_path_factory):
 def _node(tmp_path_factory, tiny_run, pacs, name, **tables):
     work = tmp_path_factory.mktemp(name)
     port = free_port()
-    config = write_serve_config(work / "serve.toml", port=port, state_dir=work / "state",
-                                destination_port=pacs.dicom_port, **tables)
+    config = write_serve_config(
+        work / "serve.toml", port=port, state_dir=work / "state", destination_port=pacs.dicom_port, **tables
+    )
     return NodeProcess(tiny_run, config, port, work / "serve.log"), config
 
 
@@ -96,8 +97,12 @@ def pacs_sr_values(pacs: Orthanc) -> dict[str, dict]:
         import io
 
         sr = pydicom.dcmread(io.BytesIO(pacs.get_bytes(f"/instances/{instance['ID']}/file")))
-        source = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0] \
-            .ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        source = (
+            sr.CurrentRequestedProcedureEvidenceSequence[0]
+            .ReferencedSeriesSequence[0]
+            .ReferencedSOPSequence[0]
+            .ReferencedSOPInstanceUID
+        )
         assert source not in out, f"two SRs reference {source}"
         out[source] = report_values(sr)
     return out
@@ -160,8 +165,14 @@ def _worklist(config: Path) -> list[dict]:
     from serve_harness import SRC
 
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    out = subprocess.run([sys.executable, "-m", "pneumocxr", "worklist", "--config", str(config), "--json"],
-                         capture_output=True, text=True, env=env, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pneumocxr", "worklist", "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -204,8 +215,11 @@ def test_pacs_outage_results_are_retried_and_delivered_after_restart(node_sc, pa
 
     def attempts() -> dict[str, int]:
         rows = journal.query("SELECT sop_instance_uid, delivery_attempts, status FROM instances")
-        return {r["sop_instance_uid"]: r["delivery_attempts"] for r in rows if r["sop_instance_uid"] in uids
-                and r["status"] == "scored"}
+        return {
+            r["sop_instance_uid"]: r["delivery_attempts"]
+            for r in rows
+            if r["sop_instance_uid"] in uids and r["status"] == "scored"
+        }
 
     pacs.stop()
     try:
@@ -257,8 +271,10 @@ def _send_concurrently(batches: list[list], port: int) -> dict[str, int | None]:
 def test_load_500_images_over_4_associations(node_sr, pacs, tiny_run, test_dicoms):
     node, config = node_sr
     base = [read_for_sending(f) for f in test_dicoms[:3]]
-    batches = [(reuid(base[i % 3], f"load{i}") for i in range(k, LOAD_IMAGES, LOAD_ASSOCIATIONS))
-               for k in range(LOAD_ASSOCIATIONS)]
+    batches = [
+        (reuid(base[i % 3], f"load{i}") for i in range(k, LOAD_IMAGES, LOAD_ASSOCIATIONS))
+        for k in range(LOAD_ASSOCIATIONS)
+    ]
     statuses = _send_concurrently(batches, node.port)
     assert len(statuses) == LOAD_IMAGES and set(statuses.values()) == {SUCCESS}
     wait_for(lambda: settled(config, set(statuses)), 900, "500 results delivered", interval=2)
@@ -299,8 +315,10 @@ def test_sigkill_mid_stream_then_restart_gives_exactly_one_result(node_sr, pacs,
     expected = {sr_uids(u, run_id)[1] for u in uids}
     found = [u for u in pacs_uids(pacs) if u in expected]
     assert len(found) == len(set(found)) == len(uids)
-    print(f"\nkill: acked before kill {len(acked)}, score attempts "
-          f"{sorted(rows[u]['score_attempts'] for u in uids)}, resends {sum(rows[u]['resends'] for u in uids)}")
+    print(
+        f"\nkill: acked before kill {len(acked)}, score attempts "
+        f"{sorted(rows[u]['score_attempts'] for u in uids)}, resends {sum(rows[u]['resends'] for u in uids)}"
+    )
 
 
 def _openssl(*args: str) -> None:
@@ -309,8 +327,21 @@ def _openssl(*args: str) -> None:
 
 def _ca(folder: Path, name: str) -> tuple[Path, Path]:
     key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-             "-keyout", str(key), "-out", str(cert))
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+    )
     return key, cert
 
 
@@ -319,8 +350,23 @@ def _signed(folder: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]
     ext = folder / f"{name}.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1\n")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[1]), "-CAkey", str(ca[0]), "-CAcreateserial",
-             "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca[1]),
+        "-CAkey",
+        str(ca[0]),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
     return key, cert
 
 
@@ -337,10 +383,16 @@ def test_tls_association_with_a_wrong_certificate_is_refused(tmp_path, test_dico
     server_cert = _signed(tmp_path, "node", ca)
     good, rogue = _signed(tmp_path, "modality", ca), _signed(tmp_path, "intruder", rogue_ca)
     port = free_port()
-    config = serve_config_from_dict({
-        "node": {"port": port, "state_dir": str(tmp_path / "state"), "allowed_calling_ae_titles": ["MODALITY"]},
-        "tls": {"certificate": str(server_cert[1]), "private_key": str(server_cert[0]),
-                "ca_certificates": str(ca[1])}})
+    config = serve_config_from_dict(
+        {
+            "node": {"port": port, "state_dir": str(tmp_path / "state"), "allowed_calling_ae_titles": ["MODALITY"]},
+            "tls": {
+                "certificate": str(server_cert[1]),
+                "private_key": str(server_cert[0]),
+                "ca_certificates": str(ca[1]),
+            },
+        }
+    )
     journal = Journal(config.journal_path)
     server = start_scp(config, journal)
     try:
@@ -358,13 +410,17 @@ def test_tls_association_with_a_wrong_certificate_is_refused(tmp_path, test_dico
 
 def test_caller_from_a_host_outside_allowed_hosts_is_refused(tmp_path):
     port = free_port()
-    config = serve_config_from_dict({"node": {"port": port, "state_dir": str(tmp_path), "allowed_hosts": ["10.0.0.0/8"]}})
+    config = serve_config_from_dict(
+        {"node": {"port": port, "state_dir": str(tmp_path), "allowed_hosts": ["10.0.0.0/8"]}}
+    )
     server = start_scp(config, Journal(config.journal_path))
     try:
         assert not echo(port)
     finally:
         server.shutdown()
-    config = serve_config_from_dict({"node": {"port": port, "state_dir": str(tmp_path), "allowed_hosts": ["127.0.0.1"]}})
+    config = serve_config_from_dict(
+        {"node": {"port": port, "state_dir": str(tmp_path), "allowed_hosts": ["127.0.0.1"]}}
+    )
     server = start_scp(config, Journal(config.journal_path))
     try:
         assert echo(port)
@@ -372,15 +428,18 @@ def test_caller_from_a_host_outside_allowed_hosts_is_refused(tmp_path):
         server.shutdown()
 
 
-@pytest.mark.parametrize("raw, named", [
-    ({"node": {"ae_title": "A" * 17}}, "ae_title"),
-    ({"node": {"allowed_hosts": ["not-an-ip"]}}, "allowed_hosts"),
-    ({"node": {"prot": 1}}, "prot"),
-    ({"destination": {"port": 70000}}, "port"),
-    ({"worker": {"batch_size": 0}}, "batch_size"),
-    ({"tls": {"certificate": "/nonexistent.pem", "private_key": "/nonexistent.key"}}, "certificate"),
-    ({"pacs": {}}, "pacs"),
-])
+@pytest.mark.parametrize(
+    "raw, named",
+    [
+        ({"node": {"ae_title": "A" * 17}}, "ae_title"),
+        ({"node": {"allowed_hosts": ["not-an-ip"]}}, "allowed_hosts"),
+        ({"node": {"prot": 1}}, "prot"),
+        ({"destination": {"port": 70000}}, "port"),
+        ({"worker": {"batch_size": 0}}, "batch_size"),
+        ({"tls": {"certificate": "/nonexistent.pem", "private_key": "/nonexistent.key"}}, "certificate"),
+        ({"pacs": {}}, "pacs"),
+    ],
+)
 def test_serve_config_errors_name_the_key(raw, named):
     with pytest.raises(ServeConfigError, match=named):
         serve_config_from_dict(raw, "serve.toml")
@@ -391,8 +450,9 @@ def test_fda_report_describes_the_node_when_a_serve_config_is_given(tiny_run, tm
     from pneumocxr.report_figures import flowchart_steps
     from pneumocxr.runs import load_run_config
 
-    serve_toml = write_serve_config(tmp_path / "serve.toml", port=11112, state_dir=tmp_path / "state",
-                                    destination_port=4242)
+    serve_toml = write_serve_config(
+        tmp_path / "serve.toml", port=11112, state_dir=tmp_path / "state", destination_port=4242
+    )
     node = load_serve_config(serve_toml).summary()
     config = load_run_config(tiny_run)
     plain = flowchart_steps(config, 0.5, "youden")

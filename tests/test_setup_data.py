@@ -25,9 +25,14 @@ WEIGHTS = "weights/vgg16_imagenet_notop.weights.h5"
 def shared(tmp_path) -> Path:
     """A miniature shared folder: data/{nih,kermany,test_dicoms,README.md} and weights/."""
     root = tmp_path / "shared"
-    for relative, text in {"data/nih/sample_labels.csv": "Image Index\n", "data/nih/test_list.txt": "a.png\n",
-                           "data/kermany/train/NORMAL/IM-0001-0001.jpeg": "jpeg", "data/test_dicoms/test1.dcm": "dcm",
-                           "data/README.md": "readme", WEIGHTS: "h5"}.items():
+    for relative, text in {
+        "data/nih/sample_labels.csv": "Image Index\n",
+        "data/nih/test_list.txt": "a.png\n",
+        "data/kermany/train/NORMAL/IM-0001-0001.jpeg": "jpeg",
+        "data/test_dicoms/test1.dcm": "dcm",
+        "data/README.md": "readme",
+        WEIGHTS: "h5",
+    }.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
     return root
@@ -48,10 +53,19 @@ def test_setup_links_each_shared_dataset_the_weights_and_the_project_files(tmp_p
     assert str((project / "test_dicoms").readlink()) == "data/test_dicoms"  # relative: survives moving the project
     assert (project / "sample_labels.csv").read_text() == "Image Index\n"
     linked = actions(steps, project)
-    names = ("data/nih", "data/kermany", "data/test_dicoms", "data/README.md", f"data/{WEIGHTS}", "test_dicoms",
-             "sample_labels.csv")
+    names = (
+        "data/nih",
+        "data/kermany",
+        "data/test_dicoms",
+        "data/README.md",
+        f"data/{WEIGHTS}",
+        "test_dicoms",
+        "sample_labels.csv",
+    )
     assert {linked[k] for k in names} == {"linked"}
-    assert linked["data/rsna/stage_2_detailed_class_info.csv"] == "manual"  # not in this shared folder, nor downloadable
+    assert (
+        linked["data/rsna/stage_2_detailed_class_info.csv"] == "manual"
+    )  # not in this shared folder, nor downloadable
 
 
 def test_second_run_changes_nothing(tmp_path, shared):
@@ -117,6 +131,7 @@ def test_links_to_the_real_shared_folder_match_the_project_data_root(real_data, 
 
 # --- the source table -------------------------------------------------------------------------------
 
+
 def test_package_source_table_is_consistent():
     table = load_sources()
     assert {s.group for s in table.sources} | {f.group for f in table.shared_files} == set(table.groups)
@@ -130,8 +145,10 @@ def test_package_source_table_is_consistent():
 
 def test_bad_source_table_names_the_file_and_entry(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[groups.g]\nrequired = true\n[[source]]\nname = "x"\ngroup = "g"\nurl = "https://a"\n'
-                   'target = "x.csv"\nsha265 = "typo"\n')
+    bad.write_text(
+        '[groups.g]\nrequired = true\n[[source]]\nname = "x"\ngroup = "g"\nurl = "https://a"\n'
+        'target = "x.csv"\nsha265 = "typo"\n'
+    )
     with pytest.raises(SourceTableError, match=r"bad.toml \[\[source\]\] #1: unknown key\(s\) \['sha265'\]"):
         load_sources(bad)
     bad.write_text('[groups.g]\n[[source]]\nname = "x"\ngroup = "g"\nurl = "https://a"\ntarget = "../x.csv"\n')
@@ -140,6 +157,7 @@ def test_bad_source_table_names_the_file_and_entry(tmp_path):
 
 
 # --- the official NIH split lists, rebuilt --------------------------------------------------------
+
 
 def test_rebuilt_nih_split_lists_are_nihs_files_byte_for_byte(real_data, tmp_path):
     """Real data: both lists rebuilt from the metadata equal NIH's files (sha256 from the table)."""
@@ -153,14 +171,20 @@ def test_rebuilt_nih_split_lists_are_nihs_files_byte_for_byte(real_data, tmp_pat
 
 # --- downloading (no shared folder) ------------------------------------------------------------------
 
+
 def served_table(tmp_path: Path, server: LocalServer, real_data: Path) -> Path:
     """A source table pointing at the local server: the real NIH metadata inside a 'wheel', the
     derived split lists, a tar.gz of PNGs, a plain file with sha256 and a manual file."""
     metadata = (real_data / "nih" / "Data_Entry_2017_v2020.csv.gz").read_bytes()
-    wheel = zip_bytes({"pkg/data/Data_Entry_2017_v2020.csv.gz": metadata,
-                       "pkg/data/labels.csv.zip": zip_bytes({"stage_2_train_labels.csv": b"patientId,Target\na,0\n"})})
-    server.files.update({"/pkg.whl": wheel, "/images_001.tar.gz": tar_gz({"images/00000001_000.png": b"p"}),
-                         "/npz": b"npz-bytes"})
+    wheel = zip_bytes(
+        {
+            "pkg/data/Data_Entry_2017_v2020.csv.gz": metadata,
+            "pkg/data/labels.csv.zip": zip_bytes({"stage_2_train_labels.csv": b"patientId,Target\na,0\n"}),
+        }
+    )
+    server.files.update(
+        {"/pkg.whl": wheel, "/images_001.tar.gz": tar_gz({"images/00000001_000.png": b"p"}), "/npz": b"npz-bytes"}
+    )
     sha = hashlib.sha256(wheel).hexdigest()
     lists = {s.name: s for s in load_sources().sources}
     text = f"""
@@ -172,7 +196,7 @@ required = true
 [[source]]
 name = "nih-data-entry"
 group = "nih-metadata"
-url = "{server.url('/pkg.whl')}"
+url = "{server.url("/pkg.whl")}"
 archive = "pkg.whl"
 sha256 = "{sha}"
 extract = "zip"
@@ -183,23 +207,23 @@ name = "nih-test-list"
 group = "nih-metadata"
 derive = "nih-test-list"
 target = "nih/test_list.txt"
-sha256 = "{lists['nih-test-list'].sha256}"
+sha256 = "{lists["nih-test-list"].sha256}"
 [[source]]
 name = "nih-train-val-list"
 group = "nih-metadata"
 derive = "nih-train-val-list"
 target = "nih/train_val_list.txt"
-sha256 = "{lists['nih-train-val-list'].sha256}"
+sha256 = "{lists["nih-train-val-list"].sha256}"
 [[source]]
 name = "nih-images-001"
 group = "nih-images"
-url = "{server.url('/images_001.tar.gz')}"
+url = "{server.url("/images_001.tar.gz")}"
 extract = "tar.gz"
 into = "nih/images_001"
 [[source]]
 name = "rsna-train-labels"
 group = "rsna"
-url = "{server.url('/pkg.whl')}"
+url = "{server.url("/pkg.whl")}"
 archive = "pkg.whl"
 sha256 = "{sha}"
 extract = "zip"
@@ -213,9 +237,9 @@ target = "rsna/stage_2_detailed_class_info.csv"
 [[source]]
 name = "pneumoniamnist"
 group = "pneumoniamnist"
-url = "{server.url('/npz')}"
+url = "{server.url("/npz")}"
 target = "pneumoniamnist/pneumoniamnist.npz"
-md5 = "{hashlib.md5(b'npz-bytes').hexdigest()}"
+md5 = "{hashlib.md5(b"npz-bytes").hexdigest()}"
 [project_links]
 "sample_labels.csv" = "nih/sample_labels.csv"
 """
@@ -251,8 +275,9 @@ def test_always_mode_adds_downloads_beside_linked_shared_files(real_data, tmp_pa
     with LocalServer() as server:
         table = load_sources(served_table(tmp_path, server, real_data))
         root = tmp_path / "data"
-        steps = setup_data(root, shared, download="always", only={"nih-images"}, table=table,
-                           project_dir=tmp_path, progress=False)
+        steps = setup_data(
+            root, shared, download="always", only={"nih-images"}, table=table, project_dir=tmp_path, progress=False
+        )
         assert "expanded" in {s.action for s in steps}
         assert not (root / "nih").is_symlink() and (root / "nih" / "test_list.txt").is_symlink()
         assert (root / "nih" / "images_001" / "images" / "00000001_000.png").exists()
@@ -265,8 +290,24 @@ def test_failed_download_is_reported_and_the_cli_exits_1(real_data, tmp_path, sh
         table_path = served_table(tmp_path, server, real_data)
         server.files.pop("/npz")
         monkeypatch.setattr("pneumocxr.datasets.sources.SOURCES_TOML", table_path)
-        status = main(["data", "setup", "--root", str(tmp_path / "data"), "--shared", str(shared), "--project",
-                       str(tmp_path), "--download", "always", "--only", "pneumoniamnist", "--retries", "1"])
+        status = main(
+            [
+                "data",
+                "setup",
+                "--root",
+                str(tmp_path / "data"),
+                "--shared",
+                str(shared),
+                "--project",
+                str(tmp_path),
+                "--download",
+                "always",
+                "--only",
+                "pneumoniamnist",
+                "--retries",
+                "1",
+            ]
+        )
     out = capsys.readouterr().out
     assert status == 1 and "failed" in out and "/npz: HTTP 404" in out
 

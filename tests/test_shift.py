@@ -43,6 +43,7 @@ def test_strong_level_moves_the_image_more_than_mild(kermany_image):
 
 def test_blur_removes_detail_and_sharpen_adds_it(kermany_image):
     path, image = kermany_image
+
     def detail(im):
         return np.abs(np.diff(im, axis=1)).mean()
 
@@ -57,8 +58,13 @@ def test_unknown_condition_is_refused(kermany_image):
 
 
 def test_shift_frame_gives_each_image_distinct_conditions_and_balances_them():
-    frame = pd.DataFrame({"path": [f"p{i}" for i in range(160)], "label": [i % 2 for i in range(160)],
-                          "patient_id": [f"q{i // 2}" for i in range(160)]})
+    frame = pd.DataFrame(
+        {
+            "path": [f"p{i}" for i in range(160)],
+            "label": [i % 2 for i in range(160)],
+            "patient_id": [f"q{i // 2}" for i in range(160)],
+        }
+    )
     rows = shift.shift_frame(frame, copies=2)
     assert len(rows) == 480 and (rows["condition"] == "plain").sum() == 160
     shifted = rows[rows["condition"] != "plain"]
@@ -70,8 +76,13 @@ def test_shift_frame_gives_each_image_distinct_conditions_and_balances_them():
 
 
 def test_condition_table_matches_a_hand_count():
-    scored = pd.DataFrame({"label": [1, 1, 0, 0, 1, 0], "probability": [0.9, 0.4, 0.2, 0.6, 0.8, 0.1],
-                           "condition": ["plain"] * 4 + ["blur/mild"] * 2})
+    scored = pd.DataFrame(
+        {
+            "label": [1, 1, 0, 0, 1, 0],
+            "probability": [0.9, 0.4, 0.2, 0.6, 0.8, 0.1],
+            "condition": ["plain"] * 4 + ["blur/mild"] * 2,
+        }
+    )
     table = shift.condition_table(scored, 0.5).set_index("condition")
     assert table.loc["plain", "sensitivity"] == 0.5 and table.loc["plain", "specificity"] == 0.5
     assert table.loc["blur/mild", "balanced_accuracy"] == 1.0

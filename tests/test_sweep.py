@@ -43,11 +43,27 @@ def test_shipped_sweep_parses_into_distinct_variants():
 
 def test_deep_merge_and_outcome_sentence():
     assert sweep.deep_merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}, "b": 1}
-    ref = {"name": "ref", "shift_auc": 0.93, "val_auc": 0.95, "val_accuracy": 0.90, "threshold": 0.5, "train_minutes": 10.0}
-    row = {"name": "new", "shift_auc": 0.96, "val_auc": 0.94, "val_accuracy": 0.88, "threshold": 0.4, "train_minutes": 5.0}
+    ref = {
+        "name": "ref",
+        "shift_auc": 0.93,
+        "val_auc": 0.95,
+        "val_accuracy": 0.90,
+        "threshold": 0.5,
+        "train_minutes": 10.0,
+    }
+    row = {
+        "name": "new",
+        "shift_auc": 0.96,
+        "val_auc": 0.94,
+        "val_accuracy": 0.88,
+        "threshold": 0.4,
+        "train_minutes": 5.0,
+    }
     text = sweep.outcome_sentence(row, ref)
     # judged by the shift validation, the selection criterion, even when plain validation AUC fell
-    assert text.startswith("Helped: shift-validation AUC 0.930 -> 0.960 (+0.030), validation AUC 0.950 -> 0.940 (-0.010)")
+    assert text.startswith(
+        "Helped: shift-validation AUC 0.930 -> 0.960 (+0.030), validation AUC 0.950 -> 0.940 (-0.010)"
+    )
     assert "0.900 -> 0.880 (-0.020)" in text and "10 -> 5 min" in text
     assert sweep.outcome_sentence({**row, "val_auc": 0.5}, ref).startswith("Training collapsed")
     assert sweep.outcome_sentence({**row, "shift_auc": 0.931}, ref).startswith("No clear difference")

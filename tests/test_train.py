@@ -45,12 +45,15 @@ def test_cosine_schedule_decays_to_five_percent():
     optimizer = make_optimizer(TrainConfig(learning_rate=1e-3), 1e-3, total_steps=100)
     schedule = optimizer._learning_rate
     assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(100)) == pytest.approx(5e-5)
-    assert isinstance(make_optimizer(TrainConfig(optimizer="sgd", lr_schedule="constant"), 0.1, 1), keras.optimizers.SGD)
+    assert isinstance(
+        make_optimizer(TrainConfig(optimizer="sgd", lr_schedule="constant"), 0.1, 1), keras.optimizers.SGD
+    )
 
 
 def test_checkpoint_threshold_relaxes_earlier_stages_only(tmp_path):
     (tmp_path / "history.csv").write_text(
-        "stage,epoch,val_auc,val_loss\nstage1,1,0.990,0.30\nstage1,2,0.995,0.25\nstage2,1,0.994,0.28\n")
+        "stage,epoch,val_auc,val_loss\nstage1,1,0.990,0.30\nstage1,2,0.995,0.25\nstage2,1,0.994,0.28\n"
+    )
     assert checkpoint_threshold(tmp_path, "stage1", "val_auc") == pytest.approx(0.995)  # resumed stage: its own best
     assert checkpoint_threshold(tmp_path, "stage2", "val_auc", 0.002) == pytest.approx(0.994)  # own 0.994 > 0.993
     assert checkpoint_threshold(tmp_path, "stage2", "val_auc", 0.0) == pytest.approx(0.995)
@@ -60,19 +63,46 @@ def test_checkpoint_threshold_relaxes_earlier_stages_only(tmp_path):
 
 def test_stage_config_must_agree_without_finetune():
     config = load_config(TINY)
-    bad = dataclasses.replace(config, model=dataclasses.replace(config.model, trainable_from="block4_conv1"),
-                              train=dataclasses.replace(config.train, finetune_epochs=0))
+    bad = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, trainable_from="block4_conv1"),
+        train=dataclasses.replace(config.train, finetune_epochs=0),
+    )
     with pytest.raises(ValueError, match="stage1_trainable_from = 'block5_conv1' but"):
         check_stage_config(bad)
 
 
 def test_tiny_run_writes_the_run_directory_contract(tiny_run):
-    for name in ("config.toml", "model.keras", "threshold.json", "history.csv", "metrics.json", "manifest.json",
-                 "predictions.csv", "plots/history.png", "plots/roc.png", "plots/calibration.png"):
+    for name in (
+        "config.toml",
+        "model.keras",
+        "threshold.json",
+        "history.csv",
+        "metrics.json",
+        "manifest.json",
+        "predictions.csv",
+        "plots/history.png",
+        "plots/roc.png",
+        "plots/calibration.png",
+    ):
         assert (tiny_run / name).is_file(), name
     metrics = runs.read_json(tiny_run / "metrics.json")
-    for key in ("n", "prevalence", "auc", "auc_ci95", "threshold", "accuracy", "sensitivity", "specificity",
-                "precision", "f1", "npv", "accuracy_ci95", "ece", "subgroups"):
+    for key in (
+        "n",
+        "prevalence",
+        "auc",
+        "auc_ci95",
+        "threshold",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+        "npv",
+        "accuracy_ci95",
+        "ece",
+        "subgroups",
+    ):
         assert key in metrics, key
     assert metrics["n"] == 32 and metrics["split"] == "val"
     threshold = runs.load_threshold(tiny_run)
@@ -87,8 +117,11 @@ def test_tiny_run_writes_the_run_directory_contract(tiny_run):
     assert conditions["plain"] == 32 and conditions["official_val"] == 16 and conditions["pooled"] == 112
     assert sum(n for c, n in conditions.items() if "/" in c and not c.startswith("all/")) == 64
     # the threshold's worst-condition balanced accuracy is the table's minimum at that threshold
-    groups = [r for r in shifted["conditions"] if r["condition"] != "pooled" and not r["condition"].startswith("all/")
-              and 0 < r["n"]]
+    groups = [
+        r
+        for r in shifted["conditions"]
+        if r["condition"] != "pooled" and not r["condition"].startswith("all/") and 0 < r["n"]
+    ]
     assert threshold.criterion_value <= min(r["balanced_accuracy"] for r in groups) + 1e-9
     assert threshold.low <= threshold.threshold <= threshold.high
     assert metrics["threshold"] == threshold.threshold
@@ -97,8 +130,11 @@ def test_tiny_run_writes_the_run_directory_contract(tiny_run):
     assert manifest["weights_sha256"] == "a2f51117308129c3de9a523c91d35160eb75a6a9e5db1e2afb4f48e48dfb733a"
     assert [s["stage"] for s in manifest["stages"]] == ["stage1-cache", "stage2-finetune"]
     history = list(csv.DictReader(open(tiny_run / "history.csv")))
-    assert [(r["stage"], r["epoch"]) for r in history] == [("stage1-cache", "1"), ("stage1-cache", "2"),
-                                                           ("stage2-finetune", "1")]
+    assert [(r["stage"], r["epoch"]) for r in history] == [
+        ("stage1-cache", "1"),
+        ("stage1-cache", "2"),
+        ("stage2-finetune", "1"),
+    ]
     assert len(list((tiny_run / "features").glob("train-view*.npy"))) == 2
     assert not (tiny_run / "backup").exists() and json.loads((tiny_run / "state.json").read_text())["finished"]
 
@@ -113,7 +149,9 @@ def test_saved_model_reloads_and_predicts_the_same_numbers(tiny_run):
 
 
 def test_evaluate_cli_writes_and_prints_metrics(tiny_run, capsys):
-    status = main(["evaluate", str(tiny_run), "--dataset", "kermany", "--split", "official_val", "--json", "--n-boot", "20"])
+    status = main(
+        ["evaluate", str(tiny_run), "--dataset", "kermany", "--split", "official_val", "--json", "--n-boot", "20"]
+    )
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
     written = runs.read_json(tiny_run / "eval" / "kermany-official_val" / "metrics.json")
@@ -143,7 +181,10 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(real_data, tmp_path, c
     assert main(["train", "--out", str(run), "--resume"]) == 0
     history = list(csv.DictReader(open(run / "history.csv")))
     assert [(r["stage"], r["epoch"], r["resumed_from_epoch"]) for r in history] == [
-        ("stage1-cache", "1", ""), ("stage1-cache", "2", "1"), ("stage2-finetune", "1", "")]
+        ("stage1-cache", "1", ""),
+        ("stage1-cache", "2", "1"),
+        ("stage2-finetune", "1", ""),
+    ]
     assert (run / "model.keras").is_file() and json.loads((run / "state.json").read_text())["finished"]
 
 
@@ -151,9 +192,17 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(real_data, tmp_path, c
 def test_image_path_trains_the_baseline_cnn(real_data, tmp_path):
     config = load_config(TINY)
     config = dataclasses.replace(
-        config, model=ModelConfig(backbone="baseline_cnn", weights="none", trainable_from="all", head_units=(8,)),
-        train=dataclasses.replace(config.train, feature_cache=False, stage1_trainable_from="all", finetune_epochs=0,
-                                  epochs=2, learning_rate=1e-3))
+        config,
+        model=ModelConfig(backbone="baseline_cnn", weights="none", trainable_from="all", head_units=(8,)),
+        train=dataclasses.replace(
+            config.train,
+            feature_cache=False,
+            stage1_trainable_from="all",
+            finetune_epochs=0,
+            epochs=2,
+            learning_rate=1e-3,
+        ),
+    )
     run = train_run(config, tmp_path / "cnn")
     manifest = runs.read_json(run / "manifest.json")
     assert [s["stage"] for s in manifest["stages"]] == ["stage1"] and manifest["weights_sha256"] is None
@@ -184,9 +233,14 @@ def test_training_notebook_executes_headless_on_tiny_config(real_data, tmp_path)
     from pneumocxr.notebooks import execute_notebook
 
     run = tmp_path / "nb-run"
-    out = execute_notebook("Build_and_train_model.ipynb", tmp_path / "executed.ipynb",
-                           {"CONFIG": str(TINY), "RUN_DIR": str(run), "SWEEP_DIR": str(tmp_path / "no-sweep")})
+    out = execute_notebook(
+        "Build_and_train_model.ipynb",
+        tmp_path / "executed.ipynb",
+        {"CONFIG": str(TINY), "RUN_DIR": str(run), "SWEEP_DIR": str(tmp_path / "no-sweep")},
+    )
     assert (run / "model.keras").is_file() and (run / "plots" / "augmentation.png").is_file()
     cells = json.loads(Path(out).read_text())["cells"]
-    images = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [
+        o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
     assert len(images) == 7  # augmentation, history, ROC, PR, threshold curves, confusion, calibration

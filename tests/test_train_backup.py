@@ -51,8 +51,14 @@ def small_model():
 
 def fit(model, backup: Path, *callbacks, epochs: int = 5):
     x = np.random.default_rng(0).random((16, 4), dtype=np.float32)
-    model.fit(x, x.sum(axis=1), epochs=epochs, batch_size=8, verbose=0,
-              callbacks=[AtomicBackupAndRestore(str(backup)), *callbacks])
+    model.fit(
+        x,
+        x.sum(axis=1),
+        epochs=epochs,
+        batch_size=8,
+        verbose=0,
+        callbacks=[AtomicBackupAndRestore(str(backup)), *callbacks],
+    )
 
 
 def tear(path: Path) -> None:
@@ -102,8 +108,13 @@ def test_a_torn_legacy_backup_starts_the_stage_over_instead_of_failing(tmp_path,
     backup = tmp_path / "backup"
     model = small_model()
     with pytest.raises(KeyboardInterrupt):
-        model.fit(np.zeros((8, 4)), np.zeros(8), epochs=3, verbose=0,
-                  callbacks=[keras.callbacks.BackupAndRestore(str(backup)), Stop(2)])
+        model.fit(
+            np.zeros((8, 4)),
+            np.zeros(8),
+            epochs=3,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(str(backup)), Stop(2)],
+        )
     tear(backup / "latest.weights.h5")
     fresh = small_model()
     initial = [w.copy() for w in fresh.get_weights()]
@@ -121,8 +132,14 @@ def test_checkpoint_is_renamed_into_place(tmp_path):
     best = tmp_path / "best.weights.h5"
     model = small_model()
     x = np.random.default_rng(1).random((16, 4), dtype=np.float32)
-    model.fit(x, x.sum(axis=1), epochs=2, verbose=0, validation_data=(x, x.sum(axis=1)),
-              callbacks=[AtomicModelCheckpoint(str(best), save_best_only=True, save_weights_only=True)])
+    model.fit(
+        x,
+        x.sum(axis=1),
+        epochs=2,
+        verbose=0,
+        validation_data=(x, x.sum(axis=1)),
+        callbacks=[AtomicModelCheckpoint(str(best), save_best_only=True, save_weights_only=True)],
+    )
     assert best.is_file() and [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]
     small_model().load_weights(best)
 
@@ -149,5 +166,7 @@ def test_tiny_run_resumes_after_a_kill_during_the_backup_write(real_data, tmp_pa
     assert main(["train", "--out", str(run), "--resume"]) == 0
     history = list(csv.DictReader(open(run / "history.csv")))
     assert [(r["stage"], r["epoch"], r["resumed_from_epoch"]) for r in history][:2] == [
-        ("stage1-cache", "1", ""), ("stage1-cache", "2", "1")]
+        ("stage1-cache", "1", ""),
+        ("stage1-cache", "2", "1"),
+    ]
     assert json.loads((run / "state.json").read_text())["finished"]

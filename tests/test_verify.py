@@ -26,12 +26,24 @@ def real_checks(real_data):
 
 def test_real_root_counts(real_checks):
     """Real data: the counts of the public releases, and every required item present."""
-    expected = {"nih/Data_Entry_2017_v2020.csv.gz": 112_120, "NIH patients": 30_805, "NIH pneumonia images": 1_431,
-                "nih/train_val_list.txt": 86_524, "nih/test_list.txt": 25_596, "nih/sample_labels.csv": 5_606,
-                "nih/BBox_List_2017.csv": 984, "rsna/stage_2_train_labels.csv": 30_227,
-                "rsna/kaggle_stage_2_train_images_dicom_headers.csv.gz": 26_684, "kermany/train/NORMAL": 1_341,
-                "kermany/train/PNEUMONIA": 3_875, "kermany/val/NORMAL": 8, "pneumoniamnist train": 4_708,
-                "pneumoniamnist val": 524, "pneumoniamnist test": 624, "NIH PNG images": 98}
+    expected = {
+        "nih/Data_Entry_2017_v2020.csv.gz": 112_120,
+        "NIH patients": 30_805,
+        "NIH pneumonia images": 1_431,
+        "nih/train_val_list.txt": 86_524,
+        "nih/test_list.txt": 25_596,
+        "nih/sample_labels.csv": 5_606,
+        "nih/BBox_List_2017.csv": 984,
+        "rsna/stage_2_train_labels.csv": 30_227,
+        "rsna/kaggle_stage_2_train_images_dicom_headers.csv.gz": 26_684,
+        "kermany/train/NORMAL": 1_341,
+        "kermany/train/PNEUMONIA": 3_875,
+        "kermany/val/NORMAL": 8,
+        "pneumoniamnist train": 4_708,
+        "pneumoniamnist val": 524,
+        "pneumoniamnist test": 624,
+        "NIH PNG images": 98,
+    }
     assert {item: real_checks[item].found for item in expected} == expected
     assert real_checks["NIH PNG images"].status == "partial" and not real_checks["NIH PNG images"].required
     assert not [c.item for c in real_checks.values() if c.failed]
@@ -46,8 +58,13 @@ def test_real_weights_digest(real_checks):
 def test_empty_root_fails_on_required_items_and_cli_exits_1(tmp_path, capsys):
     checks = verify_data(tmp_path)
     failed = {c.item for c in checks if c.failed}
-    assert {"nih/Data_Entry_2017_v2020.csv.gz", "nih/sample_labels.csv", "kermany/train/NORMAL",
-            "test_dicoms/test1.dcm", "rsna/stage_2_train_labels.csv"} <= failed
+    assert {
+        "nih/Data_Entry_2017_v2020.csv.gz",
+        "nih/sample_labels.csv",
+        "kermany/train/NORMAL",
+        "test_dicoms/test1.dcm",
+        "rsna/stage_2_train_labels.csv",
+    } <= failed
     assert WEIGHTS not in failed and "NIH PNG images" not in failed  # optional when absent
     assert main(["data", "verify", "--root", str(tmp_path), "--project", str(tmp_path), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)

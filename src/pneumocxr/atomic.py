@@ -116,8 +116,9 @@ class OutputLock:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise OutputBusyError(f"{self.target}: another process is writing this output "
-                                      f"(lock {self.path} is held)") from None
+                raise OutputBusyError(
+                    f"{self.target}: another process is writing this output (lock {self.path} is held)"
+                ) from None
             raise
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(self.path))
@@ -176,8 +177,9 @@ class PartialFile:
             self.handle.close()
 
 
-def check_output_kinds(files: list[str | os.PathLike | None] = (),
-                       folders: list[str | os.PathLike | None] = ()) -> None:
+def check_output_kinds(
+    files: list[str | os.PathLike | None] = (), folders: list[str | os.PathLike | None] = ()
+) -> None:
     """Refuse outputs of the wrong kind before any work.
 
     Raises

@@ -51,8 +51,12 @@ class BorderErasing(keras.layers.Layer):
         widths = keras.random.uniform((n, 4), 0.0, self.factor, seed=self.generator)  # top, bottom, left, right
         rows = ops.cast(ops.arange(h), "float32")[None, :, None] / ops.cast(h, "float32")
         cols = ops.cast(ops.arange(w), "float32")[None, None, :] / ops.cast(w, "float32")
-        band = ((rows < widths[:, 0, None, None]) | (rows >= 1.0 - widths[:, 1, None, None])
-                | (cols < widths[:, 2, None, None]) | (cols >= 1.0 - widths[:, 3, None, None]))
+        band = (
+            (rows < widths[:, 0, None, None])
+            | (rows >= 1.0 - widths[:, 1, None, None])
+            | (cols < widths[:, 2, None, None])
+            | (cols >= 1.0 - widths[:, 3, None, None])
+        )
         chosen = keras.random.uniform((n, 1, 1), seed=self.generator) < self.rate
         level = keras.random.uniform((n, 1, 1, 1), seed=self.generator)
         mask = ops.cast(ops.logical_and(band, chosen), images.dtype)[..., None]

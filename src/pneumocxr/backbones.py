@@ -56,13 +56,33 @@ class Backbone:
     gradcam_layer: str = ""  # "" = last_conv
 
 
-BACKBONES: dict[str, Backbone] = {b.name: b for b in (
-    Backbone("vgg16", "VGG16", "VGG16", "vgg16", 224, "block5_conv3", "block5_pool",
-             "vgg16_imagenet_notop.weights.h5", gradcam_layer="block5_conv1"),
-    Backbone("densenet121", "DenseNet-121", "DenseNet121", "densenet", 224, "relu", "relu",
-             "densenet121_imagenet_notop.weights.h5"),
-    Backbone("baseline_cnn", "small CNN (no pre-trained layers)", None, None, 224, "relu4", "pool4", None),
-)}
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone(
+            "vgg16",
+            "VGG16",
+            "VGG16",
+            "vgg16",
+            224,
+            "block5_conv3",
+            "block5_pool",
+            "vgg16_imagenet_notop.weights.h5",
+            gradcam_layer="block5_conv1",
+        ),
+        Backbone(
+            "densenet121",
+            "DenseNet-121",
+            "DenseNet121",
+            "densenet",
+            224,
+            "relu",
+            "relu",
+            "densenet121_imagenet_notop.weights.h5",
+        ),
+        Backbone("baseline_cnn", "small CNN (no pre-trained layers)", None, None, 224, "relu4", "pool4", None),
+    )
+}
 
 
 def backbone(name: str) -> Backbone:

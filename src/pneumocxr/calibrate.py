@@ -66,7 +66,13 @@ def fit_calibration(labels: Any, probabilities: Any, method: str) -> dict[str, A
         return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
     best = minimize_scalar(log_loss, bounds=(-4.0, 4.0), method="bounded")
-    return {"method": method, "a": float(np.exp(-best.x)), "b": 0.0, "temperature": float(np.exp(best.x)), "n": int(y.size)}
+    return {
+        "method": method,
+        "a": float(np.exp(-best.x)),
+        "b": 0.0,
+        "temperature": float(np.exp(best.x)),
+        "n": int(y.size),
+    }
 
 
 def apply_calibration(probabilities: Any, calibration: dict[str, Any]) -> np.ndarray:

@@ -59,11 +59,17 @@ class DataConfig:
     dataset: DatasetName = "kermany"  # a key of pneumocxr.datasets.registry.DATASETS
     root: str = "data"  # relative paths resolve against the working directory, then the project
     image_size: Annotated[int, Field(ge=32, le=2048)] = 224
-    val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.15  # share of *patients* carved from the training split for validation
+    val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = (
+        0.15  # share of *patients* carved from the training split for validation
+    )
     seed: NonNegative = 42
     limit_per_split: Positive | None = None  # cap images per split (tiny/demo configs); stratified
-    shift_copies: Annotated[int, Field(ge=0, le=16)] = 0  # shift validation: each validation image also under this many of the 16 acquisition shifts (0 = off)
-    shift_splits: tuple[Annotated[str, Field(min_length=1)], ...] = ()  # other splits joining the shift validation as their own condition (e.g. official_val)
+    shift_copies: Annotated[int, Field(ge=0, le=16)] = (
+        0  # shift validation: each validation image also under this many of the 16 acquisition shifts (0 = off)
+    )
+    shift_splits: tuple[
+        Annotated[str, Field(min_length=1)], ...
+    ] = ()  # other splits joining the shift validation as their own condition (e.g. official_val)
     nih_images: str | None = None  # NIH image folder (flat or Kaggle images_0NN/images layout)
     shards: str = ""  # `pneumocxr prepare` output folder (uint8 TFRecord shards); "" = always read image files
 
@@ -91,11 +97,17 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # sgd: momentum 0.9
     class_weight: Literal["balanced", "none"] = "balanced"  # balanced: weights inverse to class frequency
     label_smoothing: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
-    mixed_precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"  # auto: bf16 on CPUs with AVX512-BF16/AMX, float16 on GPU
-    strategy: Literal["default", "mirrored"] = "default"  # mirrored: all local GPUs, else all logical CPUs (multi_worker removed: pneumocxr.train.check_strategy)
+    mixed_precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = (
+        "auto"  # auto: bf16 on CPUs with AVX512-BF16/AMX, float16 on GPU
+    )
+    strategy: Literal["default", "mirrored"] = (
+        "default"  # mirrored: all local GPUs, else all logical CPUs (multi_worker removed: pneumocxr.train.check_strategy)
+    )
     monitor: Literal["val_loss", "val_auc"] = "val_loss"  # checkpoint / early stopping quantity
     early_stopping_patience: NonNegative = 4
-    stage_tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0  # a later stage replaces the earlier one's weights if its best monitor value is within this of the earlier best
+    stage_tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] = (
+        0.0  # a later stage replaces the earlier one's weights if its best monitor value is within this of the earlier best
+    )
     stage1_trainable_from: str = "block5_conv1"  # stage 1 trains this layer onwards; "none" = head only
     feature_cache: bool = False  # CPU path: stage 1 runs on cached outputs of the frozen layers
     cache_layer: str = "auto"  # layer whose output is cached; auto = the one before stage1_trainable_from
@@ -113,9 +125,13 @@ class TrainConfig:
     aug_contrast: Fraction = 0.3  # contrast factor range 1 +- 0.3
     aug_brightness: Fraction = 0.15  # brightness shift, fraction of the [0, 1] range
     aug_gamma: Fraction = 0.0  # exposure: gamma with log-uniform spread 1 +- this (0 = off)
-    aug_blur: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0  # Keras RandomGaussianBlur factor (0 = off): detector sharpness differences
+    aug_blur: Annotated[float, Field(ge=0, allow_inf_nan=False)] = (
+        0.0  # Keras RandomGaussianBlur factor (0 = off): detector sharpness differences
+    )
     aug_noise: Fraction = 0.0  # Gaussian noise SD on the [0, 1] scale (0 = off)
-    aug_border: Annotated[float, Field(ge=0, lt=0.5, allow_inf_nan=False)] = 0.0  # BorderErasing: widest random edge band, fraction of the side (0 = off)
+    aug_border: Annotated[float, Field(ge=0, lt=0.5, allow_inf_nan=False)] = (
+        0.0  # BorderErasing: widest random edge band, fraction of the side (0 = off)
+    )
     aug_border_rate: Fraction = 0.5  # share of training images whose borders are erased
 
 
@@ -125,9 +141,13 @@ class ThresholdConfig:
 
     rule: ThresholdRule = "max_f1"
     target: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None  # e.g. 0.90 for sensitivity_target
-    tolerance: Annotated[float, Field(ge=0, lt=0.5, allow_inf_nan=False)] = 0.01  # youden_midpoint: balanced-accuracy slack defining the plateau
+    tolerance: Annotated[float, Field(ge=0, lt=0.5, allow_inf_nan=False)] = (
+        0.01  # youden_midpoint: balanced-accuracy slack defining the plateau
+    )
     n_boot: NonNegative = 1000  # bootstrap resamples (of patients) for every CI
-    calibration: Literal["none", "platt", "temperature"] = "none"  # fitted on the (shift) validation set, folded into the model
+    calibration: Literal["none", "platt", "temperature"] = (
+        "none"  # fitted on the (shift) validation set, folded into the model
+    )
 
 
 @dataclass(frozen=True)
@@ -142,12 +162,30 @@ class GateConfig:
     age_action: Literal["reject", "warn"] = "reject"  # outside age_range rejects, or scores with a warning
     age_missing_action: Literal["reject", "warn"] = "warn"  # with age_range set, an age that is missing or unparseable
     body_part_synonyms: Names = (  # BodyPartExamined values read as CHEST (case/space-insensitive)
-        "CHEST", "THORAX", "TORAX", "THORACIC", "PECHO", "POITRINE", "BRUSTKORB", "TORACE", "PORT CHEST",
-        "CHEST PA", "CHEST AP", "CHEST PA AND LAT", "CHEST PORTABLE", "PORTABLE CHEST", "CXR", "LUNG", "LUNGS")
+        "CHEST",
+        "THORAX",
+        "TORAX",
+        "THORACIC",
+        "PECHO",
+        "POITRINE",
+        "BRUSTKORB",
+        "TORACE",
+        "PORT CHEST",
+        "CHEST PA",
+        "CHEST AP",
+        "CHEST PA AND LAT",
+        "CHEST PORTABLE",
+        "PORTABLE CHEST",
+        "CXR",
+        "LUNG",
+        "LUNGS",
+    )
     max_pixels: Positive = 25_000_000  # Rows x Columns per frame, judged from the header before any decode
     max_decoded_bytes: Positive = 100_000_000  # decoded pixel bytes (header), or stored length of native pixel data
     max_inflated_bytes: Positive = 134_217_728  # Deflated transfer syntax: bytes inflated at most (128 MiB)
-    max_aspect_ratio: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 3.0  # longer side / shorter side (chest cassettes are at most 17:14)
+    max_aspect_ratio: Annotated[float, Field(ge=1, allow_inf_nan=False)] = (
+        3.0  # longer side / shorter side (chest cassettes are at most 17:14)
+    )
     min_dynamic_range: Fraction = 0.1  # rendered image: 1st-99th percentile spread in [0, 1] below this is rejected
     max_saturated_fraction: Fraction = 0.75  # rendered image: share of pixels at exactly 0 or 1 above this is rejected
 
@@ -223,7 +261,9 @@ def describe_error(where: str, error: ValidationError, tables: bool = True) -> s
 def _check_relations(config: Config, where: str) -> None:
     """Rules that tie two fields together (each field alone was checked by its annotation)."""
     if config.threshold.rule == "sensitivity_target" and config.threshold.target is None:
-        raise ConfigError(f"{where}: [threshold] target: rule 'sensitivity_target' needs a target sensitivity in (0, 1]")
+        raise ConfigError(
+            f"{where}: [threshold] target: rule 'sensitivity_target' needs a target sensitivity in (0, 1]"
+        )
     age = config.gate.age_range
     if age is not None and age[0] > age[1]:
         raise ConfigError(f"{where}: [gate] age_range = {list(age)!r}: expected [low, high] with low <= high")

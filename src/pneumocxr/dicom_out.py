@@ -59,9 +59,17 @@ IDENTITY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex
 STUDY_KEYWORDS = ("StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName")
 # PS3.15 Table E.1-1 actions for the attributes the Secondary Capture writes besides the two lists above
 EMPTIED = ("ContentDate", "ContentTime")  # Z/D
-REMOVED = ("InstanceCreationDate", "InstanceCreationTime", "DateOfSecondaryCapture", "TimeOfSecondaryCapture",
-           "ImageComments", "DerivationDescription", "SeriesDescription", "SoftwareVersions",
-           "ContributingEquipmentSequence")  # X
+REMOVED = (
+    "InstanceCreationDate",
+    "InstanceCreationTime",
+    "DateOfSecondaryCapture",
+    "TimeOfSecondaryCapture",
+    "ImageComments",
+    "DerivationDescription",
+    "SeriesDescription",
+    "SoftwareVersions",
+    "ContributingEquipmentSequence",
+)  # X
 
 
 def _value(source: Dataset, keyword: str) -> str | None:
@@ -181,8 +189,16 @@ def apply_identity(sc: Dataset, source: Dataset, mode: str, pseudonym: str | Non
     sc.DeidentificationMethodCodeSequence = [_code_item(*BASIC_PROFILE)]
 
 
-def secondary_capture(source: Dataset, rgb: np.ndarray, *, run_id: str, identity: str = "copy",
-                      pseudonym: str | None = None, comment: str = "", salt: str | None = None) -> Dataset:
+def secondary_capture(
+    source: Dataset,
+    rgb: np.ndarray,
+    *,
+    run_id: str,
+    identity: str = "copy",
+    pseudonym: str | None = None,
+    comment: str = "",
+    salt: str | None = None,
+) -> Dataset:
     """A Secondary Capture dataset of ``rgb`` (uint8, rows x columns x 3) filed in ``source``'s study.
 
     ``salt`` keys the UID replacement of ``identity="blank"`` (PS3.15 E.1 action U).
@@ -202,12 +218,21 @@ def secondary_capture(source: Dataset, rgb: np.ndarray, *, run_id: str, identity
     blank_salt = (salt or "") if identity == "blank" else None
     series_uid, sop_uid = instance_uids(source, run_id, blank_salt)
     sc = hd.sc.SCImage(
-        pixel_array=np.ascontiguousarray(rgb, dtype=np.uint8), photometric_interpretation="RGB", bits_allocated=8,
-        coordinate_system="PATIENT", patient_orientation=_orientation(source),
-        study_instance_uid=source_uid(source, "StudyInstanceUID"), series_instance_uid=series_uid,
-        series_number=SERIES_NUMBER, sop_instance_uid=sop_uid, instance_number=1, manufacturer=MANUFACTURER,
-        manufacturer_model_name="pneumocxr Grad-CAM overlay", software_versions=__version__,
-        series_description="pneumocxr pneumonia aid (Grad-CAM)")
+        pixel_array=np.ascontiguousarray(rgb, dtype=np.uint8),
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        patient_orientation=_orientation(source),
+        study_instance_uid=source_uid(source, "StudyInstanceUID"),
+        series_instance_uid=series_uid,
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=sop_uid,
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name="pneumocxr Grad-CAM overlay",
+        software_versions=__version__,
+        series_description="pneumocxr pneumonia aid (Grad-CAM)",
+    )
     reference = _reference(source, blank_salt)
     if reference is not None:
         sc.ReferencedImageSequence = [reference]

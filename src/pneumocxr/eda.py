@@ -119,9 +119,15 @@ def age_summary(ages: pd.Series, max_age: float = MAX_PLAUSIBLE_AGE) -> dict:
     raw = pd.to_numeric(ages, errors="coerce")
     clean = cleaned_ages(raw, max_age)
     summary = quartiles(clean)
-    summary.update(iqr=[summary["q1"], summary["q3"]], mean=float(clean.mean()), min=float(clean.min()),
-                   max=float(clean.max()), n_valid=int(clean.notna().sum()),
-                   n_cleaned=int((raw.notna() & clean.isna()).sum()), max_plausible=max_age)
+    summary.update(
+        iqr=[summary["q1"], summary["q3"]],
+        mean=float(clean.mean()),
+        min=float(clean.min()),
+        max=float(clean.max()),
+        n_valid=int(clean.notna().sum()),
+        n_cleaned=int((raw.notna() & clean.isna()).sum()),
+        max_plausible=max_age,
+    )
     return summary
 
 
@@ -139,11 +145,17 @@ def population_summary(df: pd.DataFrame) -> dict:
     """Images, patients, age, sex, view, images per patient and follow-up counts of ``df``."""
     per_patient = images_per_patient(df)
     return {
-        "n_images": int(len(df)), "n_patients": int(df["patient_id"].nunique()),
-        "age": age_summary(df["age"]), "sex": value_counts(df["sex"]), "view": value_counts(df["view"]),
-        "images_per_patient": {**quartiles(per_patient), "mean": float(per_patient.mean()),
-                               "max": int(per_patient.max()),
-                               "n_single_image_patients": int((per_patient == 1).sum())},
+        "n_images": int(len(df)),
+        "n_patients": int(df["patient_id"].nunique()),
+        "age": age_summary(df["age"]),
+        "sex": value_counts(df["sex"]),
+        "view": value_counts(df["view"]),
+        "images_per_patient": {
+            **quartiles(per_patient),
+            "mean": float(per_patient.mean()),
+            "max": int(per_patient.max()),
+            "n_single_image_patients": int((per_patient == 1).sum()),
+        },
         "follow_up": {"max": int(df["follow_up"].max()), "n_follow_up_images": int((df["follow_up"] > 0).sum())},
     }
 
@@ -153,10 +165,14 @@ def prevalence_summary(df: pd.DataFrame) -> dict:
     positive_patients = df.loc[df["label"] == 1, "patient_id"].nunique()
     n_patients = df["patient_id"].nunique()
     return {
-        "n_images": int(len(df)), "n_patients": int(n_patients),
-        "n_pneumonia_images": int(df["label"].sum()), "n_pneumonia_patients": int(positive_patients),
-        "pneumonia_prevalence": {"per_image": float(df["label"].mean()),
-                                 "per_patient": float(positive_patients / n_patients)},
+        "n_images": int(len(df)),
+        "n_patients": int(n_patients),
+        "n_pneumonia_images": int(df["label"].sum()),
+        "n_pneumonia_patients": int(positive_patients),
+        "pneumonia_prevalence": {
+            "per_image": float(df["label"].mean()),
+            "per_patient": float(positive_patients / n_patients),
+        },
     }
 
 
@@ -166,15 +182,25 @@ def finding_frequency(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for label in LABELS:
         has = no_finding if label == "No Finding" else df[label] == 1
-        rows.append({"label": label, "n_images": int(has.sum()), "pct_images": 100.0 * has.mean(),
-                     "n_patients": int(df.loc[has, "patient_id"].nunique())})
+        rows.append(
+            {
+                "label": label,
+                "n_images": int(has.sum()),
+                "pct_images": 100.0 * has.mean(),
+                "n_patients": int(df.loc[has, "patient_id"].nunique()),
+            }
+        )
     return pd.DataFrame(rows).sort_values("n_images", ascending=False, ignore_index=True)
 
 
 def findings_per_image(df: pd.DataFrame) -> pd.DataFrame:
     """Images by number of findings (0 = No Finding): all images and pneumonia images."""
-    counts = pd.DataFrame({"all_images": df["n_findings"].value_counts(),
-                           "pneumonia_images": df.loc[df["label"] == 1, "n_findings"].value_counts()})
+    counts = pd.DataFrame(
+        {
+            "all_images": df["n_findings"].value_counts(),
+            "pneumonia_images": df.loc[df["label"] == 1, "n_findings"].value_counts(),
+        }
+    )
     counts = counts.fillna(0).astype(int).sort_index()
     counts.index.name = "n_findings"
     return counts.reset_index()
@@ -221,19 +247,24 @@ def pneumonia_rate_by(df: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:
 
 def pneumonia_rate_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Pneumonia rate tables by age band, sex and view position."""
-    return {"age_band": pneumonia_rate_by(df, age_band(df["age"])),
-            "sex": pneumonia_rate_by(df, df["sex"]), "view": pneumonia_rate_by(df, df["view"])}
+    return {
+        "age_band": pneumonia_rate_by(df, age_band(df["age"])),
+        "sex": pneumonia_rate_by(df, df["sex"]),
+        "view": pneumonia_rate_by(df, df["view"]),
+    }
 
 
 def split_summary(df: pd.DataFrame, column: str = "official_split") -> pd.DataFrame:
     """Per split: images, patients, pneumonia images and patients, prevalence, age median, % female, % PA."""
     rows = {}
     for name, part in df.groupby(column, sort=False):
-        rows[name] = {**{k: v for k, v in prevalence_summary(part).items() if k != "pneumonia_prevalence"},
-                      "prevalence": float(part["label"].mean()),
-                      "age_median": float(cleaned_ages(part["age"]).median()),
-                      "pct_female": 100.0 * float((part["sex"] == "F").mean()),
-                      "pct_pa": 100.0 * float((part["view"] == "PA").mean())}
+        rows[name] = {
+            **{k: v for k, v in prevalence_summary(part).items() if k != "pneumonia_prevalence"},
+            "prevalence": float(part["label"].mean()),
+            "age_median": float(cleaned_ages(part["age"]).median()),
+            "pct_female": 100.0 * float((part["sex"] == "F").mean()),
+            "pct_pa": 100.0 * float((part["view"] == "PA").mean()),
+        }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table = table.rename(columns={"n_pneumonia_images": "n_pneumonia"})
     table.index.name = "split"
@@ -248,8 +279,10 @@ def split_patient_overlap(df: pd.DataFrame, column: str = "official_split") -> i
 def original_size_summary(df: pd.DataFrame) -> dict:
     """Median and range of the original image width, height (px) and pixel spacing (mm) in the metadata."""
     columns = {"width": "width", "height": "height", "pixel_spacing": "pixel_spacing_x"}
-    return {key: {"median": float(df[col].median()), "min": float(df[col].min()), "max": float(df[col].max())}
-            for key, col in columns.items()}
+    return {
+        key: {"median": float(df[col].median()), "min": float(df[col].min()), "max": float(df[col].max())}
+        for key, col in columns.items()
+    }
 
 
 def rsna_box_table(rsna: pd.DataFrame) -> pd.DataFrame:
@@ -263,11 +296,14 @@ def rsna_box_table(rsna: pd.DataFrame) -> pd.DataFrame:
 def rsna_summary(rsna: pd.DataFrame, boxes: pd.DataFrame) -> dict:
     """RSNA class balance, boxes per image, box size quartiles and header demographics."""
     summary = {
-        "n_images": int(len(rsna)), "n_patients": int(rsna["patient_id"].nunique()),
-        "classes": value_counts(rsna["class"]), "n_lung_opacity_images": int(rsna["label"].sum()),
+        "n_images": int(len(rsna)),
+        "n_patients": int(rsna["patient_id"].nunique()),
+        "classes": value_counts(rsna["class"]),
+        "n_lung_opacity_images": int(rsna["label"].sum()),
         "boxes_per_image": {str(k): int(v) for k, v in rsna["n_boxes"].value_counts().sort_index().items()},
         "n_boxes": int(len(boxes)),
-        "box_width": quartiles(boxes["width"]), "box_height": quartiles(boxes["height"]),
+        "box_width": quartiles(boxes["width"]),
+        "box_height": quartiles(boxes["height"]),
         "box_area_fraction": quartiles(boxes["area_fraction"]),
     }
     for key in ("age", "sex", "view"):
@@ -295,11 +331,23 @@ def read_pixel_statistics(images: pd.DataFrame, bins: int = 64) -> PixelStatisti
             total_sq += pixels**2
         histograms.append(np.histogram(pixels, bins=edges, density=True)[0])
         p05, p50, p95 = np.percentile(pixels, [5, 50, 95])
-        rows.append({"image_index": row.image_index, "patient_id": row.patient_id, "group": group,
-                     "png_height": pixels.shape[0], "png_width": pixels.shape[1], "mean": pixels.mean(),
-                     "std": pixels.std(), "p05": p05, "median": p50, "p95": p95,
-                     "original_width": row.width, "original_pixel_spacing": row.pixel_spacing_x,
-                     "effective_pixel_spacing": row.pixel_spacing_x * row.width / pixels.shape[1]})
+        rows.append(
+            {
+                "image_index": row.image_index,
+                "patient_id": row.patient_id,
+                "group": group,
+                "png_height": pixels.shape[0],
+                "png_width": pixels.shape[1],
+                "mean": pixels.mean(),
+                "std": pixels.std(),
+                "p05": p05,
+                "median": p50,
+                "p95": p95,
+                "original_width": row.width,
+                "original_pixel_spacing": row.pixel_spacing_x,
+                "effective_pixel_spacing": row.pixel_spacing_x * row.width / pixels.shape[1],
+            }
+        )
     table = pd.DataFrame(rows)
     if table.empty:
         raise ValueError("read_pixel_statistics: no image rows with a path were given")
@@ -315,29 +363,51 @@ def pixel_summary(stats: PixelStatistics) -> dict:
     sizes = (table["png_width"].astype(str) + "x" + table["png_height"].astype(str)).value_counts()
     spacing = table["effective_pixel_spacing"]
     return {
-        "n_images": int(len(table)), "n_patients": int(table["patient_id"].nunique()),
+        "n_images": int(len(table)),
+        "n_patients": int(table["patient_id"].nunique()),
         "groups": {g: int((table["group"] == g).sum()) for g in PIXEL_GROUPS},
         "png_size": {str(k): int(v) for k, v in sizes.items()},
-        "intensity": {g: {"mean": float(part["mean"].mean()), "std": float(part["std"].mean()),
-                          "median": float(part["median"].median())}
-                      for g, part in table.groupby("group")},
-        "effective_pixel_spacing": {"median": float(spacing.median()), "min": float(spacing.min()),
-                                    "max": float(spacing.max())},
+        "intensity": {
+            g: {
+                "mean": float(part["mean"].mean()),
+                "std": float(part["std"].mean()),
+                "median": float(part["median"].median()),
+            }
+            for g, part in table.groupby("group")
+        },
+        "effective_pixel_spacing": {
+            "median": float(spacing.median()),
+            "min": float(spacing.min()),
+            "max": float(spacing.max()),
+        },
     }
 
 
 def sample_summary(sample: pd.DataFrame) -> dict:
     """Counts, age (cleaned), sex and view of sample_labels.csv, and how many of its PNGs are present."""
     population = population_summary(sample)
-    return {"n_images": population["n_images"], "n_patients": population["n_patients"],
-            "n_pneumonia_images": int(sample["label"].sum()), "age": population["age"],
-            "sex": population["sex"], "view": population["view"], "n_with_png": int(sample["path"].notna().sum())}
+    return {
+        "n_images": population["n_images"],
+        "n_patients": population["n_patients"],
+        "n_pneumonia_images": int(sample["label"].sum()),
+        "age": population["age"],
+        "sex": population["sex"],
+        "view": population["view"],
+        "n_with_png": int(sample["path"].notna().sum()),
+    }
 
 
 def rate_records(table: pd.DataFrame) -> dict:
     """A pneumonia-rate table as {group: {n_images, n_pneumonia, rate, ci95}} for eda.json."""
-    return {str(r.group): {"n_images": int(r.n_images), "n_pneumonia": int(r.n_pneumonia), "rate": r.rate,
-                           "ci95": [r.ci_low, r.ci_high]} for r in table.itertuples(index=False)}
+    return {
+        str(r.group): {
+            "n_images": int(r.n_images),
+            "n_pneumonia": int(r.n_pneumonia),
+            "rate": r.rate,
+            "ci95": [r.ci_low, r.ci_high],
+        }
+        for r in table.itertuples(index=False)
+    }
 
 
 def compute_tables(inputs: EdaInputs, pixels: PixelStatistics) -> dict[str, pd.DataFrame]:
@@ -345,7 +415,8 @@ def compute_tables(inputs: EdaInputs, pixels: PixelStatistics) -> dict[str, pd.D
     nih = inputs.nih
     rates = pneumonia_rate_tables(nih)
     return {
-        "finding_frequency": finding_frequency(nih), "findings_per_image": findings_per_image(nih),
+        "finding_frequency": finding_frequency(nih),
+        "findings_per_image": findings_per_image(nih),
         "cooccurrence": cooccurrence(nih).rename_axis("finding").reset_index(),
         "comorbidity_with_pneumonia": comorbidity_with_pneumonia(nih).reset_index(),
         **{f"pneumonia_rate_by_{name}": table for name, table in rates.items()},
@@ -362,18 +433,23 @@ def compute_summary(inputs: EdaInputs, tables: dict[str, pd.DataFrame], pixels: 
     nih = inputs.nih
     population = population_summary(nih)
     comorbidity = comorbidity_with_pneumonia(nih)
-    splits = {name: split_summary(nih, column).to_dict(orient="index")
-              for name, column in (("split", "official_split"), ("project_split", "split"))}
+    splits = {
+        name: split_summary(nih, column).to_dict(orient="index")
+        for name, column in (("split", "official_split"), ("project_split", "split"))
+    }
     return {
         **prevalence_summary(nih),
         **{k: population[k] for k in ("age", "sex", "view", "images_per_patient", "follow_up")},
         "pneumonia_positive": population_summary(nih[nih["label"] == 1]),
         "findings": dict(zip(tables["finding_frequency"]["label"], tables["finding_frequency"]["n_images"])),
-        "findings_per_image": {str(r.n_findings): int(r.all_images)
-                               for r in tables["findings_per_image"].itertuples(index=False)},
+        "findings_per_image": {
+            str(r.n_findings): int(r.all_images) for r in tables["findings_per_image"].itertuples(index=False)
+        },
         "comorbidity_with_pneumonia": {k: int(v) for k, v in comorbidity.items()},
         "n_pneumonia_alone": int(((nih["label"] == 1) & (nih["n_findings"] == 1)).sum()),
-        "pneumonia_rate": {name: rate_records(tables[f"pneumonia_rate_by_{name}"]) for name in ("age_band", "sex", "view")},
+        "pneumonia_rate": {
+            name: rate_records(tables[f"pneumonia_rate_by_{name}"]) for name in ("age_band", "sex", "view")
+        },
         **splits,
         "split_patient_overlap": split_patient_overlap(nih, "official_split"),
         "original_size": original_size_summary(nih),

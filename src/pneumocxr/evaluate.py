@@ -60,9 +60,14 @@ def rates_from_counts(tp: Any, fp: Any, tn: Any, fn: Any) -> dict[str, Any]:
     """Accuracy, sensitivity, specificity, precision, NPV and F1 from counts (scalars or arrays; NaN on 0/0)."""
     tp, fp, tn, fn = (np.asarray(v, dtype=float) for v in (tp, fp, tn, fn))
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = {"accuracy": (tp + tn) / (tp + fp + tn + fn), "sensitivity": tp / (tp + fn),
-               "specificity": tn / (tn + fp), "precision": tp / (tp + fp), "npv": tn / (tn + fn),
-               "f1": 2 * tp / (2 * tp + fp + fn)}
+        out = {
+            "accuracy": (tp + tn) / (tp + fp + tn + fn),
+            "sensitivity": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "precision": tp / (tp + fp),
+            "npv": tn / (tn + fn),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+        }
     return {k: (float(v) if v.ndim == 0 else v) for k, v in out.items()}
 
 
@@ -96,9 +101,17 @@ def threshold_curves(y_true: Any, y_prob: Any) -> pd.DataFrame:
         den = beta**2 * precision + recall
         return np.where(den > 0, (1 + beta**2) * precision * recall / np.maximum(den, 1e-12), 0.0)
 
-    return pd.DataFrame({"threshold": thresholds[keep], "sensitivity": recall, "specificity": 1 - fpr[keep],
-                         "precision": precision, "f1": f_beta(1.0), "f2": f_beta(2.0),
-                         "balanced_accuracy": (recall + 1 - fpr[keep]) / 2})
+    return pd.DataFrame(
+        {
+            "threshold": thresholds[keep],
+            "sensitivity": recall,
+            "specificity": 1 - fpr[keep],
+            "precision": precision,
+            "f1": f_beta(1.0),
+            "f2": f_beta(2.0),
+            "balanced_accuracy": (recall + 1 - fpr[keep]) / 2,
+        }
+    )
 
 
 def _widest_run(edges: np.ndarray, values: np.ndarray, tolerance: float) -> tuple[float, float, float]:
@@ -126,7 +139,9 @@ def _widest_near_best_interval(scores: np.ndarray, labels: np.ndarray, tolerance
     return _widest_run(edges, cells_ba, tolerance)
 
 
-def worst_group_balanced_accuracy(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def worst_group_balanced_accuracy(
+    scores: np.ndarray, labels: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``(edges, worst)``: for every threshold cell (as in ``_widest_near_best_interval``, over the
     distinct scores of all rows) the lowest balanced accuracy of any group holding both classes."""
     cuts = np.unique(scores)
@@ -145,8 +160,14 @@ def worst_group_balanced_accuracy(scores: np.ndarray, labels: np.ndarray, groups
     return edges, worst
 
 
-def choose_threshold(y_true: Any, y_prob: Any, rule: str = "max_f1", target: float | None = None,
-                     tolerance: float = 0.01, groups: Any = None) -> dict[str, Any]:
+def choose_threshold(
+    y_true: Any,
+    y_prob: Any,
+    rule: str = "max_f1",
+    target: float | None = None,
+    tolerance: float = 0.01,
+    groups: Any = None,
+) -> dict[str, Any]:
     """The operating point chosen on validation scores by a named rule, as the ``threshold.json`` record.
 
     Parameters
@@ -220,16 +241,30 @@ def choose_threshold(y_true: Any, y_prob: Any, rule: str = "max_f1", target: flo
         low, high, best_worst = _widest_run(edges, worst, tolerance)
         threshold, criterion = (low + high) / 2, "worst_group_balanced_accuracy"
         value = worst[int(np.searchsorted(edges, threshold, side="left")) - 1]  # the cell holding the threshold
-        extra = {"tolerance": float(tolerance), "low": low, "high": high, "best_worst_balanced_accuracy": best_worst,
-                 "groups": int(pd.unique(np.asarray(groups)).size)}
+        extra = {
+            "tolerance": float(tolerance),
+            "low": low,
+            "high": high,
+            "best_worst_balanced_accuracy": best_worst,
+            "groups": int(pd.unique(np.asarray(groups)).size),
+        }
     else:
         raise ValueError(f"unknown threshold rule {rule!r}; expected one of {', '.join(THRESHOLD_RULES)}")
     at = metrics_at_threshold(labels, scores, float(threshold))
     if value is None:
         value = (at["sensitivity"] + at["specificity"]) / 2
-    return {"threshold": float(threshold), "rule": rule, "target": target, "n": int(labels.size),
-            "n_pos": int(labels.sum()), "criterion": criterion, "criterion_value": float(value),
-            "sensitivity": at["sensitivity"], "specificity": at["specificity"], **extra}
+    return {
+        "threshold": float(threshold),
+        "rule": rule,
+        "target": target,
+        "n": int(labels.size),
+        "n_pos": int(labels.sum()),
+        "criterion": criterion,
+        "criterion_value": float(value),
+        "sensitivity": at["sensitivity"],
+        "specificity": at["specificity"],
+        **extra,
+    }
 
 
 def _group_index(groups: Any, n: int) -> np.ndarray:
@@ -263,8 +298,15 @@ def _percentile_interval(values: np.ndarray, alpha: float) -> tuple[float, float
     return float(low), float(high)
 
 
-def bootstrap_ci(y_true: Any, y_prob: Any, statistic: Callable[[np.ndarray, np.ndarray], float],
-                 groups: Any = None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_ci(
+    y_true: Any,
+    y_prob: Any,
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    groups: Any = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
     """Percentile bootstrap ``(low, high)`` of ``statistic(y_true, y_prob)``.
 
     Parameters
@@ -295,8 +337,15 @@ def bootstrap_ci(y_true: Any, y_prob: Any, statistic: Callable[[np.ndarray, np.n
     return _percentile_interval(values, alpha)
 
 
-def bootstrap_confusion_cis(y_true: Any, y_prob: Any, threshold: float, groups: Any = None, n_boot: int = 1000,
-                            seed: int = 0, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
+def bootstrap_confusion_cis(
+    y_true: Any,
+    y_prob: Any,
+    threshold: float,
+    groups: Any = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap ``(low, high)`` of each of ``CONFUSION_METRICS`` at ``threshold``, vectorised.
 
     Same resampling as ``bootstrap_ci`` (patients when ``groups`` is given): per-group tp/fp/tn/fn
@@ -323,8 +372,15 @@ def reliability_curve(y_true: Any, y_prob: Any, n_bins: int = 10) -> pd.DataFram
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     count = np.bincount(np.searchsorted(edges[1:-1], scores), minlength=n_bins)  # calibration_curve's binning
     filled = count > 0
-    frame = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "count": count,
-                          "mean_predicted": np.nan, "fraction_positive": np.nan})
+    frame = pd.DataFrame(
+        {
+            "bin_low": edges[:-1],
+            "bin_high": edges[1:],
+            "count": count,
+            "mean_predicted": np.nan,
+            "fraction_positive": np.nan,
+        }
+    )
     frame.loc[filled, "mean_predicted"] = mean_pred
     frame.loc[filled, "fraction_positive"] = fraction
     return frame
@@ -355,8 +411,11 @@ def subgroup_table(frame: pd.DataFrame, threshold: float) -> dict[str, dict[str,
     """``{column: {value: {n, n_pos, prevalence, auc, sensitivity, specificity, accuracy}}}`` for the
     ``sex``, age band (from ``age``) and ``view`` columns present; rows with a missing value are left out."""
     frame = frame.reset_index(drop=True)  # a concatenated frame may repeat index labels
-    columns = {"sex": frame.get("sex"), "age_band": age_band(frame["age"]) if "age" in frame else None,
-               "view": frame.get("view")}
+    columns = {
+        "sex": frame.get("sex"),
+        "age_band": age_band(frame["age"]) if "age" in frame else None,
+        "view": frame.get("view"),
+    }
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for name, values in columns.items():
         if values is None:
@@ -366,15 +425,28 @@ def subgroup_table(frame: pd.DataFrame, threshold: float) -> dict[str, dict[str,
         for value, rows in frame.groupby(values.dropna().astype(str), sort=True):
             labels, scores = validate_scores(rows["label"], rows["probability"])
             rates = metrics_at_threshold(labels, scores, threshold)
-            table[name][value] = {"n": int(labels.size), "n_pos": int(labels.sum()), "prevalence": float(labels.mean()),
-                                  "auc": safe_auc(labels, scores), "sensitivity": rates["sensitivity"],
-                                  "specificity": rates["specificity"], "accuracy": rates["accuracy"]}
+            table[name][value] = {
+                "n": int(labels.size),
+                "n_pos": int(labels.sum()),
+                "prevalence": float(labels.mean()),
+                "auc": safe_auc(labels, scores),
+                "sensitivity": rates["sensitivity"],
+                "specificity": rates["specificity"],
+                "accuracy": rates["accuracy"],
+            }
     return table
 
 
-def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0,
-                         dataset: str | None = None, split: str | None = None,
-                         threshold_rule: str | None = None, alpha: float = 0.05) -> dict[str, Any]:
+def evaluate_predictions(
+    frame: pd.DataFrame,
+    threshold: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+    dataset: str | None = None,
+    split: str | None = None,
+    threshold_rule: str | None = None,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
     """The ``metrics.json`` object (``runs.MetricsRecord``) for scored images at a fixed threshold.
 
     Parameters
@@ -393,23 +465,36 @@ def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 10
     labels, scores = validate_scores(frame["label"], frame["probability"])
     groups = frame["patient_id"].to_numpy()
     if pd.isna(groups).any():
-        raise ValueError(f"patient_id is missing for {int(pd.isna(groups).sum())} image(s); "
-                         "the bootstrap resamples patients")
+        raise ValueError(
+            f"patient_id is missing for {int(pd.isna(groups).sum())} image(s); the bootstrap resamples patients"
+        )
     both = labels.min() != labels.max()
     counts = confusion_counts(labels, scores, threshold)
     rates = rates_from_counts(**counts)
     cis = bootstrap_confusion_cis(labels, scores, threshold, groups, n_boot, seed, alpha)
     auc_ci = bootstrap_ci(labels, scores, roc_auc_score, groups, n_boot, seed, alpha) if both else (None, None)
     metrics: dict[str, Any] = {
-        "dataset": dataset, "split": split, "n": int(labels.size), "n_patients": int(pd.unique(groups).size),
-        "n_pos": int(labels.sum()), "prevalence": float(labels.mean()),
-        "auc": safe_auc(labels, scores), "auc_ci95": list(auc_ci),
+        "dataset": dataset,
+        "split": split,
+        "n": int(labels.size),
+        "n_patients": int(pd.unique(groups).size),
+        "n_pos": int(labels.sum()),
+        "prevalence": float(labels.mean()),
+        "auc": safe_auc(labels, scores),
+        "auc_ci95": list(auc_ci),
         "average_precision": float(average_precision_score(labels, scores)) if labels.sum() else None,
-        "threshold": float(threshold), "threshold_rule": threshold_rule, "confusion": counts,
+        "threshold": float(threshold),
+        "threshold_rule": threshold_rule,
+        "confusion": counts,
         "ece": expected_calibration_error(labels, scores),
         "calibration": reliability_curve(labels, scores).to_dict(orient="records"),
-        "ci": {"method": "percentile bootstrap", "n_boot": n_boot, "seed": seed, "alpha": alpha,
-               "unit": "patient" if pd.unique(groups).size < labels.size else "image"},
+        "ci": {
+            "method": "percentile bootstrap",
+            "n_boot": n_boot,
+            "seed": seed,
+            "alpha": alpha,
+            "unit": "patient" if pd.unique(groups).size < labels.size else "image",
+        },
         "subgroups": subgroup_table(frame, threshold),
     }
     for name in CONFUSION_METRICS:
@@ -418,8 +503,9 @@ def evaluate_predictions(frame: pd.DataFrame, threshold: float, n_boot: int = 10
     return metrics
 
 
-def save_evaluation(metrics: dict[str, Any], frame: pd.DataFrame, out_dir: str | os.PathLike,
-                    plots_dir: str | os.PathLike | None = None) -> list[Path]:
+def save_evaluation(
+    metrics: dict[str, Any], frame: pd.DataFrame, out_dir: str | os.PathLike, plots_dir: str | os.PathLike | None = None
+) -> list[Path]:
     """Write ``metrics.json``, ``predictions.csv`` and the evaluation plots; return the paths written.
 
     ``plots_dir`` defaults to ``out_dir/plots``. ``predictions.csv`` keeps ``path``, ``patient_id``,

@@ -62,10 +62,20 @@ def plot_roc(y_true: Any, y_prob: Any, metrics: dict[str, Any] | None = None) ->
     ax.plot(fpr, tpr, lw=2, label=label)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
     if metrics and metrics.get("sensitivity") is not None:
-        ax.plot(1 - metrics["specificity"], metrics["sensitivity"], "o", color="crimson",
-                label=f"threshold {metrics['threshold']:.3f}")
-    ax.set(xlabel="False positive rate (1 - specificity)", ylabel="True positive rate (sensitivity)",
-           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title=_title("ROC curve", metrics))
+        ax.plot(
+            1 - metrics["specificity"],
+            metrics["sensitivity"],
+            "o",
+            color="crimson",
+            label=f"threshold {metrics['threshold']:.3f}",
+        )
+    ax.set(
+        xlabel="False positive rate (1 - specificity)",
+        ylabel="True positive rate (sensitivity)",
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+        title=_title("ROC curve", metrics),
+    )
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     return fig
@@ -80,10 +90,20 @@ def plot_pr(y_true: Any, y_prob: Any, metrics: dict[str, Any] | None = None) -> 
     ax.plot(recall, precision, lw=2, label=f"AP = {ap:.3f}" if ap is not None else "PR curve")
     ax.axhline(labels.mean(), ls="--", color="grey", lw=1, label=f"prevalence {labels.mean():.2f}")
     if metrics and metrics.get("precision") is not None:
-        ax.plot(metrics["sensitivity"], metrics["precision"], "o", color="crimson",
-                label=f"threshold {metrics['threshold']:.3f}")
-    ax.set(xlabel="Recall (sensitivity)", ylabel="Precision (PPV)", xlim=(-0.01, 1.01), ylim=(0, 1.01),
-           title=_title("Precision-recall curve", metrics))
+        ax.plot(
+            metrics["sensitivity"],
+            metrics["precision"],
+            "o",
+            color="crimson",
+            label=f"threshold {metrics['threshold']:.3f}",
+        )
+    ax.set(
+        xlabel="Recall (sensitivity)",
+        ylabel="Precision (PPV)",
+        xlim=(-0.01, 1.01),
+        ylim=(0, 1.01),
+        title=_title("Precision-recall curve", metrics),
+    )
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
     return fig
@@ -93,16 +113,26 @@ def plot_threshold_curves(y_true: Any, y_prob: Any, metrics: dict[str, Any] | No
     """F1, F2 (beta = 2), sensitivity and specificity against the threshold, chosen threshold marked."""
     curves = threshold_curves(y_true, y_prob).sort_values("threshold")
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for column, name, style in (("f1", "F1", "-"), ("f2", "F2 (beta = 2)", "-"),
-                                ("sensitivity", "sensitivity", "--"), ("specificity", "specificity", "--")):
+    for column, name, style in (
+        ("f1", "F1", "-"),
+        ("f2", "F2 (beta = 2)", "-"),
+        ("sensitivity", "sensitivity", "--"),
+        ("specificity", "specificity", "--"),
+    ):
         # the value at score u holds for thresholds just below u (down to the next score): steps-pre
         ax.plot(curves["threshold"], curves[column], style, lw=1.8, label=name, drawstyle="steps-pre")
     if metrics and metrics.get("threshold") is not None:
         rule = metrics.get("threshold_rule") or "given"
-        ax.axvline(metrics["threshold"], color="crimson", lw=1.2,
-                   label=f"threshold {metrics['threshold']:.3f} ({rule})")
-    ax.set(xlabel="Decision threshold on P(pneumonia)", ylabel="Metric value", xlim=(0, 1), ylim=(0, 1.02),
-           title=_title("Metrics vs decision threshold", metrics))
+        ax.axvline(
+            metrics["threshold"], color="crimson", lw=1.2, label=f"threshold {metrics['threshold']:.3f} ({rule})"
+        )
+    ax.set(
+        xlabel="Decision threshold on P(pneumonia)",
+        ylabel="Metric value",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=_title("Metrics vs decision threshold", metrics),
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -117,12 +147,22 @@ def plot_confusion(metrics: dict[str, Any]) -> Figure:
     ax.imshow(matrix / np.maximum(rows, 1), cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
         share = count / rows[i, 0] if rows[i, 0] else 0.0
-        ax.text(j, i, f"{count}\n({share:.1%})", ha="center", va="center",
-                color="white" if share > 0.6 else "black", fontsize=12)
+        ax.text(
+            j,
+            i,
+            f"{count}\n({share:.1%})",
+            ha="center",
+            va="center",
+            color="white" if share > 0.6 else "black",
+            fontsize=12,
+        )
     ax.set_xticks([0, 1], ["no pneumonia", "pneumonia"])
     ax.set_yticks([0, 1], ["no pneumonia", "pneumonia"])
-    ax.set(xlabel="Predicted", ylabel="True label",
-           title=_title(f"Confusion matrix at threshold {metrics['threshold']:.3f}", metrics))
+    ax.set(
+        xlabel="Predicted",
+        ylabel="True label",
+        title=_title(f"Confusion matrix at threshold {metrics['threshold']:.3f}", metrics),
+    )
     return fig
 
 
@@ -137,18 +177,23 @@ def plot_calibration(y_true: Any, y_prob: Any, metrics: dict[str, Any] | None = 
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     width = curve["bin_high"] - curve["bin_low"]
-    hist.bar(curve["bin_low"], curve["count"], width=width, align="edge", color="tab:blue", alpha=0.6,
-             edgecolor="white")
-    hist.set(xlabel=f"Predicted P(pneumonia), {n_bins} equal-width bins", ylabel="Images (log)", xlim=(0, 1),
-             yscale="log")
+    hist.bar(
+        curve["bin_low"], curve["count"], width=width, align="edge", color="tab:blue", alpha=0.6, edgecolor="white"
+    )
+    hist.set(
+        xlabel=f"Predicted P(pneumonia), {n_bins} equal-width bins", ylabel="Images (log)", xlim=(0, 1), yscale="log"
+    )
     fig.tight_layout()
     return fig
 
 
 def plot_subgroups(metrics: dict[str, Any]) -> Figure:
     """Bar chart of AUC, sensitivity and specificity per subgroup (sex, age band, view) with counts."""
-    rows = [{"group": f"{column}={value}\n(n={stats['n']}, pos={stats['n_pos']})", **stats}
-            for column, values in (metrics.get("subgroups") or {}).items() for value, stats in values.items()]
+    rows = [
+        {"group": f"{column}={value}\n(n={stats['n']}, pos={stats['n_pos']})", **stats}
+        for column, values in (metrics.get("subgroups") or {}).items()
+        for value, stats in values.items()
+    ]
     if not rows:
         fig, ax = plt.subplots(figsize=(5.5, 3))
         ax.text(0.5, 0.5, "No subgroup columns (sex, age, view) in this dataset.", ha="center", va="center")
@@ -164,8 +209,11 @@ def plot_subgroups(metrics: dict[str, Any]) -> Figure:
         ax.barh(y + (k - 1) * 0.27, values, height=0.27, label=name)
     ax.set_yticks(y, table["group"], fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlabel=f"Metric value (threshold {metrics['threshold']:.3f}; missing AUC drawn as 0)", xlim=(0, 1),
-           title=_title("Subgroup performance", metrics))
+    ax.set(
+        xlabel=f"Metric value (threshold {metrics['threshold']:.3f}; missing AUC drawn as 0)",
+        xlim=(0, 1),
+        title=_title("Subgroup performance", metrics),
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

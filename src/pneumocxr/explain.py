@@ -45,7 +45,9 @@ def last_conv_layer_name(model) -> str:
     for layer in reversed(model.layers):
         if isinstance(layer, keras.layers.Conv2D):
             return layer.name
-    raise ValueError(f"model '{model.name}' has no Conv2D layer at its top level; Grad-CAM needs a flat functional model")
+    raise ValueError(
+        f"model '{model.name}' has no Conv2D layer at its top level; Grad-CAM needs a flat functional model"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,14 +119,36 @@ def draw_boxes(ax, boxes: list[dict] | None, scale: float = 1.0) -> None:
 
     for rank, box in enumerate(boxes or [], start=1):
         x, y = box["x"] * scale, box["y"] * scale
-        ax.add_patch(Rectangle((x, y), box["width"] * scale, box["height"] * scale, fill=False,
-                               edgecolor="white", linewidth=1.6, linestyle="--"))
-        ax.text(x + 2, y + 2, f"{rank}: {box['score']:.2f}", color="white", fontsize=7, va="top",
-                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0})
+        ax.add_patch(
+            Rectangle(
+                (x, y),
+                box["width"] * scale,
+                box["height"] * scale,
+                fill=False,
+                edgecolor="white",
+                linewidth=1.6,
+                linestyle="--",
+            )
+        )
+        ax.text(
+            x + 2,
+            y + 2,
+            f"{rank}: {box['score']:.2f}",
+            color="white",
+            fontsize=7,
+            va="top",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
+        )
 
 
-def overlay_figure(pixels: np.ndarray, heatmap: np.ndarray | None, title: str, alpha: float = 0.4,
-                   boxes: list[dict] | None = None, box_scale: float = 1.0):
+def overlay_figure(
+    pixels: np.ndarray,
+    heatmap: np.ndarray | None,
+    title: str,
+    alpha: float = 0.4,
+    boxes: list[dict] | None = None,
+    box_scale: float = 1.0,
+):
     """A matplotlib Figure of the grey image with the heatmap (if any) on top and a colour bar.
 
     The figure is at most ``OVERLAY_MAX_PX`` pixels whatever the image's shape: the drawing area's
@@ -178,8 +202,17 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
 
 # --- presentation of one prediction row for a reader (Inference.ipynb) -----------------------
 
-HEADER_FIELDS = ("modality", "body_part", "view_position", "patient_position", "photometric", "rows", "columns",
-                 "bits_stored", "age")
+HEADER_FIELDS = (
+    "modality",
+    "body_part",
+    "view_position",
+    "patient_position",
+    "photometric",
+    "rows",
+    "columns",
+    "bits_stored",
+    "age",
+)
 
 
 def row_name(row: dict) -> str:
@@ -190,8 +223,12 @@ def row_name(row: dict) -> str:
 def case_summary(row: dict) -> dict:
     """The header values the gate judged, its decision and reasons, and the model's output for one row."""
     decision = "accepted" if row["accepted"] else "rejected: " + "; ".join(row["reasons"])
-    output = {"decision": decision, "probability": row.get("probability"), "threshold": row.get("threshold"),
-              "label": row.get("label")}
+    output = {
+        "decision": decision,
+        "probability": row.get("probability"),
+        "threshold": row.get("threshold"),
+        "label": row.get("label"),
+    }
     return {"file": row_name(row), **{k: row.get(k) for k in HEADER_FIELDS}, **output}
 
 

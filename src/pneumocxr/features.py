@@ -41,8 +41,9 @@ def cache_key(paths: Sequence[str], **settings: Any) -> str:
     return digest.hexdigest()[:20]
 
 
-def compute_features(bottom, dataset, n: int, out_path: str | os.PathLike, dtype: str = "float32",
-                     progress_every: int = 50) -> np.ndarray:
+def compute_features(
+    bottom, dataset, n: int, out_path: str | os.PathLike, dtype: str = "float32", progress_every: int = 50
+) -> np.ndarray:
     """Run ``bottom`` over ``dataset`` (batches of model inputs, optionally with labels) into ``out_path``.
 
     Written to ``out_path + '.partial'`` and renamed when complete, so an interrupted run never leaves
@@ -62,7 +63,7 @@ def compute_features(bottom, dataset, n: int, out_path: str | os.PathLike, dtype
         values = np.asarray(forward(images), dtype=np.float32)
         if not np.isfinite(values).all() or (dtype == "float16" and np.abs(values).max() > 65000):
             raise ValueError(f"{out_path}: feature values overflow {dtype}; set [train] mixed_precision = 'float32'")
-        array[start:start + len(values)] = values.astype(dtype)
+        array[start : start + len(values)] = values.astype(dtype)
         start += len(values)
         if progress_every and (step + 1) % progress_every == 0:
             rate = start / (time.perf_counter() - started)
@@ -75,8 +76,15 @@ def compute_features(bottom, dataset, n: int, out_path: str | os.PathLike, dtype
     return np.load(out_path, mmap_mode="r")
 
 
-def cached_features(bottom, make_dataset, paths: Sequence[str], cache_dir: str | os.PathLike, name: str,
-                    dtype: str = "float32", **settings: Any) -> np.ndarray:
+def cached_features(
+    bottom,
+    make_dataset,
+    paths: Sequence[str],
+    cache_dir: str | os.PathLike,
+    name: str,
+    dtype: str = "float32",
+    **settings: Any,
+) -> np.ndarray:
     """The features of ``paths`` from ``cache_dir`` when cached under the same key, else computed now.
 
     ``make_dataset()`` builds the input batches only when they are needed.
@@ -92,8 +100,14 @@ def cached_features(bottom, make_dataset, paths: Sequence[str], cache_dir: str |
     return features
 
 
-def feature_dataset(views: Sequence[np.ndarray], labels: Sequence[int], batch_size: int, shuffle: bool = False,
-                    seed: int = 0, repeat: bool = False):
+def feature_dataset(
+    views: Sequence[np.ndarray],
+    labels: Sequence[int],
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    repeat: bool = False,
+):
     """A ``tf.data.Dataset`` of (float32 feature batch, float32 label) over every view of every image.
 
     Views are memory maps of equal shape; batches are gathered from disk on the fly (nothing is

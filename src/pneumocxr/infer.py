@@ -41,8 +41,17 @@ from pneumocxr.privacy import SALT_ENV, display_path, input_hash, input_label, p
 
 log = logging.getLogger(__name__)
 
-ROW_FIELDS = ("input", *GATE_FIELDS, "probability", "label", "threshold", "boxes", "heatmap", "dicom_out",
-              "patient_hash")
+ROW_FIELDS = (
+    "input",
+    *GATE_FIELDS,
+    "probability",
+    "label",
+    "threshold",
+    "boxes",
+    "heatmap",
+    "dicom_out",
+    "patient_hash",
+)
 POSITIVE, NEGATIVE = "pneumonia", "no_pneumonia"
 PRECISIONS = ("float32", "bfloat16")
 iter_inputs = walk_inputs  # the inputs of a batch (``inputs.walk_inputs``); SALT_ENV is re-exported likewise
@@ -103,8 +112,16 @@ def load_predictor(run_dir: str | os.PathLike, precision: str = "float32") -> Pr
     config = runs.load_run_config(run_dir)
     threshold = runs.load_threshold(run_dir).threshold
     model = with_precision(runs.load_model(run_dir), precision)
-    return Predictor(run_dir, model, threshold, config.data.image_size, config.model.backbone, config.gate, precision,
-                     load_box_threshold(run_dir))
+    return Predictor(
+        run_dir,
+        model,
+        threshold,
+        config.data.image_size,
+        config.model.backbone,
+        config.gate,
+        precision,
+        load_box_threshold(run_dir),
+    )
 
 
 def _read_header(path: Path):
@@ -148,12 +165,14 @@ class Case:
     shape: tuple[int, int] | None = None  # the original pixel grid (boxes are given in it)
 
 
-def empty_row(path: str | os.PathLike, threshold: float | None, label: str | None = None,
-              show_paths: bool = True) -> dict[str, Any]:
+def empty_row(
+    path: str | os.PathLike, threshold: float | None, label: str | None = None, show_paths: bool = True
+) -> dict[str, Any]:
     """A row with every field of ``ROW_FIELDS``, unjudged: ``input`` is ``label``, ``path`` only with ``show_paths``."""
     row = dict.fromkeys(ROW_FIELDS)
-    row.update(input=label, path=display_path(path) if show_paths else None, accepted=False, reasons=[],
-               threshold=threshold)
+    row.update(
+        input=label, path=display_path(path) if show_paths else None, accepted=False, reasons=[], threshold=threshold
+    )
     return row
 
 
@@ -210,7 +229,7 @@ def predict_probabilities(predictor: Predictor, inputs: np.ndarray, batch_size: 
     """Pneumonia probabilities for model inputs, every model call padded to ``batch_size`` rows."""
     out = []
     for start in range(0, len(inputs), batch_size):
-        batch = inputs[start:start + batch_size]
+        batch = inputs[start : start + batch_size]
         padded = np.zeros((batch_size, *batch.shape[1:]), np.float32)
         padded[: len(batch)] = batch
         scores = np.asarray(predictor.model(padded, training=False), dtype=np.float32)
@@ -237,20 +256,30 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, options
     if options.heatmap_dir is not None:
         title = explain.decision_title(display_path(name), row["probability"], row["threshold"], row["label"])
         try:
-            png = explain.figure_png(explain.overlay_figure(case.pixels, heatmap, title, boxes=row["boxes"], box_scale=scale))
+            png = explain.figure_png(
+                explain.overlay_figure(case.pixels, heatmap, title, boxes=row["boxes"], box_scale=scale)
+            )
             row["heatmap"] = str(atomic_write_bytes(options.heatmap_dir / f"{stem}.png", png))
         except Exception as exc:
             log.warning("%s: no overlay written (%s)", row["input"], scrub(str(exc), case.path, row["input"]))
     if options.dicom_out_dir is not None:
         blank = options.sc_identity == "blank"  # a blanked SC burns in no input name, not even the label
-        title = explain.decision_title(None if blank else row["input"], row["probability"], row["threshold"],
-                                       row["label"])
+        title = explain.decision_title(
+            None if blank else row["input"], row["probability"], row["threshold"], row["label"]
+        )
         try:
-            rgb = explain.figure_rgb(explain.overlay_figure(case.pixels, heatmap, title, boxes=row["boxes"], box_scale=scale))
-            sc = dicom_out.secondary_capture(case.header, rgb, run_id=predictor.run_id, identity=options.sc_identity,
-                                             pseudonym=row["patient_hash"], salt=options.salt,
-                                             comment=f"{title}; model run {predictor.run_id}; boxes (x, y, width, height, score) "
-                                                     f"{row['boxes']}")
+            rgb = explain.figure_rgb(
+                explain.overlay_figure(case.pixels, heatmap, title, boxes=row["boxes"], box_scale=scale)
+            )
+            sc = dicom_out.secondary_capture(
+                case.header,
+                rgb,
+                run_id=predictor.run_id,
+                identity=options.sc_identity,
+                pseudonym=row["patient_hash"],
+                salt=options.salt,
+                comment=f"{title}; model run {predictor.run_id}; boxes (x, y, width, height, score) {row['boxes']}",
+            )
             row["dicom_out"] = str(dicom_out.write_dataset(options.dicom_out_dir / f"{stem}.dcm", sc))
         except Exception as exc:
             log.warning("%s: no Secondary Capture written (%s)", row["input"], scrub(str(exc), case.path, row["input"]))
@@ -281,8 +310,9 @@ def score_cases(cases: list[Case], predictor: Predictor, batch_size: int, option
     return [c.row for c in cases]
 
 
-def _batches_of_cases(items: Iterator[tuple[int, Found]], loader: Callable[[int, Found], Case], batch_size: int,
-                      workers: int) -> Iterator[list[Case]]:
+def _batches_of_cases(
+    items: Iterator[tuple[int, Found]], loader: Callable[[int, Found], Case], batch_size: int, workers: int
+) -> Iterator[list[Case]]:
     """Cases batch by batch, the next batch decoding in the pool while the current one is scored."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pneumocxr-decode") as pool:
         pending = None
@@ -305,11 +335,21 @@ def _progress(items: Iterator, show: bool | None) -> tuple[Iterator, Any]:
     return itertools.chain(head, items), bar
 
 
-def predict_paths(run: str | os.PathLike | Predictor, paths: Iterable[str | os.PathLike | Found], *, batch_size: int = 16,
-                  heatmap_dir: str | os.PathLike | None = None, dicom_out_dir: str | os.PathLike | None = None,
-                  sc_identity: str = "copy", precision: str = "float32", workers: int = 2, salt: str | None = None,
-                  progress: bool | None = False, show_paths: bool = False,
-                  boxes: bool = True) -> Iterator[dict[str, Any]]:
+def predict_paths(
+    run: str | os.PathLike | Predictor,
+    paths: Iterable[str | os.PathLike | Found],
+    *,
+    batch_size: int = 16,
+    heatmap_dir: str | os.PathLike | None = None,
+    dicom_out_dir: str | os.PathLike | None = None,
+    sc_identity: str = "copy",
+    precision: str = "float32",
+    workers: int = 2,
+    salt: str | None = None,
+    progress: bool | None = False,
+    show_paths: bool = False,
+    boxes: bool = True,
+) -> Iterator[dict[str, Any]]:
     """Prediction rows (``ROW_FIELDS``), exactly one per input in input order, yielded batch by batch.
 
     ``run`` is a run directory (loaded with ``precision``) or a loaded ``Predictor``; ``paths`` files
@@ -319,8 +359,14 @@ def predict_paths(run: str | os.PathLike | Predictor, paths: Iterable[str | os.P
     leaves the ``boxes`` field None (no Grad-CAM for rows without overlays, e.g. to time the model).
     """
     predictor = run if isinstance(run, Predictor) else load_predictor(run, precision)
-    options = Options(resolve_salt(salt), show_paths, Path(heatmap_dir) if heatmap_dir else None,
-                      Path(dicom_out_dir) if dicom_out_dir else None, sc_identity, boxes)
+    options = Options(
+        resolve_salt(salt),
+        show_paths,
+        Path(heatmap_dir) if heatmap_dir else None,
+        Path(dicom_out_dir) if dicom_out_dir else None,
+        sc_identity,
+        boxes,
+    )
 
     def loader(position: int, found: Found) -> Case:
         return load_case(found, position, predictor, options)

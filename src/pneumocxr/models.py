@@ -48,7 +48,9 @@ def resolve_weights(weights: str, backbone: str) -> str | None:
         return str(local) if local else "imagenet"
     path = resolve_path(weights)
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{weights}: weights file not found (set [model] weights to a file, 'imagenet' or 'none')")
+        raise FileNotFoundError(
+            f"{weights}: weights file not found (set [model] weights to a file, 'imagenet' or 'none')"
+        )
     return str(path)
 
 
@@ -75,8 +77,10 @@ def backbone_output(inputs, backbone: str, weights: str | None):
     try:
         base = getattr(keras.applications, row.application)(include_top=False, weights=weights, input_tensor=inputs)
     except Exception as exc:  # Keras raises many types for a missing download or a wrong file
-        raise RuntimeError(f"{backbone}: cannot load weights '{weights}' ({exc}); put the file in "
-                           f"data/weights/{LOCAL_WEIGHTS.get(backbone)} or set [model] weights") from exc
+        raise RuntimeError(
+            f"{backbone}: cannot load weights '{weights}' ({exc}); put the file in "
+            f"data/weights/{LOCAL_WEIGHTS.get(backbone)} or set [model] weights"
+        ) from exc
     return base.output
 
 
@@ -84,8 +88,11 @@ def add_head(features, config: ModelConfig):
     """Pooling, dense+dropout layers and a float32 sigmoid on a feature map; returns the probability tensor."""
     import keras
 
-    pools = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
-             "flatten": keras.layers.Flatten}
+    pools = {
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+        "flatten": keras.layers.Flatten,
+    }
     if config.pooling not in pools:
         raise ValueError(f"unknown pooling '{config.pooling}'; expected one of {sorted(pools)}")
     x = pools[config.pooling](name=f"{HEAD_PREFIX}pool")(features)
@@ -111,9 +118,11 @@ def build_model(config: ModelConfig, image_size: int, weights: str | None = None
 
 def backbone_layer_names(model) -> list[str]:
     """Names of the backbone's layers in graph order (everything but the input and the head)."""
-    return [layer.name for layer in model.layers
-            if layer.name != OUTPUT_NAME and not layer.name.startswith(HEAD_PREFIX)
-            and type(layer).__name__ != "InputLayer"]
+    return [
+        layer.name
+        for layer in model.layers
+        if layer.name != OUTPUT_NAME and not layer.name.startswith(HEAD_PREFIX) and type(layer).__name__ != "InputLayer"
+    ]
 
 
 def set_trainable_from(model, layer_name: str) -> int:
@@ -127,8 +136,10 @@ def set_trainable_from(model, layer_name: str) -> int:
     elif layer_name in names:
         first = names.index(layer_name)
     else:
-        raise ValueError(f"trainable_from '{layer_name}' is not a layer of {model.name}; "
-                         f"expected 'all', 'none' or one of {names[:3]} ... {names[-3:]}")
+        raise ValueError(
+            f"trainable_from '{layer_name}' is not a layer of {model.name}; "
+            f"expected 'all', 'none' or one of {names[:3]} ... {names[-3:]}"
+        )
     frozen = set(names[:first])
     for layer in model.layers:
         layer.trainable = layer.name not in frozen
@@ -184,7 +195,9 @@ def block_summary(model) -> pd.DataFrame:
         if not params:
             continue
         block = "head" if layer.name.startswith(HEAD_PREFIX) or layer.name == OUTPUT_NAME else layer.name.split("_")[0]
-        rows.append({"block": block, "layers": 1, "weights": params, "trainable_weights": params if layer.trainable else 0})
+        rows.append(
+            {"block": block, "layers": 1, "weights": params, "trainable_weights": params if layer.trainable else 0}
+        )
     table = pd.DataFrame(rows).groupby("block", sort=False).sum().reset_index()
     table["trains"] = table["trainable_weights"] > 0
     return table

@@ -18,8 +18,14 @@ NOTEBOOKS = ("EDA.ipynb", "Build_and_train_model.ipynb", "Inference.ipynb")
 QUIET_KERNEL = "--IPKernelApp.exec_lines=['from pneumocxr.quiet import quiet_native_logs; quiet_native_logs()']"
 
 
-def execute_notebook(name: str, output: str | os.PathLike, parameters: dict[str, Any] | None = None,
-                     cwd: str | os.PathLike = PROJECT_ROOT, timeout: int = 3600, source_dir: str | os.PathLike = PROJECT_ROOT) -> Path:
+def execute_notebook(
+    name: str,
+    output: str | os.PathLike,
+    parameters: dict[str, Any] | None = None,
+    cwd: str | os.PathLike = PROJECT_ROOT,
+    timeout: int = 3600,
+    source_dir: str | os.PathLike = PROJECT_ROOT,
+) -> Path:
     """Execute ``source_dir/name`` with ``parameters`` and write the executed copy to ``output``.
 
     The kernel listens on IPC sockets in a private temporary folder (no TCP port: nothing to eavesdrop on,
@@ -52,9 +58,17 @@ def execute_notebook(name: str, output: str | os.PathLike, parameters: dict[str,
                 super().__init__(**kwargs)
                 self.transport, self.ip = "ipc", str(Path(sockets) / "kernel")
 
-        papermill.execute_notebook(str(source), str(output), parameters=parameters or {}, cwd=str(cwd),
-                                   kernel_name="python3", progress_bar=False, execution_timeout=timeout,
-                                   kernel_manager_class=LocalKernelManager, extra_arguments=[QUIET_KERNEL])
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=parameters or {},
+            cwd=str(cwd),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout,
+            kernel_manager_class=LocalKernelManager,
+            extra_arguments=[QUIET_KERNEL],
+        )
     return output
 
 
@@ -88,6 +102,6 @@ def compact_outputs(path: str | os.PathLike, quality: int = 80, max_text: int = 
                 text = holder.get(key)
                 if isinstance(text, str) and len(text) > max_text:
                     cut = len(text) - max_text
-                    holder[key] = f"{text[: max_text // 2]}\n... ({cut} characters cut) ...\n{text[-max_text // 2:]}"
+                    holder[key] = f"{text[: max_text // 2]}\n... ({cut} characters cut) ...\n{text[-max_text // 2 :]}"
     nbformat.write(notebook, path)
     return Path(path)

@@ -34,17 +34,31 @@ CLASSIC_AUGMENTATION = {
     "rescale=1/255": ("[0, 1] scaling in load_pixels, then the backbone's preprocess_input", None),
     "horizontal_flip=True": ("RandomFlip('horizontal') - left out by default: chest films have laterality", "aug_flip"),
     "vertical_flip=False": ("(no layer: never flip vertically)", None),
-    "rotation_range=20": ("RandomRotation(factor), factor in fractions of a full turn (20 deg = 0.056)", "aug_rotation"),
-    "width_shift_range=0.1, height_shift_range=0.1": ("RandomTranslation(height_factor, width_factor)", "aug_translation"),
+    "rotation_range=20": (
+        "RandomRotation(factor), factor in fractions of a full turn (20 deg = 0.056)",
+        "aug_rotation",
+    ),
+    "width_shift_range=0.1, height_shift_range=0.1": (
+        "RandomTranslation(height_factor, width_factor)",
+        "aug_translation",
+    ),
     "zoom_range=0.1": ("RandomZoom(height_factor, width_factor)", "aug_zoom"),
     "shear_range=0.1": ("(no Keras 3 layer; RandomZoom + RandomTranslation cover the small geometric jitter)", None),
     "brightness_range / featurewise normalisation": ("RandomBrightness(factor, value_range=(0, 1))", "aug_brightness"),
-    "(none in the classic set)": ("RandomContrast(factor, value_range=(0, 1)): exposure/contrast of other scanners", "aug_contrast"),
-    "(none in the classic set: exposure)": ("RandomGamma (pneumocxr.augment): display-LUT / exposure differences", "aug_gamma"),
+    "(none in the classic set)": (
+        "RandomContrast(factor, value_range=(0, 1)): exposure/contrast of other scanners",
+        "aug_contrast",
+    ),
+    "(none in the classic set: exposure)": (
+        "RandomGamma (pneumocxr.augment): display-LUT / exposure differences",
+        "aug_gamma",
+    ),
     "(none in the classic set: sharpness)": ("RandomGaussianBlur: detector sharpness / resampling", "aug_blur"),
     "(none in the classic set: noise)": ("GaussianNoise: quantum noise of low-dose films", "aug_noise"),
-    "(none in the classic set: borders)": ("BorderErasing (pneumocxr.augment): markers, collimation edges carry no label",
-                                           "aug_border"),
+    "(none in the classic set: borders)": (
+        "BorderErasing (pneumocxr.augment): markers, collimation edges carry no label",
+        "aug_border",
+    ),
 }
 
 
@@ -80,8 +94,12 @@ def decode_pixels(path, condition=None) -> Any:
     else:
         from pneumocxr.shift import apply_condition
 
-        pixels = tf.numpy_function(lambda p, c: apply_condition(load_pixels(p.decode()), c.decode(), p.decode()),
-                                   [path, condition], tf.float32, stateful=False)
+        pixels = tf.numpy_function(
+            lambda p, c: apply_condition(load_pixels(p.decode()), c.decode(), p.decode()),
+            [path, condition],
+            tf.float32,
+            stateful=False,
+        )
     pixels.set_shape([None, None])
     return pixels
 
@@ -100,8 +118,11 @@ def augmentation_model(config: TrainConfig, seed: int = 0):
     if config.aug_zoom:
         layers.append(keras.layers.RandomZoom(config.aug_zoom, fill_mode="constant", seed=seed + 2))
     if config.aug_translation:
-        layers.append(keras.layers.RandomTranslation(config.aug_translation, config.aug_translation,
-                                                     fill_mode="constant", seed=seed + 3))
+        layers.append(
+            keras.layers.RandomTranslation(
+                config.aug_translation, config.aug_translation, fill_mode="constant", seed=seed + 3
+            )
+        )
     if config.aug_contrast:
         layers.append(keras.layers.RandomContrast(config.aug_contrast, value_range=(0, 1), seed=seed + 4))
     if config.aug_brightness:
@@ -109,8 +130,11 @@ def augmentation_model(config: TrainConfig, seed: int = 0):
     if config.aug_gamma:
         layers.append(RandomGamma(config.aug_gamma, seed=seed + 6))
     if config.aug_blur:
-        layers.append(keras.layers.RandomGaussianBlur(config.aug_blur, kernel_size=5, sigma=1.0, value_range=(0, 1),
-                                                      seed=seed + 7))
+        layers.append(
+            keras.layers.RandomGaussianBlur(
+                config.aug_blur, kernel_size=5, sigma=1.0, value_range=(0, 1), seed=seed + 7
+            )
+        )
     if config.aug_noise:
         layers.append(keras.layers.GaussianNoise(config.aug_noise, seed=seed + 8))
     if config.aug_border:
@@ -157,8 +181,11 @@ def device_augmented_model(model, config: Config, seed: int | None = None):
             return grey_to_model_input(self.augment(unit, training=training), backbone)
 
     inputs = keras.Input((size, size, 1), dtype="uint8", name="grey_uint8")
-    return keras.Model(inputs, model(GreyToModelInput(name="device_augmentation", dtype="float32")(inputs)),
-                       name=f"{model.name}_device_augmented")
+    return keras.Model(
+        inputs,
+        model(GreyToModelInput(name="device_augmentation", dtype="float32")(inputs)),
+        name=f"{model.name}_device_augmented",
+    )
 
 
 def training_inputs(model, train: pd.DataFrame, val: pd.DataFrame, config: Config):
@@ -168,9 +195,11 @@ def training_inputs(model, train: pd.DataFrame, val: pd.DataFrame, config: Confi
     ``device_augmented_model(model)``; otherwise ``model`` itself on tf.data-augmented inputs.
     """
     if config.train.augment and augments_on_device(config.train):
-        return (device_augmented_model(model, config),
-                frame_dataset(train, config, shuffle=True, seed=config.data.seed, repeat=True, output="grey"),
-                frame_dataset(val, config, output="grey"))
+        return (
+            device_augmented_model(model, config),
+            frame_dataset(train, config, shuffle=True, seed=config.data.seed, repeat=True, output="grey"),
+            frame_dataset(val, config, output="grey"),
+        )
     return model, training_dataset(train, config, repeat=True), evaluation_dataset(val, config)
 
 
@@ -209,10 +238,23 @@ def decoded(source, size: int, quantize: bool = True):
     return uint8_view(grey) if quantize else grey
 
 
-def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, size: int = 224,
-                  backbone: str = "vgg16", batch_size: int = 16, augment: Any = None, shuffle: bool = False,
-                  seed: int = 0, cache: bool | str = True, repeat: bool = False, quantize: bool = True,
-                  shards: Sequence[str] | None = None, output: str = "model", conditions: Sequence[str] | None = None):
+def image_dataset(
+    paths: Sequence[str],
+    labels: Sequence[int] | None = None,
+    *,
+    size: int = 224,
+    backbone: str = "vgg16",
+    batch_size: int = 16,
+    augment: Any = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    cache: bool | str = True,
+    repeat: bool = False,
+    quantize: bool = True,
+    shards: Sequence[str] | None = None,
+    output: str = "model",
+    conditions: Sequence[str] | None = None,
+):
     """A ``tf.data.Dataset`` of model-input batches (with float32 labels when ``labels`` is given).
 
     Images come from ``shards`` (files from ``shards.find_shards``, holding exactly these paths) or
@@ -246,8 +288,9 @@ def image_dataset(paths: Sequence[str], labels: Sequence[int] | None = None, *, 
         ds = ds.map(lambda source, y: (decoded(source, size, quantize), y), num_parallel_calls=autotune)
     ds = ds.batch(batch_size)
     if output == "model":
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else x, y),
-                    num_parallel_calls=autotune)
+        ds = ds.map(
+            lambda x, y: (tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else x, y), num_parallel_calls=autotune
+        )
         if augment is not None:
             ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=autotune)
         ds = ds.map(lambda x, y: (grey_to_model_input(x, backbone), y), num_parallel_calls=autotune)
@@ -269,9 +312,16 @@ def frame_dataset(frame: pd.DataFrame, config: Config, **options):
     files = None
     if config.data.shards and conditions is None:
         files = find_shards(resolve_path(config.data.shards), frame, config.data.image_size)
-    return image_dataset(frame["path"].tolist(), frame["label"].tolist(), size=config.data.image_size,
-                         backbone=config.model.backbone, batch_size=config.train.batch_size, shards=files,
-                         conditions=conditions, **options)
+    return image_dataset(
+        frame["path"].tolist(),
+        frame["label"].tolist(),
+        size=config.data.image_size,
+        backbone=config.model.backbone,
+        batch_size=config.train.batch_size,
+        shards=files,
+        conditions=conditions,
+        **options,
+    )
 
 
 def training_dataset(frame: pd.DataFrame, config: Config, augment: bool = True, **options):
@@ -291,14 +341,27 @@ def augmented_view_dataset(frame: pd.DataFrame, config: Config, seed: int):
     return frame_dataset(frame, config, augment=augmentation_model(config.train, seed), cache=False)
 
 
-def predict_files(model, paths: Sequence[str | os.PathLike], size: int, backbone: str,
-                  batch_size: int = 16, conditions: Sequence[str] | None = None) -> np.ndarray:
+def predict_files(
+    model,
+    paths: Sequence[str | os.PathLike],
+    size: int,
+    backbone: str,
+    batch_size: int = 16,
+    conditions: Sequence[str] | None = None,
+) -> np.ndarray:
     """Pneumonia probability (float32) for every file, in order: decode, preprocess, predict in batches
     (each file under its shift-validation condition when ``conditions`` is given)."""
     if len(paths) == 0:
         return np.zeros(0, np.float32)
-    ds = image_dataset([str(p) for p in paths], size=size, backbone=backbone, batch_size=batch_size, cache=False,
-                       quantize=False, conditions=conditions)
+    ds = image_dataset(
+        [str(p) for p in paths],
+        size=size,
+        backbone=backbone,
+        batch_size=batch_size,
+        cache=False,
+        quantize=False,
+        conditions=conditions,
+    )
     scores = model.predict(ds, verbose=0)
     return np.asarray(scores, np.float32).reshape(len(paths), -1)[:, -1]
 
@@ -323,13 +386,29 @@ def classic_imagedatagenerator(frame: pd.DataFrame, size: int = 224, batch_size:
     import keras
     from tensorflow.keras.preprocessing.image import ImageDataGenerator  # legacy API, kept for comparison
 
-    generator = ImageDataGenerator(horizontal_flip=True, vertical_flip=False, rotation_range=20,
-                                   width_shift_range=0.1, height_shift_range=0.1, shear_range=0.1, zoom_range=0.1,
-                                   preprocessing_function=keras.applications.vgg16.preprocess_input)
+    generator = ImageDataGenerator(
+        horizontal_flip=True,
+        vertical_flip=False,
+        rotation_range=20,
+        width_shift_range=0.1,
+        height_shift_range=0.1,
+        shear_range=0.1,
+        zoom_range=0.1,
+        preprocessing_function=keras.applications.vgg16.preprocess_input,
+    )
     table = pd.DataFrame({"filename": frame["path"].astype(str), "label": frame["label"].astype("float32")})
-    return generator.flow_from_dataframe(table, x_col="filename", y_col="label", class_mode="raw",
-                                         target_size=(size, size), color_mode="rgb", batch_size=batch_size,
-                                         shuffle=True, seed=seed, validate_filenames=False)
+    return generator.flow_from_dataframe(
+        table,
+        x_col="filename",
+        y_col="label",
+        class_mode="raw",
+        target_size=(size, size),
+        color_mode="rgb",
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        validate_filenames=False,
+    )
 
 
 def plot_augmented_views(paths: Sequence[str], config: TrainConfig, size: int = 224, views: int = 4, seed: int = 0):

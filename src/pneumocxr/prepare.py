@@ -46,13 +46,25 @@ def manifest_for(config: Config, planned: pd.DataFrame) -> dict[str, Any]:
     """``prepare.json`` contents (``complete`` False) for a planned frame."""
     splits = {}
     for split, part in planned.groupby("split", sort=True):
-        splits[str(split)] = {"rows": len(part), "key": shards.split_key(part),
-                              "shards": list(dict.fromkeys(part["shard"]))}
+        splits[str(split)] = {
+            "rows": len(part),
+            "key": shards.split_key(part),
+            "shards": list(dict.fromkeys(part["shard"])),
+        }
     data_hash = runs.data_list_hash(
-        (shards.image_name(p), label, split) for p, label, split in planned[["path", "label", "split"]].itertuples(index=False))
-    return {"format": shards.FORMAT, "dataset": config.data.dataset, "image_size": config.data.image_size,
-            "pixels": "uint8 grey, round(255 * resize_pixels(load_pixels(path)))", "data_list_hash": data_hash,
-            "rows": len(planned), "splits": splits, "complete": False}
+        (shards.image_name(p), label, split)
+        for p, label, split in planned[["path", "label", "split"]].itertuples(index=False)
+    )
+    return {
+        "format": shards.FORMAT,
+        "dataset": config.data.dataset,
+        "image_size": config.data.image_size,
+        "pixels": "uint8 grey, round(255 * resize_pixels(load_pixels(path)))",
+        "data_list_hash": data_hash,
+        "rows": len(planned),
+        "splits": splits,
+        "complete": False,
+    }
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
@@ -68,8 +80,10 @@ def start(out: Path, manifest: dict[str, Any], planned: pd.DataFrame) -> None:
     if existing is not None:
         same = {k: existing.get(k) for k in ("image_size", "data_list_hash", "splits")}
         if same != {k: manifest[k] for k in same}:
-            raise FileExistsError(f"{out}: already holds shards of another image list, size or shard size; "
-                                  "choose another --out or delete it")
+            raise FileExistsError(
+                f"{out}: already holds shards of another image list, size or shard size; "
+                "choose another --out or delete it"
+            )
         return
     out.mkdir(parents=True, exist_ok=True)
     index = planned.assign(name=planned["path"].map(shards.image_name))
@@ -99,15 +113,22 @@ def write_shards(out: Path, pending: pd.DataFrame, size: int, progress) -> None:
             os.replace(partial, out / current)
             writer = None
     except tf.errors.OpError as exc:
-        raise ValueError(f"{out}: prepare stopped at shard {current} ({exc.message}); finished shards are kept, "
-                         "run prepare again to resume after fixing the image") from exc
+        raise ValueError(
+            f"{out}: prepare stopped at shard {current} ({exc.message}); finished shards are kept, "
+            "run prepare again to resume after fixing the image"
+        ) from exc
     finally:
         if writer is not None:
             writer.close()
 
 
-def prepare(config: Config, out: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
-            shard_size: int = SHARD_SIZE, show_progress: bool = True) -> Path:
+def prepare(
+    config: Config,
+    out: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    shard_size: int = SHARD_SIZE,
+    show_progress: bool = True,
+) -> Path:
     """Write (or finish) the shards of ``config``'s data into ``out`` (default ``[data] shards``); return it.
 
     Raises ``ValueError`` when no output folder is given or an image cannot be decoded (finished
@@ -124,10 +145,20 @@ def prepare(config: Config, out: str | os.PathLike | None = None, root: str | os
     start(out, manifest, planned)
     done = {name for name in set(planned["shard"]) if (out / name).is_file()}
     pending = planned[~planned["shard"].isin(done)]
-    log.info("prepare %s: %d images, %d shards (%d already written)", out, len(planned),
-             planned["shard"].nunique(), len(done))
-    with tqdm(total=len(planned), initial=len(planned) - len(pending), unit="img", disable=not show_progress,
-              desc=f"prepare {out.name}") as progress:
+    log.info(
+        "prepare %s: %d images, %d shards (%d already written)",
+        out,
+        len(planned),
+        planned["shard"].nunique(),
+        len(done),
+    )
+    with tqdm(
+        total=len(planned),
+        initial=len(planned) - len(pending),
+        unit="img",
+        disable=not show_progress,
+        desc=f"prepare {out.name}",
+    ) as progress:
         write_shards(out, pending, config.data.image_size, progress)
     write_json(out / shards.MANIFEST, {**manifest, "complete": True})
     return out

@@ -53,26 +53,33 @@ RULES = {
     "sensitivity_target": "the most specific threshold whose validation sensitivity still meets the target {target}.",
     "youden": "the threshold that maximises Youden's J (sensitivity + specificity - 1) on the validation split.",
     "youden_midpoint": "the midpoint of the widest interval of thresholds ({low} to {high}) whose balanced accuracy is "
-                       "within {tolerance} of the best on the validation split. A validation split from the training "
-                       "source separates the classes more easily than new data; the midpoint of the gap, rather "
-                       "than the lowest pneumonia score, leaves the most room for the shift of scores on new images.",
+    "within {tolerance} of the best on the validation split. A validation split from the training "
+    "source separates the classes more easily than new data; the midpoint of the gap, rather "
+    "than the lowest pneumonia score, leaves the most room for the shift of scores on new images.",
     "worst_group_midpoint": "for every threshold, the balanced accuracy of each validation condition (the plain "
-                            "validation images, each acquisition shift, and every extra split such as Kermany's "
-                            "original-resolution official validation films) was computed and the worst kept; the "
-                            "threshold is the midpoint of the widest interval ({low} to {high}) whose worst-condition "
-                            "balanced accuracy is within {tolerance} of the best. It is the operating point that "
-                            "degrades least across acquisitions, not the best one on the familiar rendering.",
+    "validation images, each acquisition shift, and every extra split such as Kermany's "
+    "original-resolution official validation films) was computed and the worst kept; the "
+    "threshold is the midpoint of the widest interval ({low} to {high}) whose worst-condition "
+    "balanced accuracy is within {tolerance} of the best. It is the operating point that "
+    "degrades least across acquisitions, not the best one on the familiar rendering.",
 }
 CALIBRATIONS = {
     "platt": "Platt scaling (Platt 1999): the output is sigmoid(a z + b) of the trained model's logit z, with a = {a} "
-             "and b = {b} fitted by logistic regression on the validation images; folded into the model's output "
-             "layer, so every probability shown is calibrated. It leaves the ranking (AUC) unchanged.",
+    "and b = {b} fitted by logistic regression on the validation images; folded into the model's output "
+    "layer, so every probability shown is calibrated. It leaves the ranking (AUC) unchanged.",
     "temperature": "temperature scaling (Guo et al. 2017): the output is sigmoid(a z) of the trained model's logit z, "
-                   "a = 1/T = {a}, fitted on the validation images; folded into the model's output layer. It leaves "
-                   "the ranking (AUC) unchanged.",
+    "a = 1/T = {a}, fitted on the validation images; folded into the model's output layer. It leaves "
+    "the ranking (AUC) unchanged.",
 }
-RATES = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity", "precision": "precision (PPV)",
-         "npv": "NPV", "f1": "F1", "accuracy": "accuracy"}
+RATES = {
+    "auc": "AUC",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "precision": "precision (PPV)",
+    "npv": "NPV",
+    "f1": "F1",
+    "accuracy": "accuracy",
+}
 AUGMENT_WORDS = ("augment", "flip", "rotation", "zoom", "translation", "contrast", "brightness", "shift", "shear")
 
 
@@ -98,18 +105,27 @@ def evaluation_context(e: Evaluation, train_dataset: str, figures: dict[str, str
         ctx[name] = ledger.interval(a, name, q + label)
     ctx["average_precision"] = ledger.maybe(a, "average_precision", q + "average precision") or NOT_AVAILABLE
     ctx["ece"] = ledger.maybe(a, "ece", q + "expected calibration error") or NOT_AVAILABLE
-    ctx["confusion"] = {k: ledger.maybe(a, f"confusion.{k}", f"{q}{k.upper()} at the threshold", "count") or NOT_AVAILABLE
-                        for k in ("tp", "fp", "tn", "fn")}
-    ctx["figures"] = {name: figures.get(f"{e.plots_prefix}{name}.png")
-                      for name in ("roc", "pr", "threshold", "confusion", "calibration", "subgroups")}
+    ctx["confusion"] = {
+        k: ledger.maybe(a, f"confusion.{k}", f"{q}{k.upper()} at the threshold", "count") or NOT_AVAILABLE
+        for k in ("tp", "fp", "tn", "fn")
+    }
+    ctx["figures"] = {
+        name: figures.get(f"{e.plots_prefix}{name}.png")
+        for name in ("roc", "pr", "threshold", "confusion", "calibration", "subgroups")
+    }
     ctx["subgroups"], ctx["drops"] = subgroup_context(e, q, ledger)
-    images = [f"![{alt}, {md_text(title)}]({ctx['figures'][name]})"
-              for name, alt in (("roc", "ROC curve"), ("confusion", "Confusion matrix")) if ctx["figures"][name]]
+    images = [
+        f"![{alt}, {md_text(title)}]({ctx['figures'][name]})"
+        for name, alt in (("roc", "ROC curve"), ("confusion", "Confusion matrix"))
+        if ctx["figures"][name]
+    ]
     ctx["images_md"] = Markup(" ".join(images))
     note = ""
     if e.dataset != train_dataset and e.role != "external test":
-        note = (f" Its images come from the same institution as the training data ({SOURCES.get(e.dataset, e.dataset)}), "
-                "possibly from the same patients: not an external test.")
+        note = (
+            f" Its images come from the same institution as the training data ({SOURCES.get(e.dataset, e.dataset)}), "
+            "possibly from the same patients: not an external test."
+        )
     ctx["note"] = note
     return ctx
 
@@ -121,23 +137,48 @@ def shift_context(e: Evaluation, ledger: Ledger) -> dict[str, Any] | None:
     if not shifted:
         return None
     q, key = "shift validation", "shift_validation"
-    pooled = {name: ledger.interval(e.artifact, f"{key}.pooled.{name}", f"{q} pooled: {label}")
-              for name, label in (("auc", "AUC"), ("accuracy", "accuracy"), ("sensitivity", "sensitivity"),
-                                  ("specificity", "specificity"))}
+    pooled = {
+        name: ledger.interval(e.artifact, f"{key}.pooled.{name}", f"{q} pooled: {label}")
+        for name, label in (
+            ("auc", "AUC"),
+            ("accuracy", "accuracy"),
+            ("sensitivity", "sensitivity"),
+            ("specificity", "specificity"),
+        )
+    }
     pooled["n"] = ledger.take(e.artifact, f"{key}.pooled.n", f"{q} pooled: images", "count")
     rows = []
     for i, row in enumerate(shifted["conditions"]):
         where = f"{key}.conditions[{i}]"
-        rows.append({"condition": row["condition"], "n": ledger.take(e.artifact, f"{where}.n", f"{q} {row['condition']}: images", "count"),
-                     **{m: ledger.maybe(e.artifact, f"{where}.{m}", f"{q} {row['condition']}: {m.replace('_', ' ')}") or NOT_AVAILABLE
-                        for m in ("auc", "sensitivity", "specificity", "balanced_accuracy")}})
-    shifts = [{"name": name, "meaning": spec["meaning"],
-               "strengths": " / ".join(ledger.take(e.artifact, f"{key}.shifts.{name}.strengths[{i}]",
-                                                   f"{q}: {name} {level} strength", "num")
-                                       for i, level in enumerate(("mild", "strong")))}
-              for name, spec in shifted["shifts"].items()]
-    return {"copies": shifted["copies"], "pooled": pooled, "rows": rows, "shifts": shifts,
-            "worst": ledger.take(e.artifact, f"{key}.balanced_accuracy_worst", f"{q}: worst balanced accuracy")}
+        rows.append(
+            {
+                "condition": row["condition"],
+                "n": ledger.take(e.artifact, f"{where}.n", f"{q} {row['condition']}: images", "count"),
+                **{
+                    m: ledger.maybe(e.artifact, f"{where}.{m}", f"{q} {row['condition']}: {m.replace('_', ' ')}")
+                    or NOT_AVAILABLE
+                    for m in ("auc", "sensitivity", "specificity", "balanced_accuracy")
+                },
+            }
+        )
+    shifts = [
+        {
+            "name": name,
+            "meaning": spec["meaning"],
+            "strengths": " / ".join(
+                ledger.take(e.artifact, f"{key}.shifts.{name}.strengths[{i}]", f"{q}: {name} {level} strength", "num")
+                for i, level in enumerate(("mild", "strong"))
+            ),
+        }
+        for name, spec in shifted["shifts"].items()
+    ]
+    return {
+        "copies": shifted["copies"],
+        "pooled": pooled,
+        "rows": rows,
+        "shifts": shifts,
+        "worst": ledger.take(e.artifact, f"{key}.balanced_accuracy_worst", f"{q}: worst balanced accuracy"),
+    }
 
 
 def subgroup_context(e: Evaluation, q: str, ledger: Ledger) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -148,20 +189,39 @@ def subgroup_context(e: Evaluation, q: str, ledger: Ledger) -> tuple[list[dict[s
         groups = subgroups[attribute] or {}
         for group in sorted(groups):
             key, where = f"subgroups.{attribute}.{group}", f"{q}{attribute} = {group}: "
-            rows.append({"attribute": attribute, "group": group,
-                         **{name: ledger.maybe(e.artifact, f"{key}.{name}", where + name, kind) or NOT_AVAILABLE
-                            for name, kind in (("n", "count"), ("n_pos", "count"), ("prevalence", "rate"),
-                                               ("auc", "rate"), ("sensitivity", "rate"), ("specificity", "rate"))}})
+            rows.append(
+                {
+                    "attribute": attribute,
+                    "group": group,
+                    **{
+                        name: ledger.maybe(e.artifact, f"{key}.{name}", where + name, kind) or NOT_AVAILABLE
+                        for name, kind in (
+                            ("n", "count"),
+                            ("n_pos", "count"),
+                            ("prevalence", "rate"),
+                            ("auc", "rate"),
+                            ("sensitivity", "rate"),
+                            ("specificity", "rate"),
+                        )
+                    },
+                }
+            )
         for metric in ("sensitivity", "auc"):
             scored = [(groups[g][metric], g) for g in sorted(groups) if groups[g].get(metric) is not None]
             if len(scored) < 2 or e.metrics.get(metric) is None:
                 continue
             _, group = min(scored)
             key = f"subgroups.{attribute}.{group}"
-            drops.append({"metric": "AUC" if metric == "auc" else metric, "attribute": attribute, "group": group,
-                          "value": ledger.take(e.artifact, f"{key}.{metric}", f"{q}{attribute} = {group}: {metric}"),
-                          "n_pos": ledger.take(e.artifact, f"{key}.n_pos", f"{q}{attribute} = {group}: n_pos", "count"),
-                          "overall": ledger.take(e.artifact, metric, q + metric)})
+            drops.append(
+                {
+                    "metric": "AUC" if metric == "auc" else metric,
+                    "attribute": attribute,
+                    "group": group,
+                    "value": ledger.take(e.artifact, f"{key}.{metric}", f"{q}{attribute} = {group}: {metric}"),
+                    "n_pos": ledger.take(e.artifact, f"{key}.n_pos", f"{q}{attribute} = {group}: n_pos", "count"),
+                    "overall": ledger.take(e.artifact, metric, q + metric),
+                }
+            )
     return rows, drops
 
 
@@ -171,8 +231,11 @@ def threshold_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     rule = t.data.get("rule", "unknown")
     ctx = {"value": ledger.take(t, "threshold", "decision threshold", "thr"), "rule": rule}
     explanation = RULES.get(rule, f"the rule '{rule}' on the validation split.")
-    params = {name: ledger.maybe(t, name, f"threshold rule parameter {name}", "thr" if name in ("low", "high") else "num")
-              for _, name, _, _ in string.Formatter().parse(explanation) if name}
+    params = {
+        name: ledger.maybe(t, name, f"threshold rule parameter {name}", "thr" if name in ("low", "high") else "num")
+        for _, name, _, _ in string.Formatter().parse(explanation)
+        if name
+    }
     ctx["explanation"] = explanation.format(**{k: v or NOT_AVAILABLE for k, v in params.items()})
     for name, kind in (("n", "count"), ("n_pos", "count"), ("sensitivity", "rate"), ("specificity", "rate")):
         ctx[name] = ledger.maybe(t, name, f"validation {name} at the threshold", kind) or NOT_AVAILABLE
@@ -189,14 +252,18 @@ def threshold_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
 def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     """Training parameters from config.toml and the epoch summary from history.csv."""
     c, train = art.config_raw, art.config_raw.data.get("train", {})
-    ctx: dict[str, Any] = {"batch_size": ledger.take(c, "train.batch_size", "batch size", "count"),
-                           "learning_rate": ledger.take(c, "train.learning_rate", "initial learning rate", "num"),
-                           "optimizer": train.get("optimizer", "adam")}
+    ctx: dict[str, Any] = {
+        "batch_size": ledger.take(c, "train.batch_size", "batch size", "count"),
+        "learning_rate": ledger.take(c, "train.learning_rate", "initial learning rate", "num"),
+        "optimizer": train.get("optimizer", "adam"),
+    }
     augment_keys = [k for k in train if any(w in k for w in AUGMENT_WORDS) and k != "augment"]
     if train.get("augment", False):
         details = [f"{md_text(k)} {setting_text(c, f'train.{k}', ledger)}" for k in augment_keys]
-        ctx["augmentation"] = Markup("random changes of geometry and intensity as Keras preprocessing layers, applied to "
-                                     "training images only (`pneumocxr.pipeline`)" + (": " + "; ".join(details) if details else "."))
+        ctx["augmentation"] = Markup(
+            "random changes of geometry and intensity as Keras preprocessing layers, applied to "
+            "training images only (`pneumocxr.pipeline`)" + (": " + "; ".join(details) if details else ".")
+        )
     else:
         ctx["augmentation"] = Markup("none (config `[train] augment = false`).")
     shown = {"batch_size", "learning_rate", "optimizer", "augment", *augment_keys}
@@ -214,15 +281,25 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     ctx["stages"], ctx["kept_notes"] = [], []
     for i, stage in enumerate(m.data["stages"]):
         where = f"training stage {stage.get('stage', i)}"
-        ctx["stages"].append({"stage": stage["stage"], "trainable_from": stage["trainable_from"],
-                              "kept": "kept" if stage["kept"] else "not kept",
-                              **{k: ledger.maybe(m, f"stages[{i}].{k}", f"{where}: {k.replace('_', ' ')}", "num") or NOT_AVAILABLE
-                                 for k in ("epochs", "steps_per_epoch", "seconds")}})
+        ctx["stages"].append(
+            {
+                "stage": stage["stage"],
+                "trainable_from": stage["trainable_from"],
+                "kept": "kept" if stage["kept"] else "not kept",
+                **{
+                    k: ledger.maybe(m, f"stages[{i}].{k}", f"{where}: {k.replace('_', ' ')}", "num") or NOT_AVAILABLE
+                    for k in ("epochs", "steps_per_epoch", "seconds")
+                },
+            }
+        )
         if not stage["kept"]:
-            ctx["kept_notes"].append(Markup(
-                f"Stage {md_code(stage['stage'])} never improved {md_code(art.config.train.monitor)} "
-                "on the validation split over the stage before it, so the saved model keeps the earlier "
-                "stage's weights; the layer groups above count only what the saved model kept."))
+            ctx["kept_notes"].append(
+                Markup(
+                    f"Stage {md_code(stage['stage'])} never improved {md_code(art.config.train.monitor)} "
+                    "on the validation split over the stage before it, so the saved model keeps the earlier "
+                    "stage's weights; the layer groups above count only what the saved model kept."
+                )
+            )
     ctx["wall_time"] = ledger.maybe(m, "wall_time_s", "training wall time (seconds)", "count")
     ctx["precision_policy"] = m.data.get("precision")
     return ctx
@@ -245,22 +322,43 @@ def setting_text(artifact: Artifact, key: str, ledger: Ledger) -> Markup:
 def model_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     """Backbone, input, and the frozen / fine-tuned / added layer groups with their parameter counts."""
     cfg, c, m = art.config.model, art.config_raw, art.model
-    ctx: dict[str, Any] = {"backbone_title": backbone_row(cfg.backbone).title, "weights": Path(cfg.weights).name,
-                           "image_size": ledger.take(c, "data.image_size", "input image size (pixels)", "count"),
-                           "available": m is not None, "reason": "; ".join(art.notes) or "not present"}
+    ctx: dict[str, Any] = {
+        "backbone_title": backbone_row(cfg.backbone).title,
+        "weights": Path(cfg.weights).name,
+        "image_size": ledger.take(c, "data.image_size", "input image size (pixels)", "count"),
+        "available": m is not None,
+        "reason": "; ".join(art.notes) or "not present",
+    }
     if m is None:
         stage1 = getattr(art.config.train, "stage1_trainable_from", cfg.trainable_from)
-        stage2 = f"; the fine-tune stage trains from {md_code(cfg.trainable_from)} on" if getattr(art.config.train, "finetune_epochs", 0) else ""
-        ctx.update(frozen_names=Markup(f"pre-trained layers before {md_code(stage1)}{stage2}"),
-                   fine_tuned_names=Markup(f"from {md_code(stage1)} on{stage2}"),
-                   frozen_params=NOT_AVAILABLE, fine_tuned_params=NOT_AVAILABLE, added_params=NOT_AVAILABLE,
-                   added_names=Markup(", ".join([f"Dense {setting_text(c, f'model.head_units[{i}]', ledger)}"
-                                                 for i in range(len(cfg.head_units))]
-                                                + [f"Dropout {setting_text(c, 'model.dropout', ledger)}", "Dense (sigmoid)"])))
-        ctx.update(frozen_summary=ctx["frozen_names"], fine_tuned_summary=ctx["fine_tuned_names"], added_summary=ctx["added_names"])
+        stage2 = (
+            f"; the fine-tune stage trains from {md_code(cfg.trainable_from)} on"
+            if getattr(art.config.train, "finetune_epochs", 0)
+            else ""
+        )
+        ctx.update(
+            frozen_names=Markup(f"pre-trained layers before {md_code(stage1)}{stage2}"),
+            fine_tuned_names=Markup(f"from {md_code(stage1)} on{stage2}"),
+            frozen_params=NOT_AVAILABLE,
+            fine_tuned_params=NOT_AVAILABLE,
+            added_params=NOT_AVAILABLE,
+            added_names=Markup(
+                ", ".join(
+                    [f"Dense {setting_text(c, f'model.head_units[{i}]', ledger)}" for i in range(len(cfg.head_units))]
+                    + [f"Dropout {setting_text(c, 'model.dropout', ledger)}", "Dense (sigmoid)"]
+                )
+            ),
+        )
+        ctx.update(
+            frozen_summary=ctx["frozen_names"],
+            fine_tuned_summary=ctx["fine_tuned_names"],
+            added_summary=ctx["added_names"],
+        )
         return ctx
-    ctx["input_shape"] = " x ".join(ledger.take(m, f"input_shape[{i}]", f"model input shape [{i}]", "count")
-                                    for i in range(len(m.data["input_shape"])))
+    ctx["input_shape"] = " x ".join(
+        ledger.take(m, f"input_shape[{i}]", f"model input shape [{i}]", "count")
+        for i in range(len(m.data["input_shape"]))
+    )
     for name in ("n_layers", "total_params"):
         ctx[name] = ledger.take(m, name, f"model {name.replace('_', ' ')}", "count")
     for group in ("frozen", "fine_tuned"):
@@ -290,12 +388,24 @@ def train_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     """Which data the model was really trained on, and the population that implies."""
     dataset = art.config.data.dataset
     pediatric = dataset in PEDIATRIC_DATASETS
-    ctx = {"dataset": dataset, "title": TITLES.get(dataset, dataset), "description": DESCRIPTIONS.get(dataset, ""),
-           "source": SOURCES.get(dataset, "unknown source"), "pediatric": pediatric, "nih_labels": dataset == "nih",
-           "population": "pediatric patients" if pediatric else "adult patients", "age_low": None, "age_high": None}
+    ctx = {
+        "dataset": dataset,
+        "title": TITLES.get(dataset, dataset),
+        "description": DESCRIPTIONS.get(dataset, ""),
+        "source": SOURCES.get(dataset, "unknown source"),
+        "pediatric": pediatric,
+        "nih_labels": dataset == "nih",
+        "population": "pediatric patients" if pediatric else "adult patients",
+        "age_low": None,
+        "age_high": None,
+    }
     if pediatric:
-        ctx["age_low"] = ledger.published("kermany2018.age_min_years", "youngest age in the Kermany cohort (years)", "count")
-        ctx["age_high"] = ledger.published("kermany2018.age_max_years", "oldest age in the Kermany cohort (years)", "count")
+        ctx["age_low"] = ledger.published(
+            "kermany2018.age_min_years", "youngest age in the Kermany cohort (years)", "count"
+        )
+        ctx["age_high"] = ledger.published(
+            "kermany2018.age_max_years", "oldest age in the Kermany cohort (years)", "count"
+        )
     return ctx
 
 
@@ -312,9 +422,15 @@ DICOM_LIMITS = (
 def gate_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     """What the DICOM gate accepts, from the run's ``[gate]`` table."""
     gate, c = art.config.gate, art.config_raw
-    ctx = {"modalities": list(gate.modalities), "body_parts": list(gate.body_parts), "views": list(gate.views),
-           "min_size": ledger.take(c, "gate.min_size", "smallest accepted Rows/Columns (pixels)", "count"),
-           "age_low": None, "age_high": None, "age_warns": gate.age_action == "warn"}
+    ctx = {
+        "modalities": list(gate.modalities),
+        "body_parts": list(gate.body_parts),
+        "views": list(gate.views),
+        "min_size": ledger.take(c, "gate.min_size", "smallest accepted Rows/Columns (pixels)", "count"),
+        "age_low": None,
+        "age_high": None,
+        "age_warns": gate.age_action == "warn",
+    }
     if gate.age_range is not None:
         ctx["age_low"] = ledger.take(c, "gate.age_range[0]", "youngest accepted PatientAge (years)", "num")
         ctx["age_high"] = ledger.take(c, "gate.age_range[1]", "oldest accepted PatientAge (years)", "num")
@@ -331,8 +447,11 @@ def counts_rows(artifact: Artifact, keys: tuple[str, ...], what: str, ledger: Le
     for key in keys:
         table = artifact.data.get(key)
         if isinstance(table, dict) and table:
-            items = [f"{label} {ledger.take(artifact, f'{key}.{label}', f'{what}: {key} {label} images', 'count')}"
-                     for label in sorted(table) if isinstance(table[label], (int, float))]
+            items = [
+                f"{label} {ledger.take(artifact, f'{key}.{label}', f'{what}: {key} {label} images', 'count')}"
+                for label in sorted(table)
+                if isinstance(table[label], (int, float))
+            ]
             rows.append({"name": key, "text": ", ".join(items)})
     return rows
 
@@ -343,19 +462,29 @@ def data_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
     if d is None:
         return {"available": False, "reason": "; ".join(art.notes), "age_median": None}
     what = f"{TITLES.get(d.data['dataset'], d.data['dataset'])} as used by the run"
-    ctx: dict[str, Any] = {"available": True, "n_images": ledger.take(d, "n_images", f"{what}: images", "count"),
-                           "n_patients": ledger.take(d, "n_patients", f"{what}: patients", "count"),
-                           "n_pneumonia": ledger.take(d, "n_pneumonia_images", f"{what}: pneumonia images", "count"),
-                           "prevalence": ledger.take(d, "pneumonia_prevalence", f"{what}: pneumonia prevalence"),
-                           "limit": ledger.maybe(c, "data.limit_per_split", "images per split at most", "count"),
-                           "val_fraction": ledger.take(c, "data.val_fraction", "validation share of patients", "num"),
-                           "seed": ledger.take(c, "data.seed", "split seed", "num")}
+    ctx: dict[str, Any] = {
+        "available": True,
+        "n_images": ledger.take(d, "n_images", f"{what}: images", "count"),
+        "n_patients": ledger.take(d, "n_patients", f"{what}: patients", "count"),
+        "n_pneumonia": ledger.take(d, "n_pneumonia_images", f"{what}: pneumonia images", "count"),
+        "prevalence": ledger.take(d, "pneumonia_prevalence", f"{what}: pneumonia prevalence"),
+        "limit": ledger.maybe(c, "data.limit_per_split", "images per split at most", "count"),
+        "val_fraction": ledger.take(c, "data.val_fraction", "validation share of patients", "num"),
+        "seed": ledger.take(c, "data.seed", "split seed", "num"),
+    }
     run_hash = art.manifest.data.get("data_list_sha256")
     ctx["hash_matches"] = run_hash == d.data.get("data_list_sha256") if run_hash else None
     order = {"train": 0, "val": 1, "official_val": 2, "test": 3}
-    ctx["splits"] = [{"name": name, **{k: ledger.take(d, f"split.{name}.{k}", f"{what}, {name} split: {k}", "count")
-                                       for k in ("n_images", "n_patients", "n_pneumonia")}}
-                     for name in sorted(d.data["split"], key=lambda s: (order.get(s, 9), s))]
+    ctx["splits"] = [
+        {
+            "name": name,
+            **{
+                k: ledger.take(d, f"split.{name}.{k}", f"{what}, {name} split: {k}", "count")
+                for k in ("n_images", "n_patients", "n_pneumonia")
+            },
+        }
+        for name in sorted(d.data["split"], key=lambda s: (order.get(s, 9), s))
+    ]
     ctx["demographics"] = counts_rows(d, ("sex", "view", "pathogen"), what, ledger)
     ctx["age_median"] = ledger.maybe(d, "age.median", f"{what}: median age (years)", "num")
     ctx["age_q1"] = ledger.maybe(d, "age.q1", f"{what}: age, first quartile (years)", "num")
@@ -369,25 +498,54 @@ def eda_context(art: RunArtifacts, figures: dict[str, str], ledger: Ledger) -> d
     if e is None:
         return None
     what = "NIH ChestX-ray14 (EDA)"
-    ctx: dict[str, Any] = {k: ledger.maybe(e, k, f"{what}: {k.replace('_', ' ')}", "count") or NOT_AVAILABLE
-                           for k in ("n_images", "n_patients", "n_pneumonia_images", "n_pneumonia_patients")}
-    per_image = "pneumonia_prevalence.per_image" if isinstance(e.data.get("pneumonia_prevalence"), dict) else "pneumonia_prevalence"
+    ctx: dict[str, Any] = {
+        k: ledger.maybe(e, k, f"{what}: {k.replace('_', ' ')}", "count") or NOT_AVAILABLE
+        for k in ("n_images", "n_patients", "n_pneumonia_images", "n_pneumonia_patients")
+    }
+    per_image = (
+        "pneumonia_prevalence.per_image"
+        if isinstance(e.data.get("pneumonia_prevalence"), dict)
+        else "pneumonia_prevalence"
+    )
     ctx["prevalence"] = ledger.maybe(e, per_image, f"{what}: pneumonia prevalence per image")
-    ctx["prevalence_patient"] = ledger.maybe(e, "pneumonia_prevalence.per_patient", f"{what}: pneumonia prevalence per patient")
+    ctx["prevalence_patient"] = ledger.maybe(
+        e, "pneumonia_prevalence.per_patient", f"{what}: pneumonia prevalence per patient"
+    )
     ctx["age_median"] = ledger.maybe(e, "age.median", f"{what}: median age (years)", "num")
-    ctx["age_q1"] = ledger.maybe(e, "age.q1", f"{what}: age, first quartile (years)", "num") or ledger.maybe(e, "age.iqr[0]", f"{what}: age, first quartile (years)", "num")
-    ctx["age_q3"] = ledger.maybe(e, "age.q3", f"{what}: age, third quartile (years)", "num") or ledger.maybe(e, "age.iqr[1]", f"{what}: age, third quartile (years)", "num")
+    ctx["age_q1"] = ledger.maybe(e, "age.q1", f"{what}: age, first quartile (years)", "num") or ledger.maybe(
+        e, "age.iqr[0]", f"{what}: age, first quartile (years)", "num"
+    )
+    ctx["age_q3"] = ledger.maybe(e, "age.q3", f"{what}: age, third quartile (years)", "num") or ledger.maybe(
+        e, "age.iqr[1]", f"{what}: age, third quartile (years)", "num"
+    )
     ctx["age_cleaned"] = ledger.maybe(e, "age.n_cleaned", f"{what}: impossible ages removed", "count") or NOT_AVAILABLE
     ctx["demographics"] = counts_rows(e, ("sex", "view"), what, ledger)
     comorbid = e.data.get("comorbidity_with_pneumonia") or {}
     top = sorted((-v, k) for k, v in comorbid.items() if isinstance(v, (int, float)) and v > 0)[:5]
-    ctx["comorbidity"] = [{"finding": k, "count": ledger.take(e, f"comorbidity_with_pneumonia.{k}", f"{what}: pneumonia images also labelled {k}", "count")}
-                          for _, k in top]
-    ctx["splits"] = [{"name": name, **{k: ledger.maybe(e, f"split.{name}.{k}", f"{what}, official {name}: {k}", "count") or NOT_AVAILABLE
-                                       for k in ("n_images", "n_patients", "n_pneumonia")}}
-                     for name in sorted(e.data.get("split") or {})]
-    ctx["figures"] = [{"title": name.replace("_", " ").capitalize() + " (NIH EDA)", "path": figures[f"eda-{name}.png"]}
-                      for name in EDA_FIGURES if f"eda-{name}.png" in figures]
+    ctx["comorbidity"] = [
+        {
+            "finding": k,
+            "count": ledger.take(
+                e, f"comorbidity_with_pneumonia.{k}", f"{what}: pneumonia images also labelled {k}", "count"
+            ),
+        }
+        for _, k in top
+    ]
+    ctx["splits"] = [
+        {
+            "name": name,
+            **{
+                k: ledger.maybe(e, f"split.{name}.{k}", f"{what}, official {name}: {k}", "count") or NOT_AVAILABLE
+                for k in ("n_images", "n_patients", "n_pneumonia")
+            },
+        }
+        for name in sorted(e.data.get("split") or {})
+    ]
+    ctx["figures"] = [
+        {"title": name.replace("_", " ").capitalize() + " (NIH EDA)", "path": figures[f"eda-{name}.png"]}
+        for name in EDA_FIGURES
+        if f"eda-{name}.png" in figures
+    ]
     return ctx
 
 
@@ -396,10 +554,16 @@ def standard_context(evaluations: list[Evaluation], contexts: list[dict[str, Any
     from pneumocxr.report_trace import PUBLISHED, lookup
 
     ctx: dict[str, Any] = {
-        "radiologist_f1": ledger.published("rajpurkar2017.radiologist_f1", "CheXNet study: mean radiologist F1 (pneumonia)"),
+        "radiologist_f1": ledger.published(
+            "rajpurkar2017.radiologist_f1", "CheXNet study: mean radiologist F1 (pneumonia)"
+        ),
         "chexnet_f1": ledger.published("rajpurkar2017.chexnet_f1", "CheXNet study: CheXNet F1 (pneumonia)"),
-        "chexnet_auc": ledger.published("rajpurkar2017.chexnet_auc", "CheXNet study: CheXNet AUC (pneumonia)")}
-    goals = {"f1": lookup(PUBLISHED.data, "rajpurkar2017.radiologist_f1"), "auc": lookup(PUBLISHED.data, "rajpurkar2017.chexnet_auc")}
+        "chexnet_auc": ledger.published("rajpurkar2017.chexnet_auc", "CheXNet study: CheXNet AUC (pneumonia)"),
+    }
+    goals = {
+        "f1": lookup(PUBLISHED.data, "rajpurkar2017.radiologist_f1"),
+        "auc": lookup(PUBLISHED.data, "rajpurkar2017.chexnet_auc"),
+    }
 
     def verdict(metrics: dict[str, Any], name: str) -> str:
         low = (metrics.get(f"{name}_ci95") or [None])[0]
@@ -407,26 +571,47 @@ def standard_context(evaluations: list[Evaluation], contexts: list[dict[str, Any
             return "not assessable"
         return "yes" if (low > goals[name] if name == "f1" else low >= goals[name]) else "no"
 
-    ctx["verdicts"] = [{"title": c["title"], "role": c["role"], "f1": c["f1"], "auc": c["auc"],
-                        "f1_met": verdict(e.metrics, "f1"), "auc_met": verdict(e.metrics, "auc")}
-                       for e, c in zip(evaluations, contexts)]
+    ctx["verdicts"] = [
+        {
+            "title": c["title"],
+            "role": c["role"],
+            "f1": c["f1"],
+            "auc": c["auc"],
+            "f1_met": verdict(e.metrics, "f1"),
+            "auc_met": verdict(e.metrics, "auc"),
+        }
+        for e, c in zip(evaluations, contexts)
+    ]
     return ctx
 
 
-def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, author: str, device: str,
-                    node: dict | None = None) -> str:
+def render_markdown(
+    art: RunArtifacts, figures: dict[str, str], files_dir: str, author: str, device: str, node: dict | None = None
+) -> str:
     """The filled template: every number through one ledger, the ledger as Appendix A."""
     ledger = Ledger()
     figures = {name: Markup(quote(str(path))) for name, path in figures.items()}  # the report's own figure links
     train = train_context(art, ledger)
     contexts = [evaluation_context(e, art.config.data.dataset, figures, ledger) for e in art.evaluations]
     context = {
-        "author": author, "device": device, "node": node, "run_id": art.manifest.data.get("run_id", art.run_dir.name),
-        "config_name": art.config.name, "generator_version": __version__, "files_dir": files_dir,
-        "train": train, "gate": gate_context(art, ledger), "val": contexts[0], "evaluations": contexts,
-        "external": bool(art.external), "external_list": [c for c in contexts if c["role"] == "external test"],
-        "literature": {"label_accuracy": ledger.published("wang2017.label_accuracy", "NIH label accuracy as documented", "pct")
-                       if train["nih_labels"] else None},
+        "author": author,
+        "device": device,
+        "node": node,
+        "run_id": art.manifest.data.get("run_id", art.run_dir.name),
+        "config_name": art.config.name,
+        "generator_version": __version__,
+        "files_dir": files_dir,
+        "train": train,
+        "gate": gate_context(art, ledger),
+        "val": contexts[0],
+        "evaluations": contexts,
+        "external": bool(art.external),
+        "external_list": [c for c in contexts if c["role"] == "external test"],
+        "literature": {
+            "label_accuracy": ledger.published("wang2017.label_accuracy", "NIH label accuracy as documented", "pct")
+            if train["nih_labels"]
+            else None
+        },
     }
     context["threshold"] = threshold_context(art, ledger)
     context["shift"] = shift_context(art.evaluations[0], ledger)
@@ -437,12 +622,26 @@ def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, 
     context["standard"] = standard_context(art.evaluations, contexts, ledger)
     context["localisation"] = localisation_context(load_localisation(art.run_dir), ledger)
     context["ece_text"] = "; ".join(f"{c['title']} {c['ece']}" for c in contexts)
-    context.update(figures={"flowchart": figures["flowchart.png"], "history": figures.get("history.png"),
-                            "pr": figures.get("pr.png"), "threshold": figures.get("threshold.png")},
-                   manifest=manifest_rows(art.manifest), notes=art.notes, traces=ledger.rows)
-    env = jinja2.Environment(loader=jinja2.PackageLoader("pneumocxr", "templates"), trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False,
-                             finalize=finalize)
+    context.update(
+        figures={
+            "flowchart": figures["flowchart.png"],
+            "history": figures.get("history.png"),
+            "pr": figures.get("pr.png"),
+            "threshold": figures.get("threshold.png"),
+        },
+        manifest=manifest_rows(art.manifest),
+        notes=art.notes,
+        traces=ledger.rows,
+    )
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pneumocxr", "templates"),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        finalize=finalize,
+    )
     env.filters["code"] = md_code
     text = env.get_template(TEMPLATE).render(**context)
     while "\n\n\n\n" in text:
@@ -450,9 +649,15 @@ def render_markdown(art: RunArtifacts, figures: dict[str, str], files_dir: str, 
     return text
 
 
-def write_report(run_dir: str | Path, out: str | Path, eda_dir: str | Path | None = None, pdf: str | Path | None = None,
-                 author: str = "pneumocxr project", device: str = "PneumoCXR",
-                 serve_config: str | Path | None = None) -> ReportFiles:
+def write_report(
+    run_dir: str | Path,
+    out: str | Path,
+    eda_dir: str | Path | None = None,
+    pdf: str | Path | None = None,
+    author: str = "pneumocxr project",
+    device: str = "PneumoCXR",
+    serve_config: str | Path | None = None,
+) -> ReportFiles:
     """Write the submission markdown, its figure folder and (when ``pdf`` is given) the PDF; return the paths.
 
     With ``serve_config`` (a serve.toml) the flowchart and device description show the DICOM node.
@@ -461,8 +666,10 @@ def write_report(run_dir: str | Path, out: str | Path, eda_dir: str | Path | Non
     out = Path(out)
     files_dir = out.parent / f"{out.stem}_files"
     files_dir.mkdir(parents=True, exist_ok=True)
-    for name, make in (("dataset_summary.json", lambda: dataset_summary(art.config)),
-                       ("model_summary.json", lambda: model_summary(art.run_dir, art.config, art.manifest.data["stages"]))):
+    for name, make in (
+        ("dataset_summary.json", lambda: dataset_summary(art.config)),
+        ("model_summary.json", lambda: model_summary(art.run_dir, art.config, art.manifest.data["stages"])),
+    ):
         what = "counts of the configured data" if name.startswith("dataset") else "model.keras"
         summary = try_summary(what, make, art.notes)
         if summary is not None:

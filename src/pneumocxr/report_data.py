@@ -96,22 +96,35 @@ def evaluation_role(train_dataset: str, dataset: str, split: str, own_validation
     """Where an evaluation stands: the threshold's own validation split, a same-source held-out test, or external."""
     if not same_source(train_dataset, dataset):
         return "external test"
-    return "internal validation" if own_validation or (dataset == train_dataset and split == "val") else "internal held-out test"
+    return (
+        "internal validation"
+        if own_validation or (dataset == train_dataset and split == "val")
+        else "internal held-out test"
+    )
 
 
 def load_evaluations(run_dir: Path, config: Config) -> list[Evaluation]:
     """The run's validation metrics.json first, then every eval/*/metrics.json, sorted by folder name."""
     own = runs.load_metrics(run_dir / "metrics.json").model_dump(mode="json")
     train = config.data.dataset
-    found = [Evaluation(Artifact("run:metrics.json", own), own.get("dataset") or train, own.get("split") or "val",
-                        "internal validation", "")]
+    found = [
+        Evaluation(
+            Artifact("run:metrics.json", own),
+            own.get("dataset") or train,
+            own.get("split") or "val",
+            "internal validation",
+            "",
+        )
+    ]
     for path in sorted(run_dir.glob("eval/*/metrics.json")):
         data = runs.load_metrics(path).model_dump(mode="json")
         folder = path.parent.name
         dataset = data.get("dataset") or folder.split("-")[0]
         split = data.get("split") or folder.partition("-")[2] or "unknown"
         role = evaluation_role(train, dataset, split, own_validation=False)
-        found.append(Evaluation(Artifact(f"run:eval/{folder}/metrics.json", data), dataset, split, role, f"eval-{folder}-"))
+        found.append(
+            Evaluation(Artifact(f"run:eval/{folder}/metrics.json", data), dataset, split, role, f"eval-{folder}-")
+        )
     return found
 
 
@@ -123,7 +136,9 @@ def load_run_artifacts(run_dir: str | Path, eda_dir: str | Path | None = None) -
     config = load_run_config(run)
     raw = tomllib.loads((run / "config.toml").read_text())
     artifacts = RunArtifacts(
-        run_dir=run, config=config, config_raw=Artifact("run:config.toml", raw),
+        run_dir=run,
+        config=config,
+        config_raw=Artifact("run:config.toml", raw),
         threshold=Artifact("run:threshold.json", runs.load_threshold(run).model_dump(mode="json")),
         manifest=Artifact("run:manifest.json", runs.load_manifest(run).model_dump(mode="json")),
         history=Artifact("run:history.csv", runs.history_records(run)),
@@ -136,9 +151,14 @@ def load_run_artifacts(run_dir: str | Path, eda_dir: str | Path | None = None) -
 
 def split_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Per split: images, patients and pneumonia images."""
-    return {str(name): {"n_images": int(len(part)), "n_patients": int(part["patient_id"].nunique()),
-                        "n_pneumonia": int(part["label"].sum())}
-            for name, part in frame.groupby("split", sort=True)}
+    return {
+        str(name): {
+            "n_images": int(len(part)),
+            "n_patients": int(part["patient_id"].nunique()),
+            "n_pneumonia": int(part["label"].sum()),
+        }
+        for name, part in frame.groupby("split", sort=True)
+    }
 
 
 def value_counts(series: pd.Series) -> dict[str, int]:
@@ -153,20 +173,31 @@ def dataset_summary(config: Config) -> dict[str, Any]:
 
     frame = data_frame(config)
     summary: dict[str, Any] = {
-        "dataset": config.data.dataset, "source": SOURCES.get(config.data.dataset, "unknown"),
-        "n_images": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()),
-        "n_pneumonia_images": int(frame["label"].sum()), "pneumonia_prevalence": float(frame["label"].mean()),
-        "limit_per_split": config.data.limit_per_split, "split": split_counts(frame),
-        "data_list_sha256": data_list_hash((Path(p).name, label, split) for p, label, split
-                                           in frame[["path", "label", "split"]].itertuples(index=False)),
+        "dataset": config.data.dataset,
+        "source": SOURCES.get(config.data.dataset, "unknown"),
+        "n_images": int(len(frame)),
+        "n_patients": int(frame["patient_id"].nunique()),
+        "n_pneumonia_images": int(frame["label"].sum()),
+        "pneumonia_prevalence": float(frame["label"].mean()),
+        "limit_per_split": config.data.limit_per_split,
+        "split": split_counts(frame),
+        "data_list_sha256": data_list_hash(
+            (Path(p).name, label, split)
+            for p, label, split in frame[["path", "label", "split"]].itertuples(index=False)
+        ),
     }
     for column in ("sex", "view", "pathogen"):
         if column in frame:
             summary[column] = value_counts(frame[column])
     if "age" in frame and frame["age"].notna().any():
         ages = frame["age"].dropna()
-        summary["age"] = {"median": float(ages.median()), "q1": float(ages.quantile(0.25)), "q3": float(ages.quantile(0.75)),
-                          "min": float(ages.min()), "max": float(ages.max())}
+        summary["age"] = {
+            "median": float(ages.median()),
+            "q1": float(ages.quantile(0.25)),
+            "q3": float(ages.quantile(0.75)),
+            "min": float(ages.min()),
+            "max": float(ages.max()),
+        }
     return summary
 
 
@@ -183,6 +214,7 @@ def first_trained_index(names: list[str], config: Config, stages: list[dict[str,
     stage before it was discarded, so its layers keep the earlier weights. Without ``stages`` the config
     decides: stage 1 from ``[train] stage1_trainable_from``, the fine-tune from ``[model] trainable_from``.
     """
+
     def start(name: str) -> int:
         return 0 if name == "all" else names.index(name) if name in names else len(names)
 
@@ -217,11 +249,17 @@ def model_summary(run_dir: Path, config: Config, stages: list[dict[str, Any]] | 
         return {"name": layer.name, "type": type(layer).__name__, "params": _params(layer), **extra}
 
     return {
-        "input_shape": [int(d) for d in model.input_shape[1:]], "n_layers": len(model.layers),
-        "total_params": total, "trainable_params": trainable, "non_trainable_params": total - trainable,
-        "frozen": [describe(layer) for layer in frozen], "fine_tuned": [describe(layer) for layer in tuned],
+        "input_shape": [int(d) for d in model.input_shape[1:]],
+        "n_layers": len(model.layers),
+        "total_params": total,
+        "trainable_params": trainable,
+        "non_trainable_params": total - trainable,
+        "frozen": [describe(layer) for layer in frozen],
+        "fine_tuned": [describe(layer) for layer in tuned],
         "added": [describe(layer) for layer in added],
-        "n_frozen": len(frozen), "n_fine_tuned": len(tuned), "n_added": len(added),
+        "n_frozen": len(frozen),
+        "n_fine_tuned": len(tuned),
+        "n_added": len(added),
         "frozen_params": int(sum(_params(layer) for layer in frozen)),
         "fine_tuned_params": int(sum(_params(layer) for layer in tuned)),
         "added_params": int(sum(_params(layer) for layer in added)),
@@ -241,8 +279,11 @@ def try_summary(what: str, make: Any, notes: list[str]) -> dict[str, Any] | None
 def manifest_rows(manifest: Artifact) -> list[dict[str, str]]:
     """Run id, data hash, weights sha256, code version and package versions from ``manifest.json``."""
     m = manifest.data
-    rows = [{"name": k, "value": "none" if m[k] is None else str(m[k])} for k in ("run_id", "config_name", "code_version", "seed", "data_list_sha256",
-                                                      "weights", "weights_sha256") if k in m]
+    rows = [
+        {"name": k, "value": "none" if m[k] is None else str(m[k])}
+        for k in ("run_id", "config_name", "code_version", "seed", "data_list_sha256", "weights", "weights_sha256")
+        if k in m
+    ]
     if isinstance(m.get("packages"), dict):
         rows.append({"name": "packages", "value": ", ".join(f"{k} {v}" for k, v in sorted(m["packages"].items()))})
     return rows

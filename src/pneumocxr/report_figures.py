@@ -33,32 +33,53 @@ def flowchart_steps(config: Config, threshold: float, rule: str, node: dict | No
     """``(title, detail)`` per box of the device flowchart, filled from the run's config and threshold
     (and, with ``node`` = ``ServeConfig.summary()``, the DICOM node's input and output)."""
     gate, data, model = config.gate, config.data, config.model
-    age = (f"; PatientAge {gate.age_range[0]:g}-{gate.age_range[1]:g} y" + (" (else a warning)" if gate.age_action == "warn" else "")) if gate.age_range else ""
+    age = (
+        (
+            f"; PatientAge {gate.age_range[0]:g}-{gate.age_range[1]:g} y"
+            + (" (else a warning)" if gate.age_action == "warn" else "")
+        )
+        if gate.age_range
+        else ""
+    )
     stages = getattr(config.train, "stage1_trainable_from", model.trainable_from)
     if getattr(config.train, "finetune_epochs", 0):
         stages += f", then a fine-tune from {model.trainable_from}, kept if it improves validation"
     head = " → ".join([f"Dense {units} (ReLU)" for units in model.head_units] + [f"Dropout {model.dropout:g}"])
     steps = [
         ("DICOM input", "one file or a folder; exactly one result row per input"),
-        ("DICOM gate (header, limits, rendering)",
-         f"Modality ∈ {{{', '.join(gate.modalities)}}}; BodyPartExamined (synonyms) ∈ {{{', '.join(gate.body_parts)}}}\n"
-         f"view (ViewPosition, ViewCodeSequence, PatientPosition) ∈ {{{', '.join(gate.views)}}}; for presentation\n"
-         f"MONOCHROME1/2; Rows, Columns ≥ {gate.min_size}{age}; size limits; decodable, sane rendering"),
-        ("Preprocessing (the one shared function)",
-         "stored bits → modality LUT / rescale → VOI LUT / window → polarity → [0, 1] over the VOI range\n"
-         f"area resize to {data.image_size} × {data.image_size} px → grey to RGB → {model.backbone} input normalisation"),
-        (f"CNN: {model.backbone} (weights: {Path(model.weights).name}) + classification head",
-         f"pre-trained layers (trained from {stages}) → global {model.pooling} pooling → {head} → sigmoid"),
+        (
+            "DICOM gate (header, limits, rendering)",
+            f"Modality ∈ {{{', '.join(gate.modalities)}}}; BodyPartExamined (synonyms) ∈ {{{', '.join(gate.body_parts)}}}\n"
+            f"view (ViewPosition, ViewCodeSequence, PatientPosition) ∈ {{{', '.join(gate.views)}}}; for presentation\n"
+            f"MONOCHROME1/2; Rows, Columns ≥ {gate.min_size}{age}; size limits; decodable, sane rendering",
+        ),
+        (
+            "Preprocessing (the one shared function)",
+            "stored bits → modality LUT / rescale → VOI LUT / window → polarity → [0, 1] over the VOI range\n"
+            f"area resize to {data.image_size} × {data.image_size} px → grey to RGB → {model.backbone} input normalisation",
+        ),
+        (
+            f"CNN: {model.backbone} (weights: {Path(model.weights).name}) + classification head",
+            f"pre-trained layers (trained from {stages}) → global {model.pooling} pooling → {head} → sigmoid",
+        ),
         (f"Threshold ({rule})", f"probability ≥ {threshold:.4f} → 'pneumonia', else 'no_pneumonia'"),
-        ("Output to the radiologist's worklist",
-         "probability, label, threshold and Grad-CAM heatmap per image; an aid to triage, not a diagnosis"),
+        (
+            "Output to the radiologist's worklist",
+            "probability, label, threshold and Grad-CAM heatmap per image; an aid to triage, not a diagnosis",
+        ),
     ]
     if node:
-        steps[0] = (f"DICOM node '{node['ae_title']}' (C-STORE{', TLS' if node['tls'] else ''})",
-                    "Storage SCP: known callers only; each image stored durably and journalled before success")
-        outputs = "Structured Report (TID 1500)" + (" + Grad-CAM Secondary Capture" if node["secondary_capture"] else "")
-        steps[-1] = (f"Results to the PACS '{node['destination']}' + worklist",
-                     f"{outputs} by C-STORE, once per image; worklist flagged first; an aid to triage, not a diagnosis")
+        steps[0] = (
+            f"DICOM node '{node['ae_title']}' (C-STORE{', TLS' if node['tls'] else ''})",
+            "Storage SCP: known callers only; each image stored durably and journalled before success",
+        )
+        outputs = "Structured Report (TID 1500)" + (
+            " + Grad-CAM Secondary Capture" if node["secondary_capture"] else ""
+        )
+        steps[-1] = (
+            f"Results to the PACS '{node['destination']}' + worklist",
+            f"{outputs} by C-STORE, once per image; worklist flagged first; an aid to triage, not a diagnosis",
+        )
     return steps
 
 
@@ -79,15 +100,31 @@ def plot_flowchart(config: Config, threshold: float, rule: str, node: dict | Non
         wrapped = "\n".join(textwrap.fill(line, 78) for line in detail.split("\n"))
         ax.text(centre, top - 0.072, wrapped, ha="center", va="center", fontsize=7.3, linespacing=1.3)
         if i + 1 < len(steps):
-            ax.annotate("", xy=(centre, tops[i + 1] + 0.003), xytext=(centre, top - height - 0.003),
-                        arrowprops={"arrowstyle": "-|>", "lw": 1.6, "color": "#333333"})
+            ax.annotate(
+                "",
+                xy=(centre, tops[i + 1] + 0.003),
+                xytext=(centre, top - height - 0.003),
+                arrowprops={"arrowstyle": "-|>", "lw": 1.6, "color": "#333333"},
+            )
     gate_mid = tops[1] - height / 2
     reject_left = left + width + 0.08
-    ax.add_patch(FancyBboxPatch((reject_left, gate_mid - 0.06), 0.2, 0.12, facecolor="#f6c9c9", edgecolor="#333333", **_BOX))
-    ax.text(reject_left + 0.1, gate_mid, "Rejected\nreasons listed;\nno probability,\nno label", ha="center",
-            va="center", fontsize=8.5)
-    ax.annotate("", xy=(reject_left - 0.003, gate_mid), xytext=(left + width + 0.003, gate_mid),
-                arrowprops={"arrowstyle": "-|>", "lw": 1.6, "color": "#a33"})
+    ax.add_patch(
+        FancyBboxPatch((reject_left, gate_mid - 0.06), 0.2, 0.12, facecolor="#f6c9c9", edgecolor="#333333", **_BOX)
+    )
+    ax.text(
+        reject_left + 0.1,
+        gate_mid,
+        "Rejected\nreasons listed;\nno probability,\nno label",
+        ha="center",
+        va="center",
+        fontsize=8.5,
+    )
+    ax.annotate(
+        "",
+        xy=(reject_left - 0.003, gate_mid),
+        xytext=(left + width + 0.003, gate_mid),
+        arrowprops={"arrowstyle": "-|>", "lw": 1.6, "color": "#a33"},
+    )
     ax.text(left + width + 0.04, gate_mid + 0.014, "fails", ha="center", fontsize=8, color="#a33")
     ax.text(centre + 0.015, tops[1] - height - gap / 2, "passes", ha="left", va="center", fontsize=8, color="#2a6")
     ax.set_title(f"Algorithm flowchart (run config '{config.name}')", fontsize=12)
@@ -129,13 +166,16 @@ def run_plots(run_dir: Path) -> dict[str, Path]:
     return found
 
 
-def prepare_figures(art: RunArtifacts, files_dir: Path, eda_dir: Path | None, node: dict | None = None) -> dict[str, str]:
+def prepare_figures(
+    art: RunArtifacts, files_dir: Path, eda_dir: Path | None, node: dict | None = None
+) -> dict[str, str]:
     """Draw the flowchart and training history, copy run/eval/EDA plots; figure name -> path relative to the markdown."""
     files_dir.mkdir(parents=True, exist_ok=True)
     written = {name: copy_figure(path, files_dir, name) for name, path in run_plots(art.run_dir).items()}
     threshold = float(art.threshold.data["threshold"])
-    written["flowchart.png"] = save_report_figure(plot_flowchart(art.config, threshold, art.threshold.data["rule"], node),
-                                                  files_dir / "flowchart.png")
+    written["flowchart.png"] = save_report_figure(
+        plot_flowchart(art.config, threshold, art.threshold.data["rule"], node), files_dir / "flowchart.png"
+    )
     if art.history.data and "history.png" not in written:  # runs write plots/history.png; older ones may not
         from pneumocxr.train import plot_history
 

@@ -40,23 +40,31 @@ def localisation_context(art: Artifact | None, ledger: Ledger) -> dict[str, Any]
     ctx: dict[str, Any] = {
         "n_report": ledger.take(art, "n_films.report", f"{what}: films in the report part", "count"),
         "n_tune": ledger.take(art, "n_films.tune", f"{what}: films in the tune part", "count"),
-        "box_threshold": ledger.take(art, "box_threshold.value", f"{what}: box threshold (fraction of CAM peak)",
-                                     "num")}
+        "box_threshold": ledger.take(
+            art, "box_threshold.value", f"{what}: box threshold (fraction of CAM peak)", "num"
+        ),
+    }
     rows = []
     for name in sorted(art.data.get("results", {})):
         key, label = f"results.{name}", f"{what}, {name} boxes"
-        rows.append({"reference": name,
-                     "n": ledger.take(art, f"{key}.n_films", f"{label}: films", "count"),
-                     "n_boxed": ledger.take(art, f"{key}.n_films_with_boxes", f"{label}: films with boxes", "count"),
-                     **{metric: _interval(ledger, art, f"{key}.{metric}", f"{label}: {title}")
-                        for metric, title in METRICS},
-                     "chance": ledger.maybe(art, f"{key}.pointing_chance", f"{label}: pointing chance") or "n/a"})
+        rows.append(
+            {
+                "reference": name,
+                "n": ledger.take(art, f"{key}.n_films", f"{label}: films", "count"),
+                "n_boxed": ledger.take(art, f"{key}.n_films_with_boxes", f"{label}: films with boxes", "count"),
+                **{metric: _interval(ledger, art, f"{key}.{metric}", f"{label}: {title}") for metric, title in METRICS},
+                "chance": ledger.maybe(art, f"{key}.pointing_chance", f"{label}: pointing chance") or "n/a",
+            }
+        )
     ctx["rows"] = rows
     if "attribution" in art.data:
-        ctx["center_share"] = _interval(ledger, art, "attribution.gradcam_center_share",
-                                        f"{what}: Grad-CAM share inside the central region")
-        ctx["edge_peak"] = _interval(ledger, art, "attribution.gradcam_peak_on_edge",
-                                     f"{what}: Grad-CAM peak in the outermost cells")
-        ctx["spearman"] = _interval(ledger, art, "attribution.gradcam_vs_occlusion.spearman",
-                                    f"{what}: Grad-CAM vs occlusion rank correlation")
+        ctx["center_share"] = _interval(
+            ledger, art, "attribution.gradcam_center_share", f"{what}: Grad-CAM share inside the central region"
+        )
+        ctx["edge_peak"] = _interval(
+            ledger, art, "attribution.gradcam_peak_on_edge", f"{what}: Grad-CAM peak in the outermost cells"
+        )
+        ctx["spearman"] = _interval(
+            ledger, art, "attribution.gradcam_vs_occlusion.spearman", f"{what}: Grad-CAM vs occlusion rank correlation"
+        )
     return ctx

@@ -64,8 +64,10 @@ class NoRawHtml(Extension):
 def markdown_to_html(text: str, title: str = "FDA Submission") -> str:
     """A standalone HTML document (with the print stylesheet) for the submission markdown; raw HTML is escaped."""
     body = markdown.markdown(text, extensions=[*MARKDOWN_EXTENSIONS, NoRawHtml()], output_format="html")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def figure_folder_fetcher(folder: str | os.PathLike):
@@ -86,8 +88,12 @@ def figure_folder_fetcher(folder: str | os.PathLike):
         def fetch(self, url, headers=None):
             parts = urlsplit(url)
             path = Path(url2pathname(parts.path)).resolve() if parts.scheme == "file" else None
-            if (path is None or parts.netloc not in ("", "localhost") or not path.is_relative_to(root)
-                    or not path.is_file()):
+            if (
+                path is None
+                or parts.netloc not in ("", "localhost")
+                or not path.is_relative_to(root)
+                or not path.is_file()
+            ):
                 self.refused.append(url)
                 log.warning("PDF: refused to fetch %s (only the report's figure folder is read)", url[:200])
                 raise PermissionError(f"{url[:200]}: outside the report's figure folder")
@@ -98,7 +104,9 @@ def figure_folder_fetcher(folder: str | os.PathLike):
     return fetcher
 
 
-def write_pdf(markdown_path: str | os.PathLike, pdf_path: str | os.PathLike, figures_dir: str | os.PathLike | None = None) -> Path:
+def write_pdf(
+    markdown_path: str | os.PathLike, pdf_path: str | os.PathLike, figures_dir: str | os.PathLike | None = None
+) -> Path:
     """Render ``markdown_path`` to ``pdf_path`` atomically; figures are read only from ``figures_dir``
     (default ``<markdown stem>_files/`` beside the markdown), relative paths resolving against the markdown's folder."""
     from weasyprint import HTML
@@ -119,8 +127,9 @@ def write_pdf(markdown_path: str | os.PathLike, pdf_path: str | os.PathLike, fig
         logger.setLevel(logging.ERROR)
     try:
         with atomic_path(target, suffix=".pdf") as temporary:
-            HTML(string=page, base_url=str(source.parent.resolve()) + "/",
-                 url_fetcher=figure_folder_fetcher(figures_dir)).write_pdf(temporary)
+            HTML(
+                string=page, base_url=str(source.parent.resolve()) + "/", url_fetcher=figure_folder_fetcher(figures_dir)
+            ).write_pdf(temporary)
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)

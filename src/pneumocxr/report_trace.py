@@ -19,11 +19,14 @@ _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 NOT_AVAILABLE = "n/a"
 
 # Published values the report anchors on; the References section of the template cites each.
-PUBLISHED = Artifact("literature:References", {
-    "rajpurkar2017": {"radiologist_f1": 0.387, "chexnet_f1": 0.435, "chexnet_auc": 0.768},
-    "wang2017": {"label_accuracy": 0.90},
-    "kermany2018": {"age_min_years": 1, "age_max_years": 5},
-})
+PUBLISHED = Artifact(
+    "literature:References",
+    {
+        "rajpurkar2017": {"radiologist_f1": 0.387, "chexnet_f1": 0.435, "chexnet_auc": 0.768},
+        "wang2017": {"label_accuracy": 0.90},
+        "kermany2018": {"age_min_years": 1, "age_max_years": 5},
+    },
+)
 
 
 def lookup(data: Any, key: str) -> Any:

@@ -36,6 +36,7 @@ TRACKED_PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "s
 
 SCHEMA_VERSION = 1
 
+
 class RunError(FileNotFoundError):
     """A run directory that lacks a file it needs; the message names the file."""
 
@@ -83,7 +84,9 @@ class ThresholdRecord(Record):
     low: Probability | None = None  # youden_midpoint: the plateau's interval
     high: Probability | None = None
     best_balanced_accuracy: Probability | None = None
-    best_worst_balanced_accuracy: Probability | None = None  # worst_group_midpoint: the plateau's best worst-group value
+    best_worst_balanced_accuracy: Probability | None = (
+        None  # worst_group_midpoint: the plateau's best worst-group value
+    )
     groups: Annotated[int, Field(ge=1)] | None = None  # worst_group_midpoint: validation conditions compared
     dataset: str | None = None
     split: str | None = None
@@ -363,8 +366,13 @@ def data_list_hash(rows: Iterable[tuple[Any, ...]]) -> str:
 def code_version() -> str:
     """Package version plus the git commit (with '-dirty' when the tree has changes)."""
     try:
-        sha = subprocess.run(["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = "unknown"
     return f"{__version__}+{sha}"
@@ -381,14 +389,25 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def write_manifest(run_dir: str | os.PathLike, config: Config, data_hash: str, weights_path: str | None,
-                   extra: dict[str, Any] | None = None) -> Manifest:
+def write_manifest(
+    run_dir: str | os.PathLike,
+    config: Config,
+    data_hash: str,
+    weights_path: str | None,
+    extra: dict[str, Any] | None = None,
+) -> Manifest:
     """Validate and write ``manifest.json``: run id, code version, seed, data hash, weights sha256, versions,
     plus ``extra`` (e.g. ``stages``: ``StageSummary`` records); return the ``Manifest``."""
     weights_sha = sha256_file(weights_path) if weights_path and Path(weights_path).is_file() else None
     manifest = {
-        "run_id": Path(run_dir).resolve().name, "config_name": config.name, "code_version": code_version(),
-        "seed": config.data.seed, "data_list_sha256": data_hash, "weights": weights_path or config.model.weights,
-        "weights_sha256": weights_sha, "packages": package_versions(), **(extra or {}),
+        "run_id": Path(run_dir).resolve().name,
+        "config_name": config.name,
+        "code_version": code_version(),
+        "seed": config.data.seed,
+        "data_list_sha256": data_hash,
+        "weights": weights_path or config.model.weights,
+        "weights_sha256": weights_sha,
+        "packages": package_versions(),
+        **(extra or {}),
     }
     return write_record(Path(run_dir) / "manifest.json", manifest, Manifest)

@@ -87,7 +87,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
         return None
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: shard format {manifest.get('format')} is not {FORMAT}; run `pneumocxr prepare` again")
+        raise ValueError(
+            f"{path}: shard format {manifest.get('format')} is not {FORMAT}; run `pneumocxr prepare` again"
+        )
     return manifest
 
 

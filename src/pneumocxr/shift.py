@@ -80,7 +80,9 @@ def _scale(image: np.ndarray, strength: float, sign: int) -> np.ndarray:
     factor = strength if sign > 0 else 1.0 / strength  # > 1 zooms in (tighter collimation), < 1 out
     h, w = image.shape
     centre = np.array([w / 2, h / 2])
-    transform = AffineTransform(translation=-centre) + AffineTransform(scale=factor) + AffineTransform(translation=centre)
+    transform = (
+        AffineTransform(translation=-centre) + AffineTransform(scale=factor) + AffineTransform(translation=centre)
+    )
     return warp(image, transform.inverse, order=1, mode="constant", cval=0.0, preserve_range=True)
 
 
@@ -90,24 +92,46 @@ def _rotation(image: np.ndarray, strength: float, sign: int) -> np.ndarray:
     return rotate(image, sign * strength, order=1, mode="reflect", preserve_range=True)
 
 
-SHIFTS: dict[str, Shift] = {s.name: s for s in (
-    Shift("exposure", _gamma, (1.25, 1.6),
-          "gamma exponent (either direction): the spread of display LUTs / exposure between vendors"),
-    Shift("contrast", _contrast, (1.25, 1.6),
-          "contrast factor about the mean (either direction): window width / processing differences"),
-    Shift("blur", _blur, (0.004, 0.009),
-          "Gaussian sigma as a fraction of the image width: detector MTF, resampling"),
-    Shift("sharpen", _sharpen, (0.7, 1.5),
-          "unsharp-mask amount (radius a hundredth of the width): vendor edge enhancement"),
-    Shift("noise", _noise, (0.02, 0.05),
-          "Gaussian noise SD on the unit grey scale: quantum noise of low-dose or portable films"),
-    Shift("jpeg", _jpeg, (70, 30),
-          "JPEG quality: lossy PACS exports and screenshots"),
-    Shift("scale", _scale, (1.1, 1.25),
-          "zoom factor (either direction; zoom-out pads with black): collimation and patient size"),
-    Shift("rotation", _rotation, (5.0, 10.0),
-          "degrees (either direction): patient positioning"),
-)}
+SHIFTS: dict[str, Shift] = {
+    s.name: s
+    for s in (
+        Shift(
+            "exposure",
+            _gamma,
+            (1.25, 1.6),
+            "gamma exponent (either direction): the spread of display LUTs / exposure between vendors",
+        ),
+        Shift(
+            "contrast",
+            _contrast,
+            (1.25, 1.6),
+            "contrast factor about the mean (either direction): window width / processing differences",
+        ),
+        Shift(
+            "blur", _blur, (0.004, 0.009), "Gaussian sigma as a fraction of the image width: detector MTF, resampling"
+        ),
+        Shift(
+            "sharpen",
+            _sharpen,
+            (0.7, 1.5),
+            "unsharp-mask amount (radius a hundredth of the width): vendor edge enhancement",
+        ),
+        Shift(
+            "noise",
+            _noise,
+            (0.02, 0.05),
+            "Gaussian noise SD on the unit grey scale: quantum noise of low-dose or portable films",
+        ),
+        Shift("jpeg", _jpeg, (70, 30), "JPEG quality: lossy PACS exports and screenshots"),
+        Shift(
+            "scale",
+            _scale,
+            (1.1, 1.25),
+            "zoom factor (either direction; zoom-out pads with black): collimation and patient size",
+        ),
+        Shift("rotation", _rotation, (5.0, 10.0), "degrees (either direction): patient positioning"),
+    )
+}
 
 
 def conditions() -> list[str]:
@@ -166,8 +190,9 @@ def validation_rows(frame: pd.DataFrame, copies: int, splits=()) -> pd.DataFrame
     original-resolution films of a later collection) unshifted, with that split as their condition."""
     missing = [name for name in splits if not (frame["split"] == name).any()]
     if missing:
-        raise ValueError(f"shift validation split(s) {missing} have no images; splits present: "
-                         f"{sorted(frame['split'].unique())}")
+        raise ValueError(
+            f"shift validation split(s) {missing} have no images; splits present: {sorted(frame['split'].unique())}"
+        )
     val = frame[frame["split"] == "val"].reset_index(drop=True)
     extra = [frame[frame["split"] == name].assign(condition=name) for name in splits]
     return pd.concat([shift_frame(val, copies), *extra], ignore_index=True)
@@ -187,9 +212,15 @@ def condition_table(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
     def row(name: str, part: pd.DataFrame) -> dict:
         at = metrics_at_threshold(part["label"], part["probability"], threshold)
-        return {"condition": name, "n": len(part), "auc": safe_auc(part["label"].to_numpy(), part["probability"].to_numpy()),
-                "sensitivity": at["sensitivity"], "specificity": at["specificity"],
-                "balanced_accuracy": (at["sensitivity"] + at["specificity"]) / 2, "accuracy": at["accuracy"]}
+        return {
+            "condition": name,
+            "n": len(part),
+            "auc": safe_auc(part["label"].to_numpy(), part["probability"].to_numpy()),
+            "sensitivity": at["sensitivity"],
+            "specificity": at["specificity"],
+            "balanced_accuracy": (at["sensitivity"] + at["specificity"]) / 2,
+            "accuracy": at["accuracy"],
+        }
 
     rows = [row(name, part) for name, part in scored.groupby("condition", sort=False)]
     level = scored["condition"].str.partition("/")[2].replace("", PLAIN)
@@ -203,17 +234,32 @@ def shift_summary(scored: pd.DataFrame, threshold: float, config) -> dict:
     and the ``condition_table`` rows, at ``threshold``; ``scored`` as for ``condition_table``."""
     from pneumocxr.evaluate import evaluate_predictions
 
-    pooled = evaluate_predictions(scored.drop(columns="condition"), threshold, n_boot=config.threshold.n_boot,
-                                  seed=config.data.seed)
-    keys = ("n", "n_patients", "n_pos", "auc", "auc_ci95", "accuracy", "accuracy_ci95", "sensitivity",
-            "sensitivity_ci95", "specificity", "specificity_ci95", "ece")
+    pooled = evaluate_predictions(
+        scored.drop(columns="condition"), threshold, n_boot=config.threshold.n_boot, seed=config.data.seed
+    )
+    keys = (
+        "n",
+        "n_patients",
+        "n_pos",
+        "auc",
+        "auc_ci95",
+        "accuracy",
+        "accuracy_ci95",
+        "sensitivity",
+        "sensitivity_ci95",
+        "specificity",
+        "specificity_ci95",
+        "ece",
+    )
     table = condition_table(scored, threshold)
     shifted = scored["condition"].str.contains("/", regex=False)
-    return {"copies": int(shifted.sum() // max(1, (scored["condition"] == PLAIN).sum())),
-            "pooled": {k: pooled[k] for k in keys},
-            "balanced_accuracy_worst": float(table["balanced_accuracy"].min()),
-            "conditions": table.to_dict(orient="records"),
-            "shifts": {name: {"strengths": list(s.strengths), "meaning": s.meaning} for name, s in SHIFTS.items()}}
+    return {
+        "copies": int(shifted.sum() // max(1, (scored["condition"] == PLAIN).sum())),
+        "pooled": {k: pooled[k] for k in keys},
+        "balanced_accuracy_worst": float(table["balanced_accuracy"].min()),
+        "conditions": table.to_dict(orient="records"),
+        "shifts": {name: {"strengths": list(s.strengths), "meaning": s.meaning} for name, s in SHIFTS.items()},
+    }
 
 
 def shift_description(copies: int, splits=()) -> str:

@@ -56,7 +56,9 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     """``base`` with ``override``'s tables merged in recursively (override wins)."""
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -78,10 +80,17 @@ def load_sweep(paths: Sequence[str | os.PathLike]) -> tuple[list[SweepEntry], di
             if not meta["name"]:
                 raise ValueError(f"{path}: every [[variant]] needs a name")
             tables = {k: v for k, v in variant.items() if k not in meta}
-            config = config_from_dict({**deep_merge(base, tables), "name": meta["name"]}, f"{path} variant {meta['name']}")
-            entries.append(SweepEntry(meta["name"], config, meta["note"] or "", meta["run_dir"], bool(meta["reference"])))
-        settings = {"title": raw.get("title", path.stem), "description": raw.get("description", ""),
-                    "evaluate_splits": raw.get("evaluate_splits", [])}
+            config = config_from_dict(
+                {**deep_merge(base, tables), "name": meta["name"]}, f"{path} variant {meta['name']}"
+            )
+            entries.append(
+                SweepEntry(meta["name"], config, meta["note"] or "", meta["run_dir"], bool(meta["reference"]))
+            )
+        settings = {
+            "title": raw.get("title", path.stem),
+            "description": raw.get("description", ""),
+            "evaluate_splits": raw.get("evaluate_splits", []),
+        }
     else:
         entries = [SweepEntry(load_config(p).name, load_config(p)) for p in paths]
         settings = {"title": "sweep", "description": "", "evaluate_splits": []}
@@ -120,8 +129,11 @@ def flat_config(config: Config) -> dict[str, Any]:
 def config_change(reference: Config, config: Config) -> str:
     """The settings that differ from the reference, e.g. ``train.learning_rate 0.0002 -> 0.001``."""
     ref, new = flat_config(reference), flat_config(config)
-    diffs = [f"{k} {ref.get(k)} -> {new.get(k)}" for k in sorted(set(ref) | set(new))
-             if ref.get(k) != new.get(k) and not k.startswith("gate.")]
+    diffs = [
+        f"{k} {ref.get(k)} -> {new.get(k)}"
+        for k in sorted(set(ref) | set(new))
+        if ref.get(k) != new.get(k) and not k.startswith("gate.")
+    ]
     return "; ".join(diffs) if diffs else "reference"
 
 
@@ -131,20 +143,39 @@ def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], 
 
     metrics = runs.load_metrics(run_dir / "metrics.json").model_dump()
     manifest = runs.load_manifest(run_dir)
-    row = {"name": entry.name, "run_dir": str(run_dir), "note": entry.note, "val_auc": metrics["auc"],
-           "val_auc_ci95": metrics["auc_ci95"], "threshold": metrics["threshold"],
-           "val_accuracy": metrics["accuracy"], "val_sensitivity": metrics["sensitivity"],
-           "val_specificity": metrics["specificity"], "val_ece": metrics["ece"],
-           "train_minutes": round((manifest.wall_time_s or float("nan")) / 60, 1)}
+    row = {
+        "name": entry.name,
+        "run_dir": str(run_dir),
+        "note": entry.note,
+        "val_auc": metrics["auc"],
+        "val_auc_ci95": metrics["auc_ci95"],
+        "threshold": metrics["threshold"],
+        "val_accuracy": metrics["accuracy"],
+        "val_sensitivity": metrics["sensitivity"],
+        "val_specificity": metrics["specificity"],
+        "val_ece": metrics["ece"],
+        "train_minutes": round((manifest.wall_time_s or float("nan")) / 60, 1),
+    }
     config = runs.load_run_config(run_dir)
     shifted = metrics.get("shift_validation") or _shift_validation(run_dir, config, root)
     pooled = shifted["pooled"]
-    row.update({"shift_auc": pooled["auc"], "shift_auc_ci95": pooled["auc_ci95"], "shift_accuracy": pooled["accuracy"],
-                "shift_sensitivity": pooled["sensitivity"], "shift_specificity": pooled["specificity"],
-                "shift_worst_balanced_accuracy": shifted["balanced_accuracy_worst"]})
+    row.update(
+        {
+            "shift_auc": pooled["auc"],
+            "shift_auc_ci95": pooled["auc_ci95"],
+            "shift_accuracy": pooled["accuracy"],
+            "shift_sensitivity": pooled["sensitivity"],
+            "shift_specificity": pooled["specificity"],
+            "shift_worst_balanced_accuracy": shifted["balanced_accuracy_worst"],
+        }
+    )
     for split in evaluate_splits:
         path = run_dir / "eval" / f"{config.data.dataset}-{split}" / "metrics.json"
-        extra = runs.load_metrics(path).model_dump() if path.is_file() else evaluate_run(run_dir, config.data.dataset, split, root, n_boot=200)
+        extra = (
+            runs.load_metrics(path).model_dump()
+            if path.is_file()
+            else evaluate_run(run_dir, config.data.dataset, split, root, n_boot=200)
+        )
         row.update({f"{split}_n": extra["n"], f"{split}_auc": extra["auc"], f"{split}_accuracy": extra["accuracy"]})
     return row
 
@@ -154,8 +185,11 @@ def _shift_validation(run_dir: Path, config: Config, root=None) -> dict[str, Any
     from pneumocxr.train_run import evaluate_dir, evaluate_run
 
     path = evaluate_dir(run_dir, config.data.dataset, "val", 2) / "metrics.json"
-    metrics = runs.load_metrics(path).model_dump() if path.is_file() else evaluate_run(run_dir, config.data.dataset, "val", root,
-                                                                        n_boot=200, shift_copies=2)
+    metrics = (
+        runs.load_metrics(path).model_dump()
+        if path.is_file()
+        else evaluate_run(run_dir, config.data.dataset, "val", root, n_boot=200, shift_copies=2)
+    )
     return metrics["shift_validation"]
 
 
@@ -163,19 +197,23 @@ def outcome_sentence(row: dict[str, Any], reference: dict[str, Any]) -> str:
     """One sentence: what the row's change did to shift-validation AUC (the selection criterion),
     plain validation AUC, accuracy at its threshold and time, against the reference."""
     if row["name"] == reference["name"]:
-        return (f"Reference: shift-validation AUC {row['shift_auc']:.3f}, validation AUC {row['val_auc']:.3f}, "
-                f"accuracy {row['val_accuracy']:.3f} at its threshold {row['threshold']:.2f}, "
-                f"{row['train_minutes']:.0f} min of training.")
+        return (
+            f"Reference: shift-validation AUC {row['shift_auc']:.3f}, validation AUC {row['val_auc']:.3f}, "
+            f"accuracy {row['val_accuracy']:.3f} at its threshold {row['threshold']:.2f}, "
+            f"{row['train_minutes']:.0f} min of training."
+        )
     d_shift, d_auc = row["shift_auc"] - reference["shift_auc"], row["val_auc"] - reference["val_auc"]
     d_acc = row["val_accuracy"] - reference["val_accuracy"]
     if row["val_auc"] <= 0.55:
         verdict = "Training collapsed (a constant output)"
     else:
         verdict = "Helped" if d_shift > 0.002 else "Hurt" if d_shift < -0.002 else "No clear difference"
-    return (f"{verdict}: shift-validation AUC {reference['shift_auc']:.3f} -> {row['shift_auc']:.3f} ({d_shift:+.3f}), "
-            f"validation AUC {reference['val_auc']:.3f} -> {row['val_auc']:.3f} ({d_auc:+.3f}), accuracy at its "
-            f"threshold {reference['val_accuracy']:.3f} -> {row['val_accuracy']:.3f} ({d_acc:+.3f}), training "
-            f"{reference['train_minutes']:.0f} -> {row['train_minutes']:.0f} min.")
+    return (
+        f"{verdict}: shift-validation AUC {reference['shift_auc']:.3f} -> {row['shift_auc']:.3f} ({d_shift:+.3f}), "
+        f"validation AUC {reference['val_auc']:.3f} -> {row['val_auc']:.3f} ({d_auc:+.3f}), accuracy at its "
+        f"threshold {reference['val_accuracy']:.3f} -> {row['val_accuracy']:.3f} ({d_acc:+.3f}), training "
+        f"{reference['train_minutes']:.0f} -> {row['train_minutes']:.0f} min."
+    )
 
 
 def _cell(value: Any) -> str:
@@ -194,8 +232,10 @@ def sweep_markdown(table: pd.DataFrame, title: str, description: str = "") -> st
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for _, row in table.iterrows()]
     lines += ["", "## What each change did", ""]
-    lines += [f"- **{row['name']}** ({row['change']}). {row['sentence']}" + (f" {row['note']}" if row["note"] else "")
-              for _, row in table.iterrows()]
+    lines += [
+        f"- **{row['name']}** ({row['change']}). {row['sentence']}" + (f" {row['note']}" if row["note"] else "")
+        for _, row in table.iterrows()
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -80,9 +80,11 @@ def check_strategy(name: str) -> None:
     from pneumocxr.config import ConfigError
 
     if name == "multi_worker":
-        raise ConfigError("[train] strategy = 'multi_worker' is not offered: TensorFlow's MultiWorkerMirroredStrategy "
-                          "fails under Keras 3 model.fit (keras-team/keras#20585); use strategy = 'mirrored' on one "
-                          "machine with several GPUs (README, 'NIH at full scale')")
+        raise ConfigError(
+            "[train] strategy = 'multi_worker' is not offered: TensorFlow's MultiWorkerMirroredStrategy "
+            "fails under Keras 3 model.fit (keras-team/keras#20585); use strategy = 'mirrored' on one "
+            "machine with several GPUs (README, 'NIH at full scale')"
+        )
     if name not in STRATEGIES:
         raise ConfigError(f"[train] strategy = '{name}' is unknown; expected one of {STRATEGIES}")
 
@@ -133,9 +135,11 @@ def compile_for_training(model, config: TrainConfig, learning_rate: float, total
     """Compile with binary cross-entropy (label smoothing per config), AUC and accuracy."""
     import keras
 
-    model.compile(optimizer=make_optimizer(config, learning_rate, total_steps),
-                  loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
-                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=make_optimizer(config, learning_rate, total_steps),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
 
 
 def _history_logger(run_dir: Path, stage: str):
@@ -154,10 +158,14 @@ def _history_logger(run_dir: Path, stage: str):
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            row = {"stage": stage, "epoch": epoch + 1, "seconds": round(time.perf_counter() - self.started, 1),
-                   "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
-                   "resumed_from_epoch": self.resumed or None,
-                   **{k: float(v) for k, v in (logs or {}).items() if k in runs.HISTORY_FIELDS}}
+            row = {
+                "stage": stage,
+                "epoch": epoch + 1,
+                "seconds": round(time.perf_counter() - self.started, 1),
+                "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
+                "resumed_from_epoch": self.resumed or None,
+                **{k: float(v) for k, v in (logs or {}).items() if k in runs.HISTORY_FIELDS},
+            }
             runs.write_history(run_dir, [*runs.read_history(run_dir), row])
 
     return HistoryLogger()
@@ -197,8 +205,15 @@ def load_weights_quietly(model, path: Path) -> None:
         model.load_weights(path)
 
 
-def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: Any, extra_callbacks=(),
-              previous: str | None = None) -> runs.StageSummary:
+def fit_stage(
+    stage: Stage,
+    full_model,
+    run_dir: Path,
+    config: Config,
+    labels: Any,
+    extra_callbacks=(),
+    previous: str | None = None,
+) -> runs.StageSummary:
     """Train one stage (skipped when already finished), keep its best epoch, mark it done; return its summary.
 
     The checkpoint is best-on-validation over the whole run: a stage whose best epoch is not within
@@ -220,8 +235,12 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
         log.info("stage %s already finished; weights loaded from %s", stage.name, done_weights)
         # a state.json of a run started before summaries were kept: rebuild it (best checkpoint = kept)
         summary = state.stages.get(stage.name) or runs.StageSummary(
-            stage=stage.name, trainable_from=stage.trainable_from, epochs=stage.epochs,
-            steps_per_epoch=stage.steps_per_epoch, kept=best_path.is_file() or previous is None)
+            stage=stage.name,
+            trainable_from=stage.trainable_from,
+            epochs=stage.epochs,
+            steps_per_epoch=stage.steps_per_epoch,
+            kept=best_path.is_file() or previous is None,
+        )
         return summary.model_copy(update={"skipped": True})
     train_cfg = config.train
     set_trainable_from(full_model, stage.trainable_from)
@@ -229,36 +248,66 @@ def fit_stage(stage: Stage, full_model, run_dir: Path, config: Config, labels: A
     monitor, mode = train_cfg.monitor, "min" if train_cfg.monitor.endswith("loss") else "max"
     callbacks = [
         AtomicBackupAndRestore(str(run_dir / "backup" / stage.name)),
-        AtomicModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
-                              save_weights_only=True,
-                              initial_value_threshold=checkpoint_threshold(
-                                  run_dir, stage.name, monitor, train_cfg.stage_tolerance)),
+        AtomicModelCheckpoint(
+            str(best_path),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=checkpoint_threshold(run_dir, stage.name, monitor, train_cfg.stage_tolerance),
+        ),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.early_stopping_patience),
         keras.callbacks.TerminateOnNaN(),
         _history_logger(run_dir, stage.name),
         *extra_callbacks,
     ]
     started = time.perf_counter()
-    log.info("stage %s: %d epoch(s) x %d steps, lr %.1e, trainable from %s, %d trainable tensors",
-                stage.name, stage.epochs, stage.steps_per_epoch, stage.learning_rate, stage.trainable_from,
-                len(stage.model.trainable_weights))
-    stage.model.fit(stage.train_data, validation_data=stage.val_data, epochs=stage.epochs,
-                    steps_per_epoch=stage.steps_per_epoch, class_weight=class_weights(labels, train_cfg.class_weight),
-                    callbacks=callbacks, shuffle=False, verbose=2)
+    log.info(
+        "stage %s: %d epoch(s) x %d steps, lr %.1e, trainable from %s, %d trainable tensors",
+        stage.name,
+        stage.epochs,
+        stage.steps_per_epoch,
+        stage.learning_rate,
+        stage.trainable_from,
+        len(stage.model.trainable_weights),
+    )
+    stage.model.fit(
+        stage.train_data,
+        validation_data=stage.val_data,
+        epochs=stage.epochs,
+        steps_per_epoch=stage.steps_per_epoch,
+        class_weight=class_weights(labels, train_cfg.class_weight),
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=2,
+    )
     improved = best_path.is_file()
     if improved:
         load_weights_quietly(stage.model, best_path)
     elif previous:
         load_weights_quietly(full_model, checkpoints / f"{previous}-done.weights.h5")
-        log.warning("stage %s never came within %g of stage %s's best %s; keeping %s's weights", stage.name,
-                    train_cfg.stage_tolerance, previous, monitor, previous)
+        log.warning(
+            "stage %s never came within %g of stage %s's best %s; keeping %s's weights",
+            stage.name,
+            train_cfg.stage_tolerance,
+            previous,
+            monitor,
+            previous,
+        )
     save_weights_atomic(full_model, done_weights)
     seconds = time.perf_counter() - started
-    summary = runs.StageSummary(stage=stage.name, trainable_from=stage.trainable_from, epochs=stage.epochs,
-                                steps_per_epoch=stage.steps_per_epoch, seconds=round(seconds, 1),
-                                kept=improved or previous is None)
-    runs.save_state(run_dir, state.model_copy(update={"done": [*state.done, stage.name],
-                                                      "stages": {**state.stages, stage.name: summary}}))
+    summary = runs.StageSummary(
+        stage=stage.name,
+        trainable_from=stage.trainable_from,
+        epochs=stage.epochs,
+        steps_per_epoch=stage.steps_per_epoch,
+        seconds=round(seconds, 1),
+        kept=improved or previous is None,
+    )
+    runs.save_state(
+        run_dir,
+        state.model_copy(update={"done": [*state.done, stage.name], "stages": {**state.stages, stage.name: summary}}),
+    )
     log.info("stage %s finished in %.0f s", stage.name, seconds)
     return summary
 

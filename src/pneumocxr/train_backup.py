@@ -102,8 +102,11 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 epoch = int(json.loads(metadata.read_text())["epoch"])
                 self.model.load_weights(str(weights))
             except Exception as exc:
-                log.warning("backup %s cannot be read (%s); trying the previous one", weights.parent,
-                            str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
+                log.warning(
+                    "backup %s cannot be read (%s); trying the previous one",
+                    weights.parent,
+                    str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__,
+                )
                 continue
             self.model._initial_epoch = epoch
             log.info("resumed from backup %s (epoch %d)", weights.parent, epoch)

@@ -51,7 +51,9 @@ def run_config(config: Config | str | os.PathLike | None, run_dir: Path, resume:
     saved_path = run_dir / "config.toml"
     if not resume:
         if any((run_dir / name).exists() for name in ("config.toml", "state.json", "model.keras")):
-            raise RunExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+            raise RunExistsError(
+                f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out"
+            )
         if given is None:
             raise ValueError("a config is needed to start a run (--config FILE)")
         return given
@@ -61,8 +63,9 @@ def run_config(config: Config | str | os.PathLike | None, run_dir: Path, resume:
         return given
     saved = load_config(saved_path)
     if given is not None and given != dataclasses.replace(saved, name=given.name):
-        raise ValueError(f"{saved_path}: the run was started with a different config; resume without --config "
-                         "or with the same file")
+        raise ValueError(
+            f"{saved_path}: the run was started with a different config; resume without --config or with the same file"
+        )
     return saved
 
 
@@ -75,8 +78,10 @@ def split_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for name in ("train", "val"):
         part = frame[frame["split"] == name].reset_index(drop=True)
         if part.empty or part["label"].nunique() < 2:
-            raise ValueError(f"split '{name}' has {len(part)} images and needs both classes; "
-                             "raise data.limit_per_split or check the data root")
+            raise ValueError(
+                f"split '{name}' has {len(part)} images and needs both classes; "
+                "raise data.limit_per_split or check the data root"
+            )
         parts.append(part)
     return parts[0], parts[1]
 
@@ -87,17 +92,36 @@ def cache_settings(config: Config, weights: str | None, layer: str, precision: s
     if weights and Path(weights).is_file():
         stat = Path(weights).stat()
         weight_id = f"{Path(weights).name}:{stat.st_size}:{int(stat.st_mtime)}"
-    return {"backbone": config.model.backbone, "weights": weight_id, "layer": layer,
-            "image_size": config.data.image_size, "precision": precision}
+    return {
+        "backbone": config.model.backbone,
+        "weights": weight_id,
+        "layer": layer,
+        "image_size": config.data.image_size,
+        "precision": precision,
+    }
 
 
-def cached_views(config: Config, bottom, bottom32, train: pd.DataFrame, val: pd.DataFrame, cache_dir: Path,
-                 settings: dict[str, Any], precision: str) -> tuple[list[np.ndarray], np.ndarray]:
+def cached_views(
+    config: Config,
+    bottom,
+    bottom32,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    cache_dir: Path,
+    settings: dict[str, Any],
+    precision: str,
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Training views (0 plain, 1.. augmented; training precision) and float32 validation features."""
     paths = train["path"].tolist()
-    val32 = features.cached_features(bottom32, lambda: pipeline.evaluation_dataset(val, config, cache=False),
-                                     val["path"].tolist(), cache_dir, "val", "float32",
-                                     **{**settings, "precision": "float32", "conditions": val["condition"].tolist()})
+    val32 = features.cached_features(
+        bottom32,
+        lambda: pipeline.evaluation_dataset(val, config, cache=False),
+        val["path"].tolist(),
+        cache_dir,
+        "val",
+        "float32",
+        **{**settings, "precision": "float32", "conditions": val["condition"].tolist()},
+    )
     dtype = "float32" if precision == "float32" else "float16"
     views = []
     for view in range(max(1, config.train.cache_views)):
@@ -107,15 +131,27 @@ def cached_views(config: Config, bottom, bottom32, train: pd.DataFrame, val: pd.
         else:
             seed = config.data.seed + 1000 * view
             make = lambda seed=seed: pipeline.augmented_view_dataset(train, config, seed)  # noqa: E731
-            extra = {"view": view, "seed": config.data.seed,
-                     "augmentation": {k: v for k, v in dataclasses.asdict(config.train).items() if k.startswith("aug_")}}
-        views.append(features.cached_features(bottom, make, paths, cache_dir, f"train-view{view}", dtype,
-                                              **settings, **extra))
+            extra = {
+                "view": view,
+                "seed": config.data.seed,
+                "augmentation": {k: v for k, v in dataclasses.asdict(config.train).items() if k.startswith("aug_")},
+            }
+        views.append(
+            features.cached_features(bottom, make, paths, cache_dir, f"train-view{view}", dtype, **settings, **extra)
+        )
     return views, val32
 
 
-def build_stages(config: Config, model, model32, train: pd.DataFrame, val: pd.DataFrame, run_dir: Path,
-                 weights: str | None, precision: str) -> tuple[list[Stage], Any]:
+def build_stages(
+    config: Config,
+    model,
+    model32,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    run_dir: Path,
+    weights: str | None,
+    precision: str,
+) -> tuple[list[Stage], Any]:
     """The configured stages, and a function giving float32 validation probabilities after training."""
     cfg = config.train
     batches = math.ceil(len(train) / cfg.batch_size)
@@ -127,25 +163,57 @@ def build_stages(config: Config, model, model32, train: pd.DataFrame, val: pd.Da
         bottom, top = split_model(model, layer)
         bottom32, top32 = split_model(model32, layer)
         cache_dir = resolve_path(cfg.cache_dir) if cfg.cache_dir else run_dir / "features"
-        views, val32 = cached_views(config, bottom, bottom32, train, val, Path(cache_dir),
-                                    cache_settings(config, weights, layer, precision), precision)
-        train_ds = features.feature_dataset(views, labels, cfg.batch_size, shuffle=True, seed=config.data.seed, repeat=True)
+        views, val32 = cached_views(
+            config,
+            bottom,
+            bottom32,
+            train,
+            val,
+            Path(cache_dir),
+            cache_settings(config, weights, layer, precision),
+            precision,
+        )
+        train_ds = features.feature_dataset(
+            views, labels, cfg.batch_size, shuffle=True, seed=config.data.seed, repeat=True
+        )
         val_ds = features.feature_dataset([val32], val["label"].to_numpy(), cfg.batch_size)
         steps = math.ceil(len(train) * len(views) / cfg.batch_size)
-        stages.append(Stage("stage1-cache", top, train_ds, val_ds, cfg.epochs, steps, cfg.learning_rate,
-                            cfg.stage1_trainable_from))
+        stages.append(
+            Stage(
+                "stage1-cache", top, train_ds, val_ds, cfg.epochs, steps, cfg.learning_rate, cfg.stage1_trainable_from
+            )
+        )
         if cfg.finetune_epochs == 0:
             val_scores = lambda: np.asarray(top32.predict(val_ds, verbose=0), np.float32).ravel()  # noqa: E731
     else:
-        stages.append(Stage("stage1", *pipeline.training_inputs(model, train, val, config), cfg.epochs, batches,
-                            cfg.learning_rate, cfg.stage1_trainable_from))
+        stages.append(
+            Stage(
+                "stage1",
+                *pipeline.training_inputs(model, train, val, config),
+                cfg.epochs,
+                batches,
+                cfg.learning_rate,
+                cfg.stage1_trainable_from,
+            )
+        )
     if cfg.finetune_epochs > 0:
-        stages.append(Stage("stage2-finetune", *pipeline.training_inputs(model, train, val, config),
-                            cfg.finetune_epochs, cfg.finetune_steps or batches, cfg.finetune_learning_rate,
-                            config.model.trainable_from))
+        stages.append(
+            Stage(
+                "stage2-finetune",
+                *pipeline.training_inputs(model, train, val, config),
+                cfg.finetune_epochs,
+                cfg.finetune_steps or batches,
+                cfg.finetune_learning_rate,
+                config.model.trainable_from,
+            )
+        )
     if val_scores is None:
-        val_scores = lambda: pipeline.score_frame(model32, val, config.data.image_size,  # noqa: E731
-                                                  config.model.backbone, cfg.batch_size)["probability"].to_numpy()
+
+        def val_scores() -> np.ndarray:
+            """Float32 probabilities of the validation rows from the saved (float32) model."""
+            frame = pipeline.score_frame(model32, val, config.data.image_size, config.model.backbone, cfg.batch_size)
+            return frame["probability"].to_numpy()
+
     return stages, val_scores
 
 
@@ -154,21 +222,36 @@ def check_stage_config(config: Config) -> None:
     cfg = config.train
     check_strategy(cfg.strategy)
     if cfg.finetune_epochs == 0 and cfg.stage1_trainable_from != config.model.trainable_from:
-        raise ValueError(f"[train] stage1_trainable_from = '{cfg.stage1_trainable_from}' but [model] trainable_from = "
-                         f"'{config.model.trainable_from}' and no fine-tune stage (finetune_epochs = 0); make them equal")
+        raise ValueError(
+            f"[train] stage1_trainable_from = '{cfg.stage1_trainable_from}' but [model] trainable_from = "
+            f"'{config.model.trainable_from}' and no fine-tune stage (finetune_epochs = 0); make them equal"
+        )
 
 
-def write_evaluation(run_dir: Path, config: Config, scored: pd.DataFrame, threshold: runs.ThresholdRecord,
-                     out_dir: Path, split: str, dataset: str, n_boot: int | None = None,
-                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_evaluation(
+    run_dir: Path,
+    config: Config,
+    scored: pd.DataFrame,
+    threshold: runs.ThresholdRecord,
+    out_dir: Path,
+    split: str,
+    dataset: str,
+    n_boot: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``evaluate_predictions`` at the run's threshold (plus ``extra`` keys), written with
     ``save_evaluation`` into ``out_dir``."""
     from pneumocxr.evaluate import evaluate_predictions, save_evaluation
 
-    metrics = evaluate_predictions(scored, threshold.threshold,
-                                   n_boot=config.threshold.n_boot if n_boot is None else n_boot,
-                                   seed=config.data.seed, dataset=dataset, split=split,
-                                   threshold_rule=threshold.rule)
+    metrics = evaluate_predictions(
+        scored,
+        threshold.threshold,
+        n_boot=config.threshold.n_boot if n_boot is None else n_boot,
+        seed=config.data.seed,
+        dataset=dataset,
+        split=split,
+        threshold_rule=threshold.rule,
+    )
     metrics["run_id"] = run_dir.resolve().name
     metrics.update(extra or {})
     save_evaluation(metrics, scored, out_dir, out_dir / "plots")
@@ -196,22 +279,45 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
     set_trainable_from(model32, config.model.trainable_from)
     model32.save(run_dir / "model.keras")
     scored = val.assign(probability=probabilities)
-    threshold = choose_threshold(scored["label"], scored["probability"], rule.rule, rule.target, rule.tolerance,
-                                 groups=scored["condition"].to_numpy())
+    threshold = choose_threshold(
+        scored["label"],
+        scored["probability"],
+        rule.rule,
+        rule.target,
+        rule.tolerance,
+        groups=scored["condition"].to_numpy(),
+    )
     copies = config.data.shift_copies
-    runs.save_threshold(run_dir, {**threshold, "dataset": config.data.dataset, "split": "val",
-                                  "validation": shift_description(copies, config.data.shift_splits),
-                                  "calibration": calibration})
+    runs.save_threshold(
+        run_dir,
+        {
+            **threshold,
+            "dataset": config.data.dataset,
+            "split": "val",
+            "validation": shift_description(copies, config.data.shift_splits),
+            "calibration": calibration,
+        },
+    )
     threshold = runs.load_threshold(run_dir)
-    extra = {"shift_validation": shift_summary(scored, threshold.threshold, config)} if copies or config.data.shift_splits else {}
+    extra = (
+        {"shift_validation": shift_summary(scored, threshold.threshold, config)}
+        if copies or config.data.shift_splits
+        else {}
+    )
     plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
     metrics = write_evaluation(run_dir, config, plain, threshold, run_dir, "val", config.data.dataset, extra=extra)
     save_figure(plot_history(runs.history_records(run_dir)), run_dir / "plots" / "history.png")
     return metrics
 
 
-def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathLike, *, resume: bool = False,
-              root: str | os.PathLike | None = None, extra_callbacks: Sequence[Any] = ()) -> Path:
+def train_run(
+    config: Config | str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    root: str | os.PathLike | None = None,
+    extra_callbacks: Sequence[Any] = (),
+) -> Path:
     """Train ``config`` into run directory ``out_dir`` (``resume`` continues an interrupted run); return it."""
     import keras
 
@@ -230,9 +336,18 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
     precision = resolve_precision(config.train.mixed_precision)
     strategy = make_strategy(config.train.strategy)
     weights = resolve_weights(config.model.weights, config.model.backbone)
-    log.info("run %s: %d train / %d val images (%d shifted copies each), precision %s, strategy %s "
-             "(%d replica(s)), weights %s", run_dir, len(train), int((val["condition"] == PLAIN).sum()),
-             config.data.shift_copies, precision, config.train.strategy, strategy.num_replicas_in_sync, weights)
+    log.info(
+        "run %s: %d train / %d val images (%d shifted copies each), precision %s, strategy %s "
+        "(%d replica(s)), weights %s",
+        run_dir,
+        len(train),
+        int((val["condition"] == PLAIN).sum()),
+        config.data.shift_copies,
+        precision,
+        config.train.strategy,
+        strategy.num_replicas_in_sync,
+        weights,
+    )
     with strategy.scope():
         with precision_policy("float32"):
             model32 = build_model(config.model, config.data.image_size, weights)
@@ -242,16 +357,41 @@ def train_run(config: Config | str | os.PathLike | None, out_dir: str | os.PathL
             with precision_policy(precision):
                 model = build_model(config.model, config.data.image_size, weights)
         stages, val_scores = build_stages(config, model, model32, train, val, run_dir, weights, precision)
-        summaries = [fit_stage(stage, model, run_dir, config, train["label"], extra_callbacks,
-                               previous=stages[i - 1].name if i else None) for i, stage in enumerate(stages)]
+        summaries = [
+            fit_stage(
+                stage,
+                model,
+                run_dir,
+                config,
+                train["label"],
+                extra_callbacks,
+                previous=stages[i - 1].name if i else None,
+            )
+            for i, stage in enumerate(stages)
+        ]
     if model is not model32:
         model32.set_weights(model.get_weights())
     metrics = finish_run(run_dir, config, model32, val, val_scores())
-    data_hash = runs.data_list_hash((Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False))
-    runs.write_manifest(run_dir, config, data_hash, weights if weights and Path(weights).is_file() else None, extra={
-        "precision": precision, "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
-        "n_train": len(train), "n_val": int((val["condition"] == PLAIN).sum()), "n_val_shifted": int((val["condition"] != PLAIN).sum()), "stages": summaries, "val_auc": metrics["auc"],
-        "wall_time_s": round(time.perf_counter() - started, 1)})
+    data_hash = runs.data_list_hash(
+        (Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False)
+    )
+    runs.write_manifest(
+        run_dir,
+        config,
+        data_hash,
+        weights if weights and Path(weights).is_file() else None,
+        extra={
+            "precision": precision,
+            "strategy": config.train.strategy,
+            "replicas": int(strategy.num_replicas_in_sync),
+            "n_train": len(train),
+            "n_val": int((val["condition"] == PLAIN).sum()),
+            "n_val_shifted": int((val["condition"] != PLAIN).sum()),
+            "stages": summaries,
+            "val_auc": metrics["auc"],
+            "wall_time_s": round(time.perf_counter() - started, 1),
+        },
+    )
     runs.save_state(run_dir, runs.load_state(run_dir).model_copy(update={"finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
     log.info("run %s finished in %.0f s: validation AUC %.4f", run_dir, time.perf_counter() - started, metrics["auc"])
@@ -263,8 +403,15 @@ def evaluate_dir(run_dir: str | os.PathLike, dataset: str, split: str, shift_cop
     return Path(run_dir) / "eval" / (f"{dataset}-{split}" + (f"-shift{shift_copies}" if shift_copies else ""))
 
 
-def evaluate_run(run_dir: str | os.PathLike, dataset: str, split: str, root: str | os.PathLike | None = None,
-                 limit: int | None = None, n_boot: int | None = None, shift_copies: int = 0) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    dataset: str,
+    split: str,
+    root: str | os.PathLike | None = None,
+    limit: int | None = None,
+    n_boot: int | None = None,
+    shift_copies: int = 0,
+) -> dict[str, Any]:
     """Score ``dataset``/``split`` with a run's model at its saved threshold; write ``evaluate_dir(...)``.
 
     ``shift_copies`` > 0 also renders every image under that many acquisition shifts
@@ -277,13 +424,23 @@ def evaluate_run(run_dir: str | os.PathLike, dataset: str, split: str, root: str
     frame = pipeline.data_frame(dataclasses.replace(config, data=data), root)
     part = frame[frame["split"] == split].reset_index(drop=True)
     if part.empty:
-        raise ValueError(f"dataset '{dataset}' has no images in split '{split}'; splits present: "
-                         f"{sorted(frame['split'].unique())}")
+        raise ValueError(
+            f"dataset '{dataset}' has no images in split '{split}'; splits present: {sorted(frame['split'].unique())}"
+        )
     model = runs.load_model(run_dir)
     rows = shift_frame(part, shift_copies)
     scored = pipeline.score_frame(model, rows, config.data.image_size, config.model.backbone, config.train.batch_size)
     threshold = runs.load_threshold(run_dir)
     extra = {"shift_validation": shift_summary(scored, threshold.threshold, config)} if shift_copies else {}
     plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
-    return write_evaluation(run_dir, config, plain, threshold, evaluate_dir(run_dir, dataset, split, shift_copies),
-                            split, dataset, n_boot, extra=extra)
+    return write_evaluation(
+        run_dir,
+        config,
+        plain,
+        threshold,
+        evaluate_dir(run_dir, dataset, split, shift_copies),
+        split,
+        dataset,
+        n_boot,
+        extra=extra,
+    )

@@ -55,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # an internal fault, not the user's: say so in one line, traceback with -v
         log.debug("traceback of the internal error", exc_info=True)
-        print(f"pneumocxr {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
-              "(a bug: rerun with -v for the traceback)", file=sys.stderr)
+        print(
+            f"pneumocxr {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+            "(a bug: rerun with -v for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

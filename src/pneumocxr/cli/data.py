@@ -14,24 +14,34 @@ QUIET_ACTIONS = {"present"}
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` sub-command with ``setup`` and ``verify``."""
-    parser = subparsers.add_parser("data", help="set up (link or download) and verify the data root",
-                                   description="Fill the data root and check what is in it.")
+    parser = subparsers.add_parser(
+        "data",
+        help="set up (link or download) and verify the data root",
+        description="Fill the data root and check what is in it.",
+    )
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     setup = actions.add_parser(
-        "setup", help="link the shared data folder, or download the public releases",
+        "setup",
+        help="link the shared data folder, or download the public releases",
         description="Links every dataset folder of a shared data folder (--shared, $PNEUMOCXR_SHARED or "
-                    "../shared beside the project) into the data root; without one, downloads the public "
-                    "releases listed in pneumocxr/datasets/sources.toml (resumable, checksummed). Then links "
-                    "test_dicoms and sample_labels.csv into the project folder. Never overwrites anything; "
-                    "a second run changes nothing.")
+        "../shared beside the project) into the data root; without one, downloads the public "
+        "releases listed in pneumocxr/datasets/sources.toml (resumable, checksummed). Then links "
+        "test_dicoms and sample_labels.csv into the project folder. Never overwrites anything; "
+        "a second run changes nothing.",
+    )
     setup.add_argument("--root", help="data root to fill (default: $PNEUMOCXR_DATA or data/ of the project)")
     setup.add_argument("--shared", help="shared folder holding data/ (and weights/) to link")
-    setup.add_argument("--project", help="folder that gets the test_dicoms and sample_labels.csv links "
-                                         "(default: the project folder)")
-    setup.add_argument("--download", choices=("auto", "never", "always"), default="auto",
-                       help="auto: download only when there is no shared folder; never: only link; "
-                            "always: link what the shared folder has, download the rest (default: %(default)s)")
+    setup.add_argument(
+        "--project", help="folder that gets the test_dicoms and sample_labels.csv links (default: the project folder)"
+    )
+    setup.add_argument(
+        "--download",
+        choices=("auto", "never", "always"),
+        default="auto",
+        help="auto: download only when there is no shared folder; never: only link; "
+        "always: link what the shared folder has, download the rest (default: %(default)s)",
+    )
     setup.add_argument("--only", metavar="GROUP[,GROUP]", help="restrict to some groups of the source table")
     setup.add_argument("--keep-archives", action="store_true", help="keep downloaded archives after unpacking")
     setup.add_argument("--retries", type=int, default=4, help="attempts per download (default: %(default)s)")
@@ -39,11 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     setup.set_defaults(func=run_setup)
 
     verify = actions.add_parser(
-        "verify", help="report what each dataset has and lacks (exit 1 when something required is missing)",
-        description="Counts label rows, images per folder and checks digests against the source table.")
+        "verify",
+        help="report what each dataset has and lacks (exit 1 when something required is missing)",
+        description="Counts label rows, images per folder and checks digests against the source table.",
+    )
     verify.add_argument("--root", help="data root (default: $PNEUMOCXR_DATA or data/ of the project)")
-    verify.add_argument("--project", help="folder whose test_dicoms and sample_labels.csv links are checked "
-                                          "(default: the project folder)")
+    verify.add_argument(
+        "--project",
+        help="folder whose test_dicoms and sample_labels.csv links are checked (default: the project folder)",
+    )
     verify.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     verify.set_defaults(func=run_verify)
 
@@ -61,8 +75,16 @@ def run_setup(args: argparse.Namespace) -> int:
             print(format_table([g.__dict__ for g in table.groups.values()], ["name", "required", "description"]))
             return 0
         root, shared = setup_root(args.root), find_shared(args.shared)
-        steps = setup_data(root, shared, args.download, parse_only(args.only, table), args.project or PROJECT_ROOT,
-                           table=table, keep_archives=args.keep_archives, retries=args.retries)
+        steps = setup_data(
+            root,
+            shared,
+            args.download,
+            parse_only(args.only, table),
+            args.project or PROJECT_ROOT,
+            table=table,
+            keep_archives=args.keep_archives,
+            retries=args.retries,
+        )
     except (SourceTableError, FileNotFoundError, DownloadError, ValueError) as exc:
         print(f"pneumocxr data setup: {exc}", file=sys.stderr)
         return 1
@@ -94,8 +116,10 @@ def run_verify(args: argparse.Namespace) -> int:
             if row["detail"] == "sha256":
                 row.update(found=short_digest(row["found"]), expected=short_digest(row["expected"]))
         print(format_table(rows, ["group", "item", "status", "found", "expected", "required", "detail"]))
-        print(f"data verify: {root}: {len(checks) - len(failed)} of {len(checks)} checks pass"
-              + (f"; required but missing or wrong: {', '.join(c.item for c in failed)}" if failed else ""))
+        print(
+            f"data verify: {root}: {len(checks) - len(failed)} of {len(checks)} checks pass"
+            + (f"; required but missing or wrong: {', '.join(c.item for c in failed)}" if failed else "")
+        )
     return 1 if failed else 0
 
 

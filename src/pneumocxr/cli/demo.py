@@ -20,20 +20,24 @@ from pneumocxr.notebooks import compact_outputs, execute_notebook
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` and ``deliverables`` sub-commands."""
     demo = subparsers.add_parser(
-        "demo", help="train the demo config, execute the three notebooks and write the report into reports/demo/",
+        "demo",
+        help="train the demo config, execute the three notebooks and write the report into reports/demo/",
         description="Runs the whole path on the default data without touching tracked files: trains CONFIG into "
-                    "RUN_DIR, executes copies of EDA, training and inference notebooks into OUT, and writes "
-                    "OUT/FDA_Submission.md and .pdf from the run.")
+        "RUN_DIR, executes copies of EDA, training and inference notebooks into OUT, and writes "
+        "OUT/FDA_Submission.md and .pdf from the run.",
+    )
     demo.add_argument("--config", default="configs/demo-cpu.toml", help="training config (default: %(default)s)")
     demo.add_argument("--run-dir", default="runs/demo", help="run directory to write (default: %(default)s)")
     demo.add_argument("--out", default="reports/demo", help="executed notebooks, EDA and report (default: %(default)s)")
     demo.set_defaults(func=run_demo)
 
     deliverables = subparsers.add_parser(
-        "deliverables", help="refresh the committed notebooks and FDA_Submission.md/.pdf from a finished run",
+        "deliverables",
+        help="refresh the committed notebooks and FDA_Submission.md/.pdf from a finished run",
         description="Executes EDA.ipynb, Build_and_train_model.ipynb and Inference.ipynb IN PLACE against RUN_DIR "
-                    "(a finished run: nothing is retrained), compacts their outputs (JPEG figures) and writes "
-                    "FDA_Submission.md/.pdf at the project root. These are the tracked files a visitor reads.")
+        "(a finished run: nothing is retrained), compacts their outputs (JPEG figures) and writes "
+        "FDA_Submission.md/.pdf at the project root. These are the tracked files a visitor reads.",
+    )
     deliverables.add_argument("run_dir", metavar="RUN_DIR", help="finished run directory, e.g. runs/kermany-cpu")
     deliverables.add_argument("--eda-dir", default="reports/eda", help="EDA output folder (default: %(default)s)")
     deliverables.add_argument("--dicom-dir", default="test_dicoms", help="inputs of the inference notebook")
@@ -41,8 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     deliverables.set_defaults(func=run_deliverables)
 
 
-def execute_all(run_dir: str, eda_dir: str, dicom_dir: str, out_dir: Path, config: str | None = None,
-                source_dir: Path = PROJECT_ROOT) -> list[Path]:
+def execute_all(
+    run_dir: str,
+    eda_dir: str,
+    dicom_dir: str,
+    out_dir: Path,
+    config: str | None = None,
+    source_dir: Path = PROJECT_ROOT,
+) -> list[Path]:
     """Execute the three notebooks in order into ``out_dir``; the training notebook trains only when
     ``config`` is given (otherwise it reads the finished ``run_dir``). Returns the executed notebooks."""
     from pneumocxr.runs import load_run_config
@@ -50,10 +60,11 @@ def execute_all(run_dir: str, eda_dir: str, dicom_dir: str, out_dir: Path, confi
     train = {"RUN_DIR": run_dir, "CONFIG": config or str(Path(run_dir) / "config.toml")}
     if config is None:
         load_run_config(run_dir)  # a finished run is needed: fail now, with the file named
-    steps = [("EDA.ipynb", {"DATA_ROOT": "data", "OUT_DIR": eda_dir}),
-             ("Build_and_train_model.ipynb", train),
-             ("Inference.ipynb", {"RUN_DIR": run_dir, "DICOM_DIR": dicom_dir,
-                                  "OUT_DIR": str(Path(out_dir) / "inference")})]
+    steps = [
+        ("EDA.ipynb", {"DATA_ROOT": "data", "OUT_DIR": eda_dir}),
+        ("Build_and_train_model.ipynb", train),
+        ("Inference.ipynb", {"RUN_DIR": run_dir, "DICOM_DIR": dicom_dir, "OUT_DIR": str(Path(out_dir) / "inference")}),
+    ]
     written = []
     for name, parameters in steps:
         started = time.perf_counter()

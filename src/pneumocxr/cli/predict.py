@@ -19,43 +19,64 @@ TABLE_COLUMNS = ["input", "path", "accepted", "probability", "label", "threshold
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` sub-command."""
     parser = subparsers.add_parser(
-        "predict", help="gate, preprocess and score DICOM files with a trained run (one row per input)",
+        "predict",
+        help="gate, preprocess and score DICOM files with a trained run (one row per input)",
         description="For each input: the DICOM gate, the one preprocessing function, the run's model and saved "
-                    "threshold. Rejected inputs get null probability and label and their reasons. Folders are "
-                    "walked lazily and rows are written batch by batch, so any number of files streams in flat "
-                    "memory. Rows, logs and overlay titles name inputs by position and a salted path hash (site salt: "
-                    "$PNEUMOCXR_PATIENT_SALT, else $PNEUMOCXR_SALT_FILE, else ~/.config/pneumocxr/site-salt, made "
-                    "at the first run, mode 0600); output files are named by that hash. Every output is written "
-                    "atomically and locked against a second writer. Output is a decision aid, not a diagnosis. "
-                    "Exit status 0 when every input got a row; 2 when the options or the run are refused.")
+        "threshold. Rejected inputs get null probability and label and their reasons. Folders are "
+        "walked lazily and rows are written batch by batch, so any number of files streams in flat "
+        "memory. Rows, logs and overlay titles name inputs by position and a salted path hash (site salt: "
+        "$PNEUMOCXR_PATIENT_SALT, else $PNEUMOCXR_SALT_FILE, else ~/.config/pneumocxr/site-salt, made "
+        "at the first run, mode 0600); output files are named by that hash. Every output is written "
+        "atomically and locked against a second writer. Output is a decision aid, not a diagnosis. "
+        "Exit status 0 when every input got a row; 2 when the options or the run are refused.",
+    )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (config.toml, model.keras, threshold.json)")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
     parser.add_argument("--json", action="store_true", help="print a JSON array of rows on stdout")
-    parser.add_argument("--out", metavar="CSV",
-                        help="write rows to this CSV file: to CSV.partial batch by batch, renamed to CSV when every "
-                             "input has its row; a second writer to the same CSV is refused (exit 2)")
+    parser.add_argument(
+        "--out",
+        metavar="CSV",
+        help="write rows to this CSV file: to CSV.partial batch by batch, renamed to CSV when every "
+        "input has its row; a second writer to the same CSV is refused (exit 2)",
+    )
     parser.add_argument("--heatmaps", metavar="DIR", help="save a Grad-CAM overlay PNG per accepted image here")
     parser.add_argument("--dicom-out", metavar="DIR", help="write a DICOM Secondary Capture of each overlay here")
-    parser.add_argument("--sc-identity", choices=("copy", "blank"), default="copy",
-                        help="patient identity in the Secondary Capture: copy (for PACS filing, default) or blank "
-                             "(research: DICOM PS3.15 E.1 basic profile for what it writes; PatientID becomes the "
-                             "salted hash, UIDs salted hashes, dates and comments removed)")
-    parser.add_argument("--show-paths", action="store_true",
-                        help="put each input's path in the rows and its file name in overlay titles (default: inputs "
-                             "are named by position and a salted path hash, since file names may carry identity)")
-    parser.add_argument("--no-boxes", dest="boxes", action="store_false",
-                        help="skip the Grad-CAM boxes of images labelled pneumonia (field 'boxes' left empty); "
-                             "by default each accepted row has 'boxes': [{x, y, width, height, score}, ...] in "
-                             "original pixels, highest score first, [] when none (docs/localisation.md)")
+    parser.add_argument(
+        "--sc-identity",
+        choices=("copy", "blank"),
+        default="copy",
+        help="patient identity in the Secondary Capture: copy (for PACS filing, default) or blank "
+        "(research: DICOM PS3.15 E.1 basic profile for what it writes; PatientID becomes the "
+        "salted hash, UIDs salted hashes, dates and comments removed)",
+    )
+    parser.add_argument(
+        "--show-paths",
+        action="store_true",
+        help="put each input's path in the rows and its file name in overlay titles (default: inputs "
+        "are named by position and a salted path hash, since file names may carry identity)",
+    )
+    parser.add_argument(
+        "--no-boxes",
+        dest="boxes",
+        action="store_false",
+        help="skip the Grad-CAM boxes of images labelled pneumonia (field 'boxes' left empty); "
+        "by default each accepted row has 'boxes': [{x, y, width, height, score}, ...] in "
+        "original pixels, highest score first, [] when none (docs/localisation.md)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per model call (default 16)")
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                        help="float32 (bit-reproducible, default) or bfloat16 (faster on CPUs with bf16)")
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="float32 (bit-reproducible, default) or bfloat16 (faster on CPUs with bf16)",
+    )
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="decoding threads (default 2)")
     parser.set_defaults(func=run)
 
 
 def csv_record(row: dict[str, Any]) -> dict[str, Any]:
     """A row as CSV cells: reasons joined with '; ', boxes as a JSON list, None as an empty cell."""
+
     def cell(key: str, value: Any) -> Any:
         if key == "boxes" and value is not None:
             return json.dumps(value)
@@ -64,7 +85,9 @@ def csv_record(row: dict[str, Any]) -> dict[str, Any]:
     return {k: cell(k, v) for k, v in row.items()}
 
 
-def write_csv(rows: Iterable[dict[str, Any]], path: str | Path, columns: list[str], flush_every: int = 16) -> Iterator[dict[str, Any]]:
+def write_csv(
+    rows: Iterable[dict[str, Any]], path: str | Path, columns: list[str], flush_every: int = 16
+) -> Iterator[dict[str, Any]]:
     """Write rows to ``<path>.partial`` as they come (flushed every ``flush_every`` rows), passing them on;
     rename it to ``path`` once every row is written, so an interrupted run leaves only the ``.partial`` file."""
     from pneumocxr.atomic import PartialFile
@@ -117,9 +140,11 @@ def stream_table(rows: Iterable[dict[str, Any]], out: TextIO, every: int) -> Ite
 
 def summary(counts: Counter, n_inputs: int, destination: str | None) -> str:
     """One line: how many inputs, accepted, rejected and labelled each way."""
-    text = (f"{counts['rows']} rows for {n_inputs} inputs: {counts['accepted']} accepted "
-            f"({counts['pneumonia']} pneumonia, {counts['no_pneumonia']} no_pneumonia), "
-            f"{counts['rows'] - counts['accepted']} rejected")
+    text = (
+        f"{counts['rows']} rows for {n_inputs} inputs: {counts['accepted']} accepted "
+        f"({counts['pneumonia']} pneumonia, {counts['no_pneumonia']} no_pneumonia), "
+        f"{counts['rows'] - counts['accepted']} rejected"
+    )
     return text + (f"; results in {destination}" if destination else "") + ". Decision aid, not a diagnosis."
 
 
@@ -167,9 +192,18 @@ def predict_outputs(predictor, paths: Iterable[Any], args: argparse.Namespace) -
             counts.update(inputs=1)
             yield found
 
-    rows = predict_paths(predictor, counted_inputs(), batch_size=args.batch_size, heatmap_dir=args.heatmaps,
-                         dicom_out_dir=args.dicom_out, sc_identity=args.sc_identity, workers=args.workers,
-                         progress=None, show_paths=args.show_paths, boxes=args.boxes)
+    rows = predict_paths(
+        predictor,
+        counted_inputs(),
+        batch_size=args.batch_size,
+        heatmap_dir=args.heatmaps,
+        dicom_out_dir=args.dicom_out,
+        sc_identity=args.sc_identity,
+        workers=args.workers,
+        progress=None,
+        show_paths=args.show_paths,
+        boxes=args.boxes,
+    )
     if args.out:
         rows = write_csv(rows, args.out, list(ROW_FIELDS), flush_every=args.batch_size)
     if args.json:

@@ -9,12 +9,14 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``prepare`` sub-command."""
     prepare = subparsers.add_parser(
-        "prepare", help="decode a config's images once into uint8 TFRecord shards that training reads",
+        "prepare",
+        help="decode a config's images once into uint8 TFRecord shards that training reads",
         description="Decodes every image of the config's dataset and splits once, through the one preprocessing "
-                    "function, on every core, and writes the uint8 grey view at [data] image_size into sharded "
-                    "TFRecord files with labels, patient ids and the data list hash. Training, its validation "
-                    "and the feature cache then read the shards (identical pixels) instead of the image files. "
-                    "Run it again after an interruption: finished shards are kept.")
+        "function, on every core, and writes the uint8 grey view at [data] image_size into sharded "
+        "TFRecord files with labels, patient ids and the data list hash. Training, its validation "
+        "and the feature cache then read the shards (identical pixels) instead of the image files. "
+        "Run it again after an interruption: finished shards are kept.",
+    )
     prepare.add_argument("--config", required=True, help="TOML config whose data is prepared")
     prepare.add_argument("--out", help="shard folder (default: the config's [data] shards)")
     prepare.add_argument("--root", help="data root (default: the config's, or $PNEUMOCXR_DATA)")
@@ -36,6 +38,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         return 2
     manifest = read_manifest(out)
     splits = ", ".join(f"{name} {part['rows']}" for name, part in manifest["splits"].items())
-    print(f"{out}: {manifest['rows']} images ({splits}) at {manifest['image_size']} px, "
-          f"{shard_bytes(out) / 1e6:.1f} MB of shards")
+    print(
+        f"{out}: {manifest['rows']} images ({splits}) at {manifest['image_size']} px, "
+        f"{shard_bytes(out) / 1e6:.1f} MB of shards"
+    )
     return 0

@@ -15,20 +15,24 @@ WORKLIST_COLUMNS = ["received", "status", "label", "probability", "study_instanc
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``serve`` and ``worklist`` sub-commands."""
     parser = subparsers.add_parser(
-        "serve", help="run a DICOM node: receive radiographs, triage them, send SR + SC results to the PACS",
+        "serve",
+        help="run a DICOM node: receive radiographs, triage them, send SR + SC results to the PACS",
         description="Storage SCP (AE title, allowed callers, optional TLS) writing each instance to a durable inbox "
-                    "and a SQLite journal before answering success; a worker scoring batches with the run's model "
-                    "exactly as `pneumocxr predict` does; C-STORE of a Structured Report (TID 1500) and a Grad-CAM "
-                    "Secondary Capture per accepted image to [destination], retried until acknowledged, once per "
-                    "source SOPInstanceUID. SIGTERM stops gracefully; a restart resumes from the journal. "
-                    "Decision aid, not a diagnosis. See docs/serve.md.")
+        "and a SQLite journal before answering success; a worker scoring batches with the run's model "
+        "exactly as `pneumocxr predict` does; C-STORE of a Structured Report (TID 1500) and a Grad-CAM "
+        "Secondary Capture per accepted image to [destination], retried until acknowledged, once per "
+        "source SOPInstanceUID. SIGTERM stops gracefully; a restart resumes from the journal. "
+        "Decision aid, not a diagnosis. See docs/serve.md.",
+    )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (config.toml, model.keras, threshold.json)")
     parser.add_argument("--config", required=True, metavar="SERVE_TOML", help="node configuration (serve.toml)")
     parser.set_defaults(func=run_serve)
     wl = subparsers.add_parser(
-        "worklist", help="list a node's received studies by priority, or its health figures (--stats)",
+        "worklist",
+        help="list a node's received studies by priority, or its health figures (--stats)",
         description="Rows from the node's journal: flagged first, then by probability, then by arrival, with status "
-                    "(queued, scored, rejected, delivered, failed) and reasons. No patient identity is shown.")
+        "(queued, scored, rejected, delivered, failed) and reasons. No patient identity is shown.",
+    )
     wl.add_argument("--config", required=True, metavar="SERVE_TOML", help="the node's serve.toml")
     wl.add_argument("--stats", action="store_true", help="queue depth, counts per status, latency, throughput")
     wl.add_argument("--status", action="append", default=[], metavar="STATUS", help="only this status (repeatable)")

@@ -12,9 +12,11 @@ from pneumocxr.datasets.registry import DATASETS
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``evaluate`` and ``sweep`` sub-commands."""
     train = subparsers.add_parser(
-        "train", help="train a config into a run directory (model, threshold, metrics, plots, manifest)",
+        "train",
+        help="train a config into a run directory (model, threshold, metrics, plots, manifest)",
         description="Fits the config's model (feature cache and fine-tune stages as configured), chooses the "
-                    "threshold on the validation split, and writes RUN_DIR. --resume continues an interrupted run.")
+        "threshold on the validation split, and writes RUN_DIR. --resume continues an interrupted run.",
+    )
     train.add_argument("--config", help="TOML config (optional with --resume: the run's own config is used)")
     train.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -22,25 +24,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser(
-        "evaluate", help="score a dataset split with a run's model at its saved threshold",
-        description="Writes RUN_DIR/eval/DATASET-SPLIT/metrics.json, predictions.csv and plots/.")
+        "evaluate",
+        help="score a dataset split with a run's model at its saved threshold",
+        description="Writes RUN_DIR/eval/DATASET-SPLIT/metrics.json, predictions.csv and plots/.",
+    )
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
-    evaluate.add_argument("--dataset", required=True, choices=sorted(DATASETS),
-                          help="a dataset of pneumocxr.datasets.registry: %(choices)s")
+    evaluate.add_argument(
+        "--dataset",
+        required=True,
+        choices=sorted(DATASETS),
+        help="a dataset of pneumocxr.datasets.registry: %(choices)s",
+    )
     evaluate.add_argument("--root", help="data root (default: the run config's, or $PNEUMOCXR_DATA)")
     evaluate.add_argument("--split", required=True, help="train | val | official_val | test")
     evaluate.add_argument("--limit", type=int, help="score at most N images (label mix kept)")
     evaluate.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default: the run config's)")
-    evaluate.add_argument("--shift", type=int, default=0, metavar="N",
-                          help="also score every image under N acquisition shifts (shift validation, 0-16)")
+    evaluate.add_argument(
+        "--shift",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score every image under N acquisition shifts (shift validation, 0-16)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics object as JSON")
     evaluate.set_defaults(func=run_evaluate)
 
     sweep = subparsers.add_parser(
-        "sweep", help="train several configs (or a sweep TOML's variants) and write one comparison table",
-        description="Each config trains into OUT/NAME (finished runs are reused); writes OUT/sweep.csv and OUT/sweep.md.")
-    sweep.add_argument("--configs", nargs="+", required=True, metavar="TOML",
-                       help="run configs, or one sweep TOML with a [base] and [[variant]] tables")
+        "sweep",
+        help="train several configs (or a sweep TOML's variants) and write one comparison table",
+        description="Each config trains into OUT/NAME (finished runs are reused); writes OUT/sweep.csv and OUT/sweep.md.",
+    )
+    sweep.add_argument(
+        "--configs",
+        nargs="+",
+        required=True,
+        metavar="TOML",
+        help="run configs, or one sweep TOML with a [base] and [[variant]] tables",
+    )
     sweep.add_argument("--out", default="runs/sweep", help="sweep directory (default: %(default)s)")
     sweep.add_argument("--root", help="data root (default: each config's, or $PNEUMOCXR_DATA)")
     sweep.set_defaults(func=run_sweep)
@@ -69,8 +89,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate and print a summary row, or the whole metrics object with ``--json``."""
     from pneumocxr.train_run import evaluate_dir, evaluate_run
 
-    metrics = evaluate_run(args.run_dir, args.dataset, args.split, root=args.root, limit=args.limit,
-                           n_boot=args.n_boot, shift_copies=args.shift)
+    metrics = evaluate_run(
+        args.run_dir,
+        args.dataset,
+        args.split,
+        root=args.root,
+        limit=args.limit,
+        n_boot=args.n_boot,
+        shift_copies=args.shift,
+    )
     if args.json:
         print((evaluate_dir(args.run_dir, args.dataset, args.split, args.shift) / "metrics.json").read_text(), end="")
     else:
@@ -78,8 +105,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         rows = [{k: _fmt(metrics.get(k)) for k in columns}]
         if args.shift:
             pooled = metrics["shift_validation"]["pooled"]
-            rows.append({**{k: _fmt(pooled.get(k)) for k in columns}, "dataset": args.dataset,
-                         "split": f"{args.split}+{args.shift} shifts", "threshold": _fmt(metrics["threshold"])})
+            rows.append(
+                {
+                    **{k: _fmt(pooled.get(k)) for k in columns},
+                    "dataset": args.dataset,
+                    "split": f"{args.split}+{args.shift} shifts",
+                    "threshold": _fmt(metrics["threshold"]),
+                }
+            )
         print(format_table(rows, columns))
     return 0
 

@@ -40,6 +40,18 @@ def with_images(df: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
-    "CORE_COLUMNS", "DATASETS", "LOADERS", "dataset", "assert_patient_disjoint", "load_dataset", "load_kermany", "load_nih",
-    "load_nih_sample", "load_pneumoniamnist", "load_rsna", "patient_wise_split", "stratified_limit", "with_images",
+    "CORE_COLUMNS",
+    "DATASETS",
+    "LOADERS",
+    "dataset",
+    "assert_patient_disjoint",
+    "load_dataset",
+    "load_kermany",
+    "load_nih",
+    "load_nih_sample",
+    "load_pneumoniamnist",
+    "load_rsna",
+    "patient_wise_split",
+    "stratified_limit",
+    "with_images",
 ]

@@ -35,8 +35,9 @@ def metadata_images(root: Path) -> pd.DataFrame:
     """``image`` and 8-digit ``patient`` of every NIH metadata row, in file order."""
     path = find_metadata(Path(root) / "nih")
     frame = pd.read_csv(path, usecols=["Image Index", "Patient ID"])
-    return pd.DataFrame({"image": frame["Image Index"],
-                         "patient": frame["Patient ID"].astype(int).map("{:08d}".format)})
+    return pd.DataFrame(
+        {"image": frame["Image Index"], "patient": frame["Patient ID"].astype(int).map("{:08d}".format)}
+    )
 
 
 def nih_test_list(root: Path) -> bytes:
@@ -70,8 +71,10 @@ def derive_file(recipe: str, root: str | os.PathLike, dest: str | os.PathLike, s
         raise DeriveError(f"{dest}: cannot rebuild with '{recipe}' ({exc})") from exc
     actual = hashlib.sha256(data).hexdigest()
     if sha256 and actual != sha256.lower():
-        raise DeriveError(f"{dest}: rebuilt file has sha256 {actual}, expected {sha256} "
-                          "(is the metadata NIH's Data_Entry_2017_v2020?)")
+        raise DeriveError(
+            f"{dest}: rebuilt file has sha256 {actual}, expected {sha256} "
+            "(is the metadata NIH's Data_Entry_2017_v2020?)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     part.write_bytes(data)

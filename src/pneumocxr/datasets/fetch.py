@@ -105,9 +105,19 @@ def transfer(url: str, part: Path, size: int | None = None, timeout: float = 60.
         if total is None and length is not None:
             total = have + int(length)
         name = part.name.removesuffix(".part")
-        with open(part, "ab" if have else "wb") as out, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                disable=None if progress else True, leave=False) as bar:
+        with (
+            open(part, "ab" if have else "wb") as out,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=name,
+                disable=None if progress else True,
+                leave=False,
+            ) as bar,
+        ):
             try:
                 while block := response.read(CHUNK):
                     out.write(block)
@@ -119,8 +129,9 @@ def transfer(url: str, part: Path, size: int | None = None, timeout: float = 60.
         raise _Retryable(f"connection closed after {written} of {total} bytes")
 
 
-def verify_file(path: Path, url: str, size: int | None = None, sha256: str | None = None,
-                md5: str | None = None) -> None:
+def verify_file(
+    path: Path, url: str, size: int | None = None, sha256: str | None = None, md5: str | None = None
+) -> None:
     """Raise ``DownloadError`` naming ``url`` when the file's size or digest is not the expected one."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
@@ -132,9 +143,18 @@ def verify_file(path: Path, url: str, size: int | None = None, sha256: str | Non
                 raise DownloadError(f"{url}: {algorithm} mismatch, expected {expected}, got {actual}")
 
 
-def download(url: str, dest: str | os.PathLike, *, size: int | None = None, sha256: str | None = None,
-             md5: str | None = None, retries: int = 4, backoff: float = 2.0, timeout: float = 60.0,
-             progress: bool = True) -> Path:
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    md5: str | None = None,
+    retries: int = 4,
+    backoff: float = 2.0,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
     """Download ``url`` to ``dest`` with resume, retries and digest check; return ``dest``.
 
     The bytes go to ``dest.part``; after ``retries`` failed attempts the part is kept (the next
@@ -156,8 +176,9 @@ def download(url: str, dest: str | os.PathLike, *, size: int | None = None, sha2
                 time.sleep(backoff * attempt)
     else:
         kept = part.stat().st_size if part.exists() else 0
-        raise DownloadError(f"{url}: failed after {retries} attempts ({last}); "
-                            f"{kept} bytes kept in {part} for the next run to resume")
+        raise DownloadError(
+            f"{url}: failed after {retries} attempts ({last}); {kept} bytes kept in {part} for the next run to resume"
+        )
     try:
         verify_file(part, url, size, sha256, md5)
     except DownloadError:
@@ -209,8 +230,13 @@ def _unpack_zip(archive: Path, staging: Path, strip_components: int, skip: tuple
     return count
 
 
-def extract_archive(archive: str | os.PathLike, into: str | os.PathLike, kind: str, strip_components: int = 0,
-                    skip: tuple[str, ...] = ()) -> int:
+def extract_archive(
+    archive: str | os.PathLike,
+    into: str | os.PathLike,
+    kind: str,
+    strip_components: int = 0,
+    skip: tuple[str, ...] = (),
+) -> int:
     """Unpack ``archive`` (``tar.gz`` or ``zip``) so that ``into`` appears complete or not at all.
 
     Members matching a ``skip`` pattern are left out and ``strip_components`` leading folders

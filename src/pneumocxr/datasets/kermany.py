@@ -48,10 +48,19 @@ def load_kermany(root: Path, val_fraction: float = 0.15, seed: int = 42) -> pd.D
                 continue
             for path in sorted(folder.iterdir()):
                 if path.suffix.lower() in (".jpeg", ".jpg", ".png"):
-                    rows.append({"path": str(path), "label": label, "patient_id": patient_id_from_name(path.name),
-                                 "pathogen": pathogen_from_name(path.name), "official_split": official})
+                    rows.append(
+                        {
+                            "path": str(path),
+                            "label": label,
+                            "patient_id": patient_id_from_name(path.name),
+                            "pathogen": pathogen_from_name(path.name),
+                            "official_split": official,
+                        }
+                    )
     if not rows:
-        raise FileNotFoundError(f"{base}: no images in train/val/test NORMAL|PNEUMONIA folders (run `pneumocxr data setup`)")
+        raise FileNotFoundError(
+            f"{base}: no images in train/val/test NORMAL|PNEUMONIA folders (run `pneumocxr data setup`)"
+        )
     df = pd.DataFrame(rows)
     df["split"] = df["official_split"].map({"train": "train", "val": "official_val", "test": "test"})
     train = df["official_split"] == "train"

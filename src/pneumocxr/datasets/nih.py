@@ -14,16 +14,37 @@ from pneumocxr.datasets.splits import patient_wise_split
 log = logging.getLogger(__name__)
 
 FINDINGS = (
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis",
-    "Hernia", "Infiltration", "Mass", "Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Effusion",
+    "Emphysema",
+    "Fibrosis",
+    "Hernia",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pleural_Thickening",
+    "Pneumonia",
+    "Pneumothorax",
 )
 _RENAME = {
-    "Image Index": "image_index", "Finding Labels": "finding_labels", "Follow-up #": "follow_up",
-    "Patient ID": "patient_id", "Patient Age": "age", "Patient Gender": "sex", "View Position": "view",
-    "OriginalImage[Width": "width", "Height]": "height",
-    "OriginalImagePixelSpacing[x": "pixel_spacing_x", "y]": "pixel_spacing_y",
-    "OriginalImageWidth": "width", "OriginalImageHeight": "height",
-    "OriginalImagePixelSpacing_x": "pixel_spacing_x", "OriginalImagePixelSpacing_y": "pixel_spacing_y",
+    "Image Index": "image_index",
+    "Finding Labels": "finding_labels",
+    "Follow-up #": "follow_up",
+    "Patient ID": "patient_id",
+    "Patient Age": "age",
+    "Patient Gender": "sex",
+    "View Position": "view",
+    "OriginalImage[Width": "width",
+    "Height]": "height",
+    "OriginalImagePixelSpacing[x": "pixel_spacing_x",
+    "y]": "pixel_spacing_y",
+    "OriginalImageWidth": "width",
+    "OriginalImageHeight": "height",
+    "OriginalImagePixelSpacing_x": "pixel_spacing_x",
+    "OriginalImagePixelSpacing_y": "pixel_spacing_y",
 }
 
 
@@ -89,8 +110,9 @@ def official_split(nih_dir: Path, names: pd.Series) -> pd.Series:
     return pd.Series(np.where(names.isin(test), "test", "train_val"), index=names.index)
 
 
-def add_paths_and_splits(df: pd.DataFrame, nih_dir: Path, images_dir: Path | None, val_fraction: float,
-                         seed: int) -> pd.DataFrame:
+def add_paths_and_splits(
+    df: pd.DataFrame, nih_dir: Path, images_dir: Path | None, val_fraction: float, seed: int
+) -> pd.DataFrame:
     """Add ``path`` (None when the image is absent), ``official_split`` and the patient-wise ``split``."""
     index = index_images(images_dir or image_folders(nih_dir))
     df["path"] = df["image_index"].map(index).astype(object).where(df["image_index"].isin(index), None)
@@ -103,8 +125,9 @@ def add_paths_and_splits(df: pd.DataFrame, nih_dir: Path, images_dir: Path | Non
     return df
 
 
-def load_nih(root: Path, images_dir: Path | None = None, val_fraction: float = 0.1, seed: int = 42,
-             metadata: Path | None = None) -> pd.DataFrame:
+def load_nih(
+    root: Path, images_dir: Path | None = None, val_fraction: float = 0.1, seed: int = 42, metadata: Path | None = None
+) -> pd.DataFrame:
     """All NIH rows with ``path`` (None when the image is absent), ``label``, ``patient_id``,
     findings, demographics, ``official_split`` and ``split`` (train / val / test).
 
@@ -118,8 +141,9 @@ def load_nih(root: Path, images_dir: Path | None = None, val_fraction: float = 0
     return add_paths_and_splits(df, nih_dir, images_dir, val_fraction, seed)
 
 
-def load_nih_sample(root: Path, images_dir: Path | None = None, val_fraction: float = 0.1,
-                    seed: int = 42) -> pd.DataFrame:
+def load_nih_sample(
+    root: Path, images_dir: Path | None = None, val_fraction: float = 0.1, seed: int = 42
+) -> pd.DataFrame:
     """The 5,606-image ``sample_labels.csv`` with the same columns as ``load_nih``."""
     nih_dir = Path(root) / "nih"
     df = read_metadata(nih_dir / "sample_labels.csv")

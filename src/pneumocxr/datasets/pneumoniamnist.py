@@ -30,11 +30,17 @@ def load_pneumoniamnist(root: Path) -> pd.DataFrame:
         frames = []
         for split in SPLITS:
             labels = arrays[f"{split}_labels"].reshape(-1).astype(int)
-            frames.append(pd.DataFrame({
-                "path": [f"{source}#{split}/{i}" for i in range(len(labels))],
-                "label": labels, "split": split, "index": np.arange(len(labels)),
-                "patient_id": [f"mnist-{split}-{i}" for i in range(len(labels))],
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "path": [f"{source}#{split}/{i}" for i in range(len(labels))],
+                        "label": labels,
+                        "split": split,
+                        "index": np.arange(len(labels)),
+                        "patient_id": [f"mnist-{split}-{i}" for i in range(len(labels))],
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 

@@ -68,21 +68,54 @@ class Dataset:
     read_member: Callable[[str], np.ndarray] | None = None
 
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("nih", load_nih, True, NIH_SOURCE, "NIH ChestX-ray14",
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            "nih",
+            load_nih,
+            True,
+            NIH_SOURCE,
+            "NIH ChestX-ray14",
             "frontal chest radiographs (PA and AP) of mostly adult patients of the NIH Clinical Center (Wang et al. "
             "2017), each with report-mined finding labels; pneumonia is one of fourteen findings and often occurs "
-            "with others.", subgroup_columns=("sex", "age", "view")),
-    Dataset("kermany", load_kermany, True, GUANGZHOU_SOURCE, "Kermany pediatric chest X-rays",
+            "with others.",
+            subgroup_columns=("sex", "age", "view"),
+        ),
+        Dataset(
+            "kermany",
+            load_kermany,
+            True,
+            GUANGZHOU_SOURCE,
+            "Kermany pediatric chest X-rays",
             "anterior-posterior chest radiographs of children from routine care at Guangzhou Women and Children's "
-            "Medical Center (Kermany et al. 2018), graded normal or pneumonia (bacterial or viral).", pediatric=True),
-    Dataset("rsna", load_rsna, True, NIH_SOURCE, "RSNA Pneumonia (NIH images)",
+            "Medical Center (Kermany et al. 2018), graded normal or pneumonia (bacterial or viral).",
+            pediatric=True,
+        ),
+        Dataset(
+            "rsna",
+            load_rsna,
+            True,
+            NIH_SOURCE,
+            "RSNA Pneumonia (NIH images)",
             "NIH ChestX-ray14 images re-read by radiologists for the RSNA Pneumonia Detection Challenge, labelled by "
-            "whether they show lung opacity suggestive of pneumonia.", subgroup_columns=("sex", "age", "view")),
-    Dataset("pneumoniamnist", load_pneumoniamnist, False, GUANGZHOU_SOURCE, "PneumoniaMNIST (downsampled Kermany)",
+            "whether they show lung opacity suggestive of pneumonia.",
+            subgroup_columns=("sex", "age", "view"),
+        ),
+        Dataset(
+            "pneumoniamnist",
+            load_pneumoniamnist,
+            False,
+            GUANGZHOU_SOURCE,
+            "PneumoniaMNIST (downsampled Kermany)",
             "the Kermany pediatric radiographs downsampled to 28 x 28 thumbnails (MedMNIST, Yang et al. 2023), "
-            "with MedMNIST's official splits.", pediatric=True, member_suffix=MEMBER_SUFFIX, read_member=read_member),
-)}
+            "with MedMNIST's official splits.",
+            pediatric=True,
+            member_suffix=MEMBER_SUFFIX,
+            read_member=read_member,
+        ),
+    )
+}
 
 
 def dataset(name: str) -> Dataset:

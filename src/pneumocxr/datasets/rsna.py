@@ -30,21 +30,34 @@ def load_rsna(root: Path, val_fraction: float = 0.15, seed: int = 42) -> pd.Data
     grouped = boxes.groupby("patientId", sort=False)
     label = grouped["Target"].max().astype(int)
     located = boxes.dropna(subset=["x"])
-    box_lists = pd.Series(list(zip(located["x"], located["y"], located["width"], located["height"])),
-                          index=located["patientId"]).groupby(level=0, sort=False).agg(list)
-    df = pd.DataFrame({
-        "patient_id": label.index.to_numpy(),
-        "label": label.to_numpy(),
-        "class": grouped["class"].first().reindex(label.index).to_numpy(),
-        "n_boxes": grouped["x"].count().reindex(label.index).to_numpy(),
-        "boxes": [found if isinstance(found, list) else [] for found in box_lists.reindex(label.index)],
-    })
+    box_lists = (
+        pd.Series(
+            list(zip(located["x"], located["y"], located["width"], located["height"])), index=located["patientId"]
+        )
+        .groupby(level=0, sort=False)
+        .agg(list)
+    )
+    df = pd.DataFrame(
+        {
+            "patient_id": label.index.to_numpy(),
+            "label": label.to_numpy(),
+            "class": grouped["class"].first().reindex(label.index).to_numpy(),
+            "n_boxes": grouped["x"].count().reindex(label.index).to_numpy(),
+            "boxes": [found if isinstance(found, list) else [] for found in box_lists.reindex(label.index)],
+        }
+    )
     # stage_2_detailed_class_info.csv lacks one positive image; Target 1 is by definition "Lung Opacity"
     df["class"] = df["class"].where(df["class"].notna() | (df["label"] == 0), "Lung Opacity")
     headers_path = base / "kaggle_stage_2_train_images_dicom_headers.csv.gz"
     if headers_path.exists():
-        names = {"PatientID": "patient_id", "PatientAge": "age", "PatientSex": "sex", "ViewPosition": "view",
-                 "Modality": "modality", "BodyPartExamined": "body_part"}
+        names = {
+            "PatientID": "patient_id",
+            "PatientAge": "age",
+            "PatientSex": "sex",
+            "ViewPosition": "view",
+            "Modality": "modality",
+            "BodyPartExamined": "body_part",
+        }
         headers = pd.read_csv(headers_path, usecols=list(names)).rename(columns=names)
         df = df.merge(headers.drop_duplicates("patient_id"), on="patient_id", how="left")
     images = base / "stage_2_train_images"

@@ -65,8 +65,12 @@ def find_shared(explicit: str | os.PathLike | None = None) -> Path | None:
 def local_origin(project: Path) -> Path | None:
     """The folder of the ``origin`` remote when it is a local path, else None."""
     try:
-        url = subprocess.run(["git", "-C", str(project), "config", "--get", "remote.origin.url"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
+        url = subprocess.run(
+            ["git", "-C", str(project), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     path = Path(url.removeprefix("file://")) if url and "://" not in url.replace("file://", "") else None
@@ -131,7 +135,9 @@ def expand_link(folder: Path) -> Step | None:
     folder.mkdir()
     for entry in entries:
         (folder / entry.name).symlink_to(entry)
-    return Step(str(folder), "expanded", f"link to {target} replaced by a folder of links to its {len(entries)} entries")
+    return Step(
+        str(folder), "expanded", f"link to {target} replaced by a folder of links to its {len(entries)} entries"
+    )
 
 
 def fetch_archive(root: Path, source: Source, **options: Any) -> Path:
@@ -199,8 +205,10 @@ def missing_sources(root: Path, sources: Iterable[Source], table: SourceTable) -
         if manual:
             how = missing[0].manual.replace("DATA/", f"{root}/")
         else:
-            how = f"group {group} ({kind}) is not fetched while a shared folder is linked; " \
-                  f"`pneumocxr data setup --download always --only {group}` fetches it"
+            how = (
+                f"group {group} ({kind}) is not fetched while a shared folder is linked; "
+                f"`pneumocxr data setup --download always --only {group}` fetches it"
+            )
         steps.append(Step(where, "manual" if manual else "missing", how, table.groups[group].required))
     return steps
 
@@ -214,16 +222,27 @@ def link_project_files(root: Path, project_dir: Path, table: SourceTable) -> lis
             steps.append(Step(str(project_dir / name), "missing", f"{target} is absent, so no link was made"))
             continue
         try:
-            text = os.path.relpath(target, project_dir) if target.absolute().is_relative_to(project_dir.absolute()) else None
+            text = (
+                os.path.relpath(target, project_dir)
+                if target.absolute().is_relative_to(project_dir.absolute())
+                else None
+            )
         except ValueError:
             text = None
         steps.append(ensure_link(project_dir / name, target.absolute(), text))
     return steps
 
 
-def setup_data(root: str | os.PathLike, shared: str | os.PathLike | None, download: str = "auto",
-               only: Iterable[str] | None = None, project_dir: str | os.PathLike = PROJECT_ROOT,
-               table: SourceTable | None = None, keep_archives: bool = False, **options: Any) -> list[Step]:
+def setup_data(
+    root: str | os.PathLike,
+    shared: str | os.PathLike | None,
+    download: str = "auto",
+    only: Iterable[str] | None = None,
+    project_dir: str | os.PathLike = PROJECT_ROOT,
+    table: SourceTable | None = None,
+    keep_archives: bool = False,
+    **options: Any,
+) -> list[Step]:
     """Fill the data root and make the project links; return one ``Step`` per path considered.
 
     ``shared`` is the shared folder to link (see ``find_shared``), or None when there is none.
@@ -250,4 +269,3 @@ def setup_data(root: str | os.PathLike, shared: str | os.PathLike | None, downlo
     else:
         steps += missing_sources(root, sources, table)
     return steps + link_project_files(root, project_dir, table)
-

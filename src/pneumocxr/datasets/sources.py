@@ -122,8 +122,10 @@ def _check_archives(sources: tuple[Source, ...], where: str) -> None:
             continue
         first = seen.setdefault(source.archive_name, source)
         if (first.url, first.sha256, first.md5, first.size) != (source.url, source.sha256, source.md5, source.size):
-            raise SourceTableError(f"{where}: sources '{first.name}' and '{source.name}' share archive "
-                                   f"'{source.archive_name}' but not its url/digests")
+            raise SourceTableError(
+                f"{where}: sources '{first.name}' and '{source.name}' share archive "
+                f"'{source.archive_name}' but not its url/digests"
+            )
 
 
 def load_sources(path: str | Path | None = None) -> SourceTable:
@@ -133,9 +135,13 @@ def load_sources(path: str | Path | None = None) -> SourceTable:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SourceTableError(f"{path}: cannot read the source table ({exc})") from exc
-    groups = {name: Group(name=name, description=v.get("description", ""), required=bool(v.get("required", False)))
-              for name, v in raw.get("groups", {}).items()}
-    sources = tuple(_build(Source, entry, f"{path} [[source]] #{i + 1}") for i, entry in enumerate(raw.get("source", [])))
+    groups = {
+        name: Group(name=name, description=v.get("description", ""), required=bool(v.get("required", False)))
+        for name, v in raw.get("groups", {}).items()
+    }
+    sources = tuple(
+        _build(Source, entry, f"{path} [[source]] #{i + 1}") for i, entry in enumerate(raw.get("source", []))
+    )
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -143,10 +149,18 @@ def load_sources(path: str | Path | None = None) -> SourceTable:
     for source in sources:
         _check_source(source, groups, f"{path} [[source]] '{source.name}'")
     _check_archives(sources, str(path))
-    shared = tuple(_build(SharedFile, entry, f"{path} [[shared_file]] #{i + 1}")
-                   for i, entry in enumerate(raw.get("shared_file", [])))
-    return SourceTable(groups=groups, sources=sources, shared_files=shared,
-                       project_links=dict(raw.get("project_links", {})), expected=dict(raw.get("expected", {})), path=path)
+    shared = tuple(
+        _build(SharedFile, entry, f"{path} [[shared_file]] #{i + 1}")
+        for i, entry in enumerate(raw.get("shared_file", []))
+    )
+    return SourceTable(
+        groups=groups,
+        sources=sources,
+        shared_files=shared,
+        project_links=dict(raw.get("project_links", {})),
+        expected=dict(raw.get("expected", {})),
+        path=path,
+    )
 
 
 def parse_only(text: str | None, table: SourceTable) -> set[str] | None:

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 
 
-def patient_wise_split(df: pd.DataFrame, val_fraction: float, seed: int, names: tuple[str, str] = ("train", "val")) -> pd.Series:
+def patient_wise_split(
+    df: pd.DataFrame, val_fraction: float, seed: int, names: tuple[str, str] = ("train", "val")
+) -> pd.Series:
     """Assign each row to ``names[0]`` or ``names[1]`` so that no patient is in both.
 
     About ``val_fraction`` of the patients go to the second split, drawn separately from the

@@ -88,7 +88,9 @@ def source_checks(root: Path, table: SourceTable) -> list[Check]:
         elif source.rows is not None:
             checks.append(compare(source.group, source.destination, count_rows(path), source.rows, required, "rows"))
         else:
-            checks.append(Check(source.group, source.destination, "ok", path.stat().st_size, source.size, required, "bytes"))
+            checks.append(
+                Check(source.group, source.destination, "ok", path.stat().st_size, source.size, required, "bytes")
+            )
     return checks
 
 
@@ -106,12 +108,22 @@ def nih_checks(root: Path, table: SourceTable) -> list[Check]:
                 pneumonia += "Pneumonia" in row["Finding Labels"].split("|")
         required = table.groups["nih-metadata"].required
         checks.append(compare("nih-metadata", "NIH patients", len(patients), expected.get("nih_patients"), required))
-        checks.append(compare("nih-metadata", "NIH pneumonia images", pneumonia, expected.get("nih_pneumonia"), required))
+        checks.append(
+            compare("nih-metadata", "NIH pneumonia images", pneumonia, expected.get("nih_pneumonia"), required)
+        )
     folders = image_folders(nih)
     found = len(index_images(folders))
     detail = ", ".join(str(f.relative_to(root)) for f in folders) or "no nih/images or nih/images_0NN folder"
-    checks.append(compare("nih-images", "NIH PNG images", found, expected.get("nih_images"),
-                          table.groups["nih-images"].required, detail))
+    checks.append(
+        compare(
+            "nih-images",
+            "NIH PNG images",
+            found,
+            expected.get("nih_images"),
+            table.groups["nih-images"].required,
+            detail,
+        )
+    )
     return checks
 
 
@@ -125,8 +137,17 @@ def kermany_checks(root: Path, table: SourceTable) -> list[Check]:
             if split == "train":
                 checks.append(compare("kermany", f"kermany/{split}/{cls}", found, None, required, "images"))
             else:
-                checks.append(Check("kermany", f"kermany/{split}/{cls}", "ok" if found else "info", found, None, False,
-                                    "images" if found else "absent (optional split)"))
+                checks.append(
+                    Check(
+                        "kermany",
+                        f"kermany/{split}/{cls}",
+                        "ok" if found else "info",
+                        found,
+                        None,
+                        False,
+                        "images" if found else "absent (optional split)",
+                    )
+                )
     return checks
 
 
@@ -134,8 +155,17 @@ def rsna_checks(root: Path, table: SourceTable) -> list[Check]:
     """RSNA DICOMs found (labels are checked as sources; images are optional)."""
     folder = root / "rsna" / "stage_2_train_images"
     found = sum(1 for e in os.scandir(folder) if e.name.endswith(".dcm")) if folder.is_dir() else 0
-    return [Check("rsna", "rsna/stage_2_train_images", "ok" if found else "info", found,
-                  table.expected.get("rsna_images"), False, "DICOMs (optional; labels suffice for EDA)")]
+    return [
+        Check(
+            "rsna",
+            "rsna/stage_2_train_images",
+            "ok" if found else "info",
+            found,
+            table.expected.get("rsna_images"),
+            False,
+            "DICOMs (optional; labels suffice for EDA)",
+        )
+    ]
 
 
 def pneumoniamnist_checks(root: Path, table: SourceTable) -> list[Check]:
@@ -146,8 +176,17 @@ def pneumoniamnist_checks(root: Path, table: SourceTable) -> list[Check]:
     if not path.exists():
         return []  # reported as a missing source already
     with np.load(path) as arrays:
-        return [compare("pneumoniamnist", f"pneumoniamnist {split}", len(arrays[f"{split}_labels"]),
-                        expected.get(split), required, "images") for split in ("train", "val", "test")]
+        return [
+            compare(
+                "pneumoniamnist",
+                f"pneumoniamnist {split}",
+                len(arrays[f"{split}_labels"]),
+                expected.get(split),
+                required,
+                "images",
+            )
+            for split in ("train", "val", "test")
+        ]
 
 
 def weights_checks(root: Path, table: SourceTable) -> list[Check]:
@@ -157,8 +196,17 @@ def weights_checks(root: Path, table: SourceTable) -> list[Check]:
         path = root / shared.target
         required = table.groups[shared.group].required
         if not path.exists():
-            checks.append(Check(shared.group, shared.target, "missing", None, shared.sha256, required,
-                                "absent; keras.applications downloads weights='imagenet' itself"))
+            checks.append(
+                Check(
+                    shared.group,
+                    shared.target,
+                    "missing",
+                    None,
+                    shared.sha256,
+                    required,
+                    "absent; keras.applications downloads weights='imagenet' itself",
+                )
+            )
             continue
         digest = file_digest(path, "sha256")
         status = "ok" if not shared.sha256 or digest == shared.sha256 else "mismatch"
@@ -173,13 +221,23 @@ def project_link_checks(root: Path, project_dir: Path, table: SourceTable) -> li
     for name, relative in table.project_links.items():
         link = project_dir / name
         ok = link.exists() and link.resolve() == (root / relative).resolve()
-        checks.append(Check("project-links", str(link), "ok" if ok else "missing", str(link.resolve()) if link.exists() else None,
-                            str((root / relative).resolve()), True, "made by `pneumocxr data setup`"))
+        checks.append(
+            Check(
+                "project-links",
+                str(link),
+                "ok" if ok else "missing",
+                str(link.resolve()) if link.exists() else None,
+                str((root / relative).resolve()),
+                True,
+                "made by `pneumocxr data setup`",
+            )
+        )
     return checks
 
 
-def verify_data(root: str | os.PathLike, project_dir: str | os.PathLike | None = None,
-                table: SourceTable | None = None) -> list[Check]:
+def verify_data(
+    root: str | os.PathLike, project_dir: str | os.PathLike | None = None, table: SourceTable | None = None
+) -> list[Check]:
     """Every check of the inventory, dataset by dataset (project links when ``project_dir`` is given)."""
     root = Path(root)
     table = table or load_sources()
@@ -189,4 +247,3 @@ def verify_data(root: str | os.PathLike, project_dir: str | os.PathLike | None =
         checks += project_link_checks(root, Path(project_dir), table)
     order = list(table.groups) + ["project-links"]
     return sorted(checks, key=lambda c: order.index(c.group) if c.group in order else len(order))
-

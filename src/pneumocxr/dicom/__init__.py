@@ -18,8 +18,23 @@ from pneumocxr.dicom.read import DicomLimitError, limit_reasons, read_dicom
 from pneumocxr.dicom.sanity import sanity_reasons
 
 __all__ = [
-    "GATE_FIELDS", "GateResult", "gate_and_load", "gate_dicom", "scope_reasons", "VIEW_CODES",
-    "header_reasons", "header_values", "header_warnings", "parse_age", "expand_inputs", "iter_inputs",
-    "MONOCHROME", "DicomPixelError", "dicom_to_pixels", "DicomLimitError", "limit_reasons", "read_dicom",
+    "GATE_FIELDS",
+    "GateResult",
+    "gate_and_load",
+    "gate_dicom",
+    "scope_reasons",
+    "VIEW_CODES",
+    "header_reasons",
+    "header_values",
+    "header_warnings",
+    "parse_age",
+    "expand_inputs",
+    "iter_inputs",
+    "MONOCHROME",
+    "DicomPixelError",
+    "dicom_to_pixels",
+    "DicomLimitError",
+    "limit_reasons",
+    "read_dicom",
     "sanity_reasons",
 ]

@@ -62,8 +62,14 @@ def conformance_rows(gate: GateConfig | None = None) -> list[dict[str, Any]]:
         warnings.simplefilter("ignore")
         for path in corpus():
             result, _ = gate_and_load(path, gate)
-            rows.append({"file": path.name, "accepted": result.accepted, "reasons": result.reasons,
-                         "pixels": pixel_outcome(path, gate)})
+            rows.append(
+                {
+                    "file": path.name,
+                    "accepted": result.accepted,
+                    "reasons": result.reasons,
+                    "pixels": pixel_outcome(path, gate),
+                }
+            )
     return rows
 
 
@@ -76,14 +82,18 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
     accepted = sum(r["accepted"] for r in rows)
     rendered = sum(r["pixels"].startswith("rendered") for r in rows)
     lines = [
-        "# DICOM conformance corpus", "",
+        "# DICOM conformance corpus",
+        "",
         f"Every test file shipped with pydicom {pydicom.__version__} "
         "(`pydicom.data.get_testdata_files()`), through `pneumocxr check` (the gate, default `[gate]`) and the "
         "pixel pipeline. Regenerate with `python -m pneumocxr.dicom.conformance`; "
-        "`tests/test_dicom_conformance.py` fails when this file is out of date.", "",
+        "`tests/test_dicom_conformance.py` fails when this file is out of date.",
+        "",
         f"{len(rows)} files: {accepted} accepted, {len(rows) - accepted} rejected with reasons; the pixel pipeline "
-        f"renders {rendered} and refuses {len(rows) - rendered} with a reason. No exception escapes.", "",
-        "| file | decision | reasons | pixel pipeline |", "|---|---|---|---|",
+        f"renders {rendered} and refuses {len(rows) - rendered} with a reason. No exception escapes.",
+        "",
+        "| file | decision | reasons | pixel pipeline |",
+        "|---|---|---|---|",
     ]
     for row in rows:
         decision = "accepted" if row["accepted"] else "rejected"

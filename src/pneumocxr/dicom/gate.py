@@ -48,8 +48,11 @@ NON_IMAGE_CLASSES = (
     ("1.2.840.10008.5.1.4.1.1.67", "a real world value mapping"),
 )
 # Digital X-Ray / Mammography / Intra-oral "For Processing" SOP classes (PS3.4 B.5)
-FOR_PROCESSING_CLASSES = ("1.2.840.10008.5.1.4.1.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.2.1",
-                          "1.2.840.10008.5.1.4.1.1.1.3.1")
+FOR_PROCESSING_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.1.2.1",
+    "1.2.840.10008.5.1.4.1.1.1.3.1",
+)
 
 
 @dataclass

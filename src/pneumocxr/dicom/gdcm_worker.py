@@ -28,8 +28,13 @@ def _limit_memory() -> None:
 def decode_isolated(filename: str) -> np.ndarray | None:
     """GDCM's decode of a single-frame monochrome image, or None when it fails, crashes or times out."""
     try:
-        done = subprocess.run([sys.executable, "-m", "pneumocxr.dicom.gdcm_worker", filename], capture_output=True,
-                              timeout=TIMEOUT_SECONDS, preexec_fn=_limit_memory, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "pneumocxr.dicom.gdcm_worker", filename],
+            capture_output=True,
+            timeout=TIMEOUT_SECONDS,
+            preexec_fn=_limit_memory,
+            check=False,
+        )
         if done.returncode != 0 or not done.stdout:
             return None
         return np.load(io.BytesIO(done.stdout), allow_pickle=False)

@@ -32,15 +32,27 @@ from pneumocxr.dicom.read import header_int
 # CID 4010 DX View: (coding scheme, code value) -> ViewPosition defined term (PS3.16; legacy SRT codes
 # from pydicom's SNOMED CT <-> SNOMED-RT mapping, R-10214 postero-anterior from the earlier CID 4010).
 VIEW_CODES = {
-    ("SCT", "399348003"): "AP", ("SRT", "R-10206"): "AP",
-    ("SCT", "272479007"): "PA", ("SRT", "R-10214"): "PA", ("SRT", "R-40888"): "PA",
-    ("SCT", "399067008"): "LATERAL", ("SRT", "R-102CD"): "LATERAL",
-    ("SCT", "399198007"): "RL", ("SRT", "R-10232"): "RL",
-    ("SCT", "399173006"): "LL", ("SRT", "R-10236"): "LL",
-    ("SCT", "102535000"): "RLD", ("SCT", "102536004"): "LLD",
+    ("SCT", "399348003"): "AP",
+    ("SRT", "R-10206"): "AP",
+    ("SCT", "272479007"): "PA",
+    ("SRT", "R-10214"): "PA",
+    ("SRT", "R-40888"): "PA",
+    ("SCT", "399067008"): "LATERAL",
+    ("SRT", "R-102CD"): "LATERAL",
+    ("SCT", "399198007"): "RL",
+    ("SRT", "R-10232"): "RL",
+    ("SCT", "399173006"): "LL",
+    ("SRT", "R-10236"): "LL",
+    ("SCT", "102535000"): "RLD",
+    ("SCT", "102536004"): "LLD",
 }
-VIEW_MEANINGS = {"POSTEROANTERIOR": "PA", "ANTEROPOSTERIOR": "AP", "LATERAL": "LATERAL",
-                 "RIGHTLATERAL": "RL", "LEFTLATERAL": "LL"}
+VIEW_MEANINGS = {
+    "POSTEROANTERIOR": "PA",
+    "ANTEROPOSTERIOR": "AP",
+    "LATERAL": "LATERAL",
+    "RIGHTLATERAL": "RL",
+    "LEFTLATERAL": "LL",
+}
 # CID 4031 Common Anatomic Regions: chest and thorax (SCT, legacy SRT) -> CHEST
 CHEST_REGION_CODES = {("SCT", "43799004"), ("SRT", "T-D3000"), ("SCT", "51185008"), ("SRT", "T-D3010")}
 AGE_UNITS_PER_YEAR = {"D": 365.25, "W": 52.1775, "M": 12.0, "Y": 1.0}
@@ -78,9 +90,14 @@ def normalise_view(ds: Dataset) -> dict[str, Any]:
         said = VIEW_MEANINGS.get(re.sub(r"[^A-Z]", "", meaning))
         warning = None
         if term and said and said != term:
-            warning = f"ViewCodeSequence code {scheme} {value} means {term} but its CodeMeaning says '{meaning.lower()}'"
-        return {"view": term or (meaning or f"{scheme} {value}"), "view_source": "ViewCodeSequence",
-                "view_warning": warning}
+            warning = (
+                f"ViewCodeSequence code {scheme} {value} means {term} but its CodeMeaning says '{meaning.lower()}'"
+            )
+        return {
+            "view": term or (meaning or f"{scheme} {value}"),
+            "view_source": "ViewCodeSequence",
+            "view_warning": warning,
+        }
     position = text_value(ds, "PatientPosition")
     return {"view": position, "view_source": "PatientPosition" if position else None, "view_warning": None}
 
@@ -133,8 +150,11 @@ def normalise_age(ds: Dataset) -> dict[str, Any]:
     for keyword in AGE_DATES:
         when = _date(text_value(ds, keyword))
         if birth and when and when >= birth:
-            return {"age": round((when - birth).days / 365.25, 3), "age_raw": raw,
-                    "age_source": f"PatientBirthDate to {keyword}"}
+            return {
+                "age": round((when - birth).days / 365.25, 3),
+                "age_raw": raw,
+                "age_source": f"PatientBirthDate to {keyword}",
+            }
     return {"age": None, "age_raw": raw, "age_source": None}
 
 
@@ -174,8 +194,10 @@ def header_reasons(values: dict[str, Any], gate: GateConfig) -> list[str]:
         shown = values["body_part"] if values["body_part"] is not None else body
         reasons.append(_expect("BodyPartExamined", shown, gate.body_parts))
     if values["view"] is None:
-        reasons.append(f"view is missing (no ViewPosition, ViewCodeSequence or PatientPosition), "
-                       f"expected {' or '.join(gate.views)}")
+        reasons.append(
+            f"view is missing (no ViewPosition, ViewCodeSequence or PatientPosition), "
+            f"expected {' or '.join(gate.views)}"
+        )
     else:
         reasons.append(_expect(values["view_source"], values["view"], gate.views))
     if values["photometric"] is not None and values["photometric"] not in MONOCHROME:
@@ -206,8 +228,10 @@ def age_missing(values: dict[str, Any], gate: GateConfig) -> str | None:
         return None
     raw = values.get("age_raw")
     what = f"PatientAge '{raw}' cannot be parsed" if raw else "PatientAge is missing"
-    return (f"{what} and cannot be derived from PatientBirthDate and StudyDate, so the age range "
-            f"{gate.age_range[0]:g} to {gate.age_range[1]:g} years cannot be checked")
+    return (
+        f"{what} and cannot be derived from PatientBirthDate and StudyDate, so the age range "
+        f"{gate.age_range[0]:g} to {gate.age_range[1]:g} years cannot be checked"
+    )
 
 
 def header_warnings(values: dict[str, Any], gate: GateConfig) -> list[str]:

@@ -92,8 +92,10 @@ def decode(ds: Dataset) -> np.ndarray:
     if "PixelData" not in ds:
         raise DicomPixelError("no pixel data in the file")
     if not ds.file_meta.get("TransferSyntaxUID"):
-        raise DicomPixelError("no File Meta Information and the encoding cannot be inferred "
-                              "(encapsulated pixel data without a Transfer Syntax UID)")
+        raise DicomPixelError(
+            "no File Meta Information and the encoding cannot be inferred "
+            "(encapsulated pixel data without a Transfer Syntax UID)"
+        )
     try:
         array = ds.pixel_array
     except Exception as exc:
@@ -177,7 +179,9 @@ def _stored_bounds(bits_stored: int, signed: bool) -> tuple[float, float]:
     return 0.0, 2.0**bits_stored - 1
 
 
-def modality_transform(values: np.ndarray, ds: Dataset, bounds: tuple[float, float]) -> tuple[np.ndarray, tuple[float, float]]:
+def modality_transform(
+    values: np.ndarray, ds: Dataset, bounds: tuple[float, float]
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Modality LUT Sequence or rescale (either sign) applied; with the output range (low, high).
 
     ``bounds`` is the stored value range; the output range is the LUT's real data range, or the
@@ -213,7 +217,9 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
     return np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0).astype(np.float32)
 
 
-def voi_transform(values: np.ndarray, ds: Dataset, value_range: tuple[float, float]) -> tuple[np.ndarray, tuple[float, float], str]:
+def voi_transform(
+    values: np.ndarray, ds: Dataset, value_range: tuple[float, float]
+) -> tuple[np.ndarray, tuple[float, float], str]:
     """VOI LUT Sequence, else the first window, else nothing; with the output range and what was used.
 
     Returns (image, (low, high), description). A window's output is already [0, 1].

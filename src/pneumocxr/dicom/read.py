@@ -115,8 +115,7 @@ def _read_deflated(path: Path, limit: int) -> Dataset:
         meta = _read_file_meta_info(handle)
         inflated = inflate_bounded(handle, limit)
     dataset = read_dataset(inflated, is_implicit_VR=False, is_little_endian=True)
-    ds = FileDataset(str(path), dataset, preamble=preamble, file_meta=meta,
-                     is_implicit_VR=False, is_little_endian=True)
+    ds = FileDataset(str(path), dataset, preamble=preamble, file_meta=meta, is_implicit_VR=False, is_little_endian=True)
     return ds
 
 
@@ -169,8 +168,10 @@ def limit_reasons(ds: Dataset, gate: GateConfig) -> list[str]:
     reasons = []
     pixels = rows * columns
     if pixels > gate.max_pixels:
-        reasons.append(f"Rows x Columns is {rows} x {columns} = {pixels} pixels, above the limit of "
-                       f"{gate.max_pixels} ([gate] max_pixels)")
+        reasons.append(
+            f"Rows x Columns is {rows} x {columns} = {pixels} pixels, above the limit of "
+            f"{gate.max_pixels} ([gate] max_pixels)"
+        )
     decoded = pixels * samples * frames * bytes_per_sample
     if "PixelData" in ds:
         element = ds.get_item("PixelData")
@@ -180,10 +181,13 @@ def limit_reasons(ds: Dataset, gate: GateConfig) -> list[str]:
         if length != UNDEFINED_LENGTH:
             decoded = max(decoded, length)
     if decoded > gate.max_decoded_bytes:
-        reasons.append(f"pixel data need {decoded} bytes, above the limit of {gate.max_decoded_bytes} "
-                       "([gate] max_decoded_bytes)")
+        reasons.append(
+            f"pixel data need {decoded} bytes, above the limit of {gate.max_decoded_bytes} ([gate] max_decoded_bytes)"
+        )
     if rows > 0 and columns > 0 and max(rows, columns) / min(rows, columns) > gate.max_aspect_ratio:
-        reasons.append(f"Rows x Columns is {rows} x {columns}, an aspect ratio of "
-                       f"{max(rows, columns) / min(rows, columns):.3g}, above the limit of "
-                       f"{gate.max_aspect_ratio:g} ([gate] max_aspect_ratio)")
+        reasons.append(
+            f"Rows x Columns is {rows} x {columns}, an aspect ratio of "
+            f"{max(rows, columns) / min(rows, columns):.3g}, above the limit of "
+            f"{gate.max_aspect_ratio:g} ([gate] max_aspect_ratio)"
+        )
     return reasons

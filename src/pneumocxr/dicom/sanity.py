@@ -44,10 +44,14 @@ def sanity_reasons(image: np.ndarray, gate: GateConfig) -> list[str]:
     reasons = []
     p1, p99 = (float(v) for v in np.percentile(sample, [1, 99]))
     if p99 - p1 < gate.min_dynamic_range:
-        reasons.append(f"the image's dynamic range (1st-99th percentile) is {p99 - p1:.3g}, below "
-                       f"{gate.min_dynamic_range:g} of the display range ([gate] min_dynamic_range)")
+        reasons.append(
+            f"the image's dynamic range (1st-99th percentile) is {p99 - p1:.3g}, below "
+            f"{gate.min_dynamic_range:g} of the display range ([gate] min_dynamic_range)"
+        )
     saturated = float(np.mean((sample <= 0.0) | (sample >= 1.0)))
     if saturated > gate.max_saturated_fraction:
-        reasons.append(f"{saturated:.0%} of the pixels are saturated (0 or 1), above "
-                       f"{gate.max_saturated_fraction:.0%} ([gate] max_saturated_fraction)")
+        reasons.append(
+            f"{saturated:.0%} of the pixels are saturated (0 or 1), above "
+            f"{gate.max_saturated_fraction:.0%} ([gate] max_saturated_fraction)"
+        )
     return reasons

@@ -45,7 +45,7 @@ class Scorer:
             raise ValueError(f"scorer expects grey images (N, {self.image_size}, {self.image_size}), got {grey.shape}")
         out = []
         for start in range(0, len(grey), self.batch_size):
-            inputs = grey_to_model_input(grey[start:start + self.batch_size, ..., None], self.backbone)
+            inputs = grey_to_model_input(grey[start : start + self.batch_size, ..., None], self.backbone)
             scores = np.asarray(self.model(inputs, training=False), dtype=np.float32)
             out.append(scores.reshape(len(scores), -1)[:, -1])
         return np.concatenate(out) if out else np.zeros(0, np.float32)
@@ -70,8 +70,9 @@ def _cells(size: int, grid: int) -> np.ndarray:
     return np.linspace(0, size, grid + 1).round().astype(int)
 
 
-def occlusion_map(scorer: Callable[[np.ndarray], np.ndarray], grey: np.ndarray, grid: int = 8,
-                  fill: float | None = None) -> np.ndarray:
+def occlusion_map(
+    scorer: Callable[[np.ndarray], np.ndarray], grey: np.ndarray, grid: int = 8, fill: float | None = None
+) -> np.ndarray:
     """Occlusion sensitivity of one image: float32 (grid, grid), probability drop per occluded patch.
 
     Parameters
@@ -98,7 +99,7 @@ def occlusion_map(scorer: Callable[[np.ndarray], np.ndarray], grey: np.ndarray, 
     batch = np.repeat(grey[None], grid * grid + 1, axis=0)
     for index in range(grid * grid):
         r, c = divmod(index, grid)
-        batch[index + 1, edges[r]:edges[r + 1], edges[c]:edges[c + 1]] = value
+        batch[index + 1, edges[r] : edges[r + 1], edges[c] : edges[c + 1]] = value
     scores = np.asarray(scorer(batch), dtype=np.float32)
     return (scores[0] - scores[1:]).reshape(grid, grid)
 
@@ -134,8 +135,13 @@ def compare_attributions(cam: np.ndarray, occlusion: np.ndarray) -> dict[str, An
     rho = float("nan") if constant else float(spearmanr(flat_cam, flat_occ).statistic)
     cam_peak, occ_peak = _peak_cell(pooled), _peak_cell(occlusion)
     distance = max(abs(cam_peak[0] - occ_peak[0]), abs(cam_peak[1] - occ_peak[1]))
-    return {"spearman": rho, "same_peak": distance == 0, "near_peak": distance <= 1,
-            "cam_peak": cam_peak, "occlusion_peak": occ_peak}
+    return {
+        "spearman": rho,
+        "same_peak": distance == 0,
+        "near_peak": distance <= 1,
+        "cam_peak": cam_peak,
+        "occlusion_peak": occ_peak,
+    }
 
 
 def attribution_center_share(heatmap: np.ndarray, margin: float = CENTER_MARGIN) -> float:
@@ -170,14 +176,18 @@ def border_variant(grey: np.ndarray, fraction: float, mode: str) -> np.ndarray:
         raise ValueError(f"border fraction {fraction} must leave a centre (0 < fraction < 0.5)")
     if mode == "mask":
         out = np.full_like(grey, float(grey.mean()))
-        out[band:size - band, band:size - band] = grey[band:size - band, band:size - band]
+        out[band : size - band, band : size - band] = grey[band : size - band, band : size - band]
         return out
-    return model_grey(grey[band:size - band, band:size - band], size)
+    return model_grey(grey[band : size - band, band : size - band], size)
 
 
-def border_dependence(scorer: Callable[[np.ndarray], np.ndarray], greys: Sequence[np.ndarray],
-                      fractions: Sequence[float] = BORDER_FRACTIONS, modes: Sequence[str] = BORDER_MODES,
-                      threshold: float | None = None) -> list[dict[str, Any]]:
+def border_dependence(
+    scorer: Callable[[np.ndarray], np.ndarray],
+    greys: Sequence[np.ndarray],
+    fractions: Sequence[float] = BORDER_FRACTIONS,
+    modes: Sequence[str] = BORDER_MODES,
+    threshold: float | None = None,
+) -> list[dict[str, Any]]:
     """How much the probability moves when the border is masked or cropped, per mode and fraction.
 
     Parameters
@@ -205,9 +215,16 @@ def border_dependence(scorer: Callable[[np.ndarray], np.ndarray], greys: Sequenc
             variant = np.stack([border_variant(g, fraction, mode) for g in greys])
             change = np.asarray(scorer(variant), dtype=np.float64) - base
             flipped = None if threshold is None else int(((base >= threshold) != (base + change >= threshold)).sum())
-            rows.append({"mode": mode, "fraction": float(fraction), "n": len(greys),
-                         "mean_abs_change": float(np.abs(change).mean()),
-                         "median_abs_change": float(np.median(np.abs(change))),
-                         "max_abs_change": float(np.abs(change).max()), "mean_change": float(change.mean()),
-                         "flipped": flipped})
+            rows.append(
+                {
+                    "mode": mode,
+                    "fraction": float(fraction),
+                    "n": len(greys),
+                    "mean_abs_change": float(np.abs(change).mean()),
+                    "median_abs_change": float(np.median(np.abs(change))),
+                    "max_abs_change": float(np.abs(change).max()),
+                    "mean_change": float(change.mean()),
+                    "flipped": flipped,
+                }
+            )
     return rows

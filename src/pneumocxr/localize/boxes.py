@@ -56,19 +56,31 @@ class Box:
 
     def contains(self, row: float, column: float, tolerance: float = 0.0) -> bool:
         """True when the point (row, column) lies inside the box grown by ``tolerance`` pixels."""
-        return (self.x - tolerance <= column <= self.x + self.width + tolerance
-                and self.y - tolerance <= row <= self.y + self.height + tolerance)
+        return (
+            self.x - tolerance <= column <= self.x + self.width + tolerance
+            and self.y - tolerance <= row <= self.y + self.height + tolerance
+        )
 
     def to_dict(self, digits: int = 1) -> dict[str, float]:
         """``{"x", "y", "width", "height", "score"}`` rounded for a results table (score to 4 digits)."""
-        return {"x": round(self.x, digits), "y": round(self.y, digits), "width": round(self.width, digits),
-                "height": round(self.height, digits), "score": round(self.score, 4)}
+        return {
+            "x": round(self.x, digits),
+            "y": round(self.y, digits),
+            "width": round(self.width, digits),
+            "height": round(self.height, digits),
+            "score": round(self.score, 4),
+        }
 
     @classmethod
     def from_dict(cls, item: dict) -> Box:
         """The inverse of ``to_dict`` (score 1 when absent)."""
-        return cls(float(item["x"]), float(item["y"]), float(item["width"]), float(item["height"]),
-                   float(item.get("score", 1.0)))
+        return cls(
+            float(item["x"]),
+            float(item["y"]),
+            float(item["width"]),
+            float(item["height"]),
+            float(item.get("score", 1.0)),
+        )
 
 
 def as_array(boxes: Iterable[Box]) -> np.ndarray:
@@ -83,8 +95,9 @@ def iou_matrix(first: Sequence[Box], second: Sequence[Box]) -> np.ndarray:
     width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = width * height
-    union = ((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-             - inter)
+    union = (
+        (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    )
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
@@ -106,9 +119,15 @@ def _merge(boxes: list[Box], overlap: float) -> list[Box]:
     return kept
 
 
-def cam_boxes(heatmap: np.ndarray, image_shape: tuple[int, int], threshold: float = DEFAULT_BOX_THRESHOLD,
-              probability: float = 1.0, min_area: float = MIN_AREA, max_boxes: int = MAX_BOXES,
-              merge_overlap: float = MERGE_OVERLAP) -> list[Box]:
+def cam_boxes(
+    heatmap: np.ndarray,
+    image_shape: tuple[int, int],
+    threshold: float = DEFAULT_BOX_THRESHOLD,
+    probability: float = 1.0,
+    min_area: float = MIN_AREA,
+    max_boxes: int = MAX_BOXES,
+    merge_overlap: float = MERGE_OVERLAP,
+) -> list[Box]:
     """Candidate boxes from a class-activation map, in original image pixels, highest score first.
 
     Parameters
@@ -154,8 +173,15 @@ def cam_boxes(heatmap: np.ndarray, image_shape: tuple[int, int], threshold: floa
         top, left, bottom, right = region.bbox
         if (bottom - top) * (right - left) < min_area * rows * columns:
             continue
-        boxes.append(Box(float(left), float(top), float(right - left), float(bottom - top),
-                         float(probability) * float(region.intensity_max)))
+        boxes.append(
+            Box(
+                float(left),
+                float(top),
+                float(right - left),
+                float(bottom - top),
+                float(probability) * float(region.intensity_max),
+            )
+        )
     return sorted(_merge(boxes, merge_overlap), key=lambda b: -b.score)[:max_boxes]
 
 

@@ -31,8 +31,9 @@ def boxes_beside_heatmap(predictor, row: dict):
     case = load_case(Found(Path(row["path"])), 1, predictor, Options(resolve_salt(None), keep_display=True))
     heatmap = explain.gradcam_heatmaps(predictor.grad_model(), case.model_input[None])[0]
     reported = row.get("boxes") or []
-    candidates = reported or [b.to_dict() for b in cam_boxes(heatmap, case.shape, predictor.box_threshold,
-                                                              row["probability"])]
+    candidates = reported or [
+        b.to_dict() for b in cam_boxes(heatmap, case.shape, predictor.box_threshold, row["probability"])
+    ]
     scale = case.pixels.shape[0] / case.shape[0]
     fig = Figure(figsize=(11, 5.2), dpi=100)
     left, right = fig.subplots(1, 2)
@@ -41,8 +42,11 @@ def boxes_beside_heatmap(predictor, row: dict):
     left.set_title(f"Grad-CAM, P(pneumonia) = {row['probability']:.3f}", fontsize=9)
     right.imshow(case.pixels, cmap="gray", vmin=0, vmax=1)
     explain.draw_boxes(right, candidates, scale)
-    state = f"{len(reported)} box(es) reported" if reported else (
-        f"labelled {row['label']}: {len(candidates)} candidate box(es), not reported")
+    state = (
+        f"{len(reported)} box(es) reported"
+        if reported
+        else (f"labelled {row['label']}: {len(candidates)} candidate box(es), not reported")
+    )
     right.set_title(f"boxes at {predictor.box_threshold:g} of the peak: {state}", fontsize=9)
     for ax in (left, right):
         ax.set_xlabel("column (pixels)", fontsize=8)
@@ -61,6 +65,12 @@ def box_table(rows: list[dict]) -> list[dict]:
         for rank, box in enumerate(row.get("boxes") or [], start=1):
             lines.append({"file": Path(row["path"]).name, "label": row["label"], "rank": rank, **box})
         if not row.get("boxes"):
-            lines.append({"file": Path(row["path"]).name, "label": row["label"], "rank": None,
-                          **dict.fromkeys(("x", "y", "width", "height", "score"), np.nan)})
+            lines.append(
+                {
+                    "file": Path(row["path"]).name,
+                    "label": row["label"],
+                    "rank": None,
+                    **dict.fromkeys(("x", "y", "width", "height", "score"), np.nan),
+                }
+            )
     return lines

@@ -30,8 +30,9 @@ from pneumocxr.localize.boxes import Box, iou_matrix
 RSNA_IOU_THRESHOLDS = tuple(round(0.40 + 0.05 * i, 2) for i in range(8))  # 0.40, 0.45, ..., 0.75
 
 
-def rsna_image_score(predicted: Sequence[Box], reference: Sequence[Box],
-                     thresholds: Sequence[float] = RSNA_IOU_THRESHOLDS) -> float | None:
+def rsna_image_score(
+    predicted: Sequence[Box], reference: Sequence[Box], thresholds: Sequence[float] = RSNA_IOU_THRESHOLDS
+) -> float | None:
     """The RSNA challenge score of one image (module doc), or None when both box lists are empty.
 
     Parameters
@@ -75,8 +76,9 @@ def best_box_iou(predicted: Sequence[Box], reference: Sequence[Box]) -> float | 
     return float(iou_matrix([top], reference).max())
 
 
-def pointing_hit(heatmap: np.ndarray, image_shape: tuple[int, int], reference: Sequence[Box],
-                 tolerance: float = 0.0) -> bool | None:
+def pointing_hit(
+    heatmap: np.ndarray, image_shape: tuple[int, int], reference: Sequence[Box], tolerance: float = 0.0
+) -> bool | None:
     """Whether the heatmap's maximum (cell centre, in original pixels) falls in a reference box.
 
     None when the image has no reference box; False when the heatmap is flat zero (no maximum).
@@ -91,8 +93,9 @@ def pointing_hit(heatmap: np.ndarray, image_shape: tuple[int, int], reference: S
     return any(box.contains(row, column, tolerance) for box in reference)
 
 
-def mean_with_ci(values: Sequence[float | None], groups: Any = None, n_boot: int = 1000, seed: int = 0,
-                 alpha: float = 0.05) -> dict[str, Any]:
+def mean_with_ci(
+    values: Sequence[float | None], groups: Any = None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, Any]:
     """Mean of the non-None values with a percentile bootstrap ``(ci_low, ci_high)`` and ``n``.
 
     ``groups`` (one per value, e.g. patient ids) makes the bootstrap resample whole groups. Returns

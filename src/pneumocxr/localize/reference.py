@@ -64,8 +64,9 @@ def load_rsna_boxes(path: str | os.PathLike) -> pd.DataFrame:
     positive = raw["Target"] == 1
     if raw.loc[positive, ["x", "y", "width", "height"]].isna().any(axis=None):
         raise ValueError(f"{path}: a Target=1 row has no box coordinates")
-    frame = pd.DataFrame({"image_id": raw["patientId"].astype(str),
-                          "finding": np.where(positive, RSNA_FINDING, "none")})
+    frame = pd.DataFrame(
+        {"image_id": raw["patientId"].astype(str), "finding": np.where(positive, RSNA_FINDING, "none")}
+    )
     for column in ("x", "y", "width", "height"):
         frame[column] = raw[column].astype(float).where(positive)
     return frame
@@ -115,8 +116,10 @@ def load_boxed_films(root: str | os.PathLike) -> list[BoxedFilm]:
         path = (manifest_path.parent / file).resolve()
         if not path.is_file():
             continue
-        ids = {d: str(rows.loc[rows["dataset"] == d, "image_id"].iloc[0]) if (rows["dataset"] == d).any() else None
-               for d in ("nih", "rsna")}
+        ids = {
+            d: str(rows.loc[rows["dataset"] == d, "image_id"].iloc[0]) if (rows["dataset"] == d).any() else None
+            for d in ("nih", "rsna")
+        }
         films.append(BoxedFilm(path, ids["nih"], ids["rsna"], split_part(path.name)))
     return films
 

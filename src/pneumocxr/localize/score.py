@@ -55,14 +55,16 @@ def film_outputs(predictor, films: Sequence[BoxedFilm], batch_size: int = 8) -> 
 
     outputs = []
     for start in range(0, len(films), batch_size):
-        chunk = films[start:start + batch_size]
+        chunk = films[start : start + batch_size]
         pixels = [load_pixels(f.path) for f in chunk]
         greys = np.stack([model_grey(p, predictor.image_size) for p in pixels])
         inputs = np.asarray(grey_to_model_input(greys[..., None], predictor.backbone))
         probabilities = predict_probabilities(predictor, inputs, batch_size)
         heatmaps = explain.gradcam_heatmaps(predictor.grad_model(), inputs)
-        outputs += [FilmOutput(f, p.shape, float(q), h, g) for f, p, q, h, g in
-                    zip(chunk, pixels, probabilities, heatmaps, greys)]
+        outputs += [
+            FilmOutput(f, p.shape, float(q), h, g)
+            for f, p, q, h, g in zip(chunk, pixels, probabilities, heatmaps, greys)
+        ]
     return outputs
 
 
@@ -91,12 +93,18 @@ def reference_area_share(reference: Sequence[Box], shape: tuple[int, int]) -> fl
     """Fraction of the image covered by the union of the reference boxes (the pointing game's chance rate)."""
     mask = np.zeros(shape, bool)
     for box in reference:
-        mask[int(box.y):int(np.ceil(box.y + box.height)), int(box.x):int(np.ceil(box.x + box.width))] = True
+        mask[int(box.y) : int(np.ceil(box.y + box.height)), int(box.x) : int(np.ceil(box.x + box.width))] = True
     return float(mask.mean())
 
 
-def score_reference(outputs: Sequence[FilmOutput], name: str, run_threshold: float, box_threshold: float,
-                    n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def score_reference(
+    outputs: Sequence[FilmOutput],
+    name: str,
+    run_threshold: float,
+    box_threshold: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Every metric for one reference set (``rsna`` or ``nih/<finding>``) over the films that carry it."""
     scored = [o for o in outputs if name in o.references]
     predicted = [predicted_boxes(o, run_threshold, box_threshold) for o in scored]
@@ -104,27 +112,34 @@ def score_reference(outputs: Sequence[FilmOutput], name: str, run_threshold: flo
     boxed = [(o, r) for o, r in zip(scored, references) if r]
     pointing = [pointing_hit(o.heatmap, o.shape, r) for o, r in boxed]
     return {
-        "n_films": len(scored), "n_films_with_boxes": len(boxed),
+        "n_films": len(scored),
+        "n_films_with_boxes": len(boxed),
         "n_labelled_pneumonia": int(sum(o.probability >= run_threshold for o in scored)),
-        "rsna_map": mean_with_ci([rsna_image_score(p, r) for p, r in zip(predicted, references)], n_boot=n_boot,
-                                 seed=seed),
-        "best_box_iou": mean_with_ci([best_box_iou(p, r) for p, r in zip(predicted, references)], n_boot=n_boot,
-                                     seed=seed),
+        "rsna_map": mean_with_ci(
+            [rsna_image_score(p, r) for p, r in zip(predicted, references)], n_boot=n_boot, seed=seed
+        ),
+        "best_box_iou": mean_with_ci(
+            [best_box_iou(p, r) for p, r in zip(predicted, references)], n_boot=n_boot, seed=seed
+        ),
         "pointing_game": mean_with_ci([float(h) for h in pointing], n_boot=n_boot, seed=seed),
         "pointing_chance": float(np.mean([reference_area_share(r, o.shape) for o, r in boxed])) if boxed else None,
     }
 
 
-def choose_box_threshold(outputs: Sequence[FilmOutput], run_threshold: float,
-                         candidates: Sequence[float] = BOX_THRESHOLD_CANDIDATES) -> dict[str, Any]:
+def choose_box_threshold(
+    outputs: Sequence[FilmOutput], run_threshold: float, candidates: Sequence[float] = BOX_THRESHOLD_CANDIDATES
+) -> dict[str, Any]:
     """The box threshold with the best RSNA challenge metric on ``outputs`` (the tune part).
 
     Ties (e.g. no film labelled pneumonia) go to the candidate nearest ``DEFAULT_BOX_THRESHOLD``.
     """
     values = {}
     for candidate in candidates:
-        scores = [rsna_image_score(predicted_boxes(o, run_threshold, candidate), o.references[RSNA_REFERENCE])
-                  for o in outputs if RSNA_REFERENCE in o.references]
+        scores = [
+            rsna_image_score(predicted_boxes(o, run_threshold, candidate), o.references[RSNA_REFERENCE])
+            for o in outputs
+            if RSNA_REFERENCE in o.references
+        ]
         kept = [s for s in scores if s is not None]
         values[float(candidate)] = float(np.mean(kept)) if kept else float("nan")
     finite = {c: v for c, v in values.items() if np.isfinite(v)}
@@ -133,13 +148,17 @@ def choose_box_threshold(outputs: Sequence[FilmOutput], run_threshold: float,
         chosen = min((c for c, v in finite.items() if v == best), key=lambda c: abs(c - DEFAULT_BOX_THRESHOLD))
     else:
         chosen = DEFAULT_BOX_THRESHOLD
-    return {"value": chosen, "rule": "max RSNA challenge metric on the tune part, ties nearest "
-            f"{DEFAULT_BOX_THRESHOLD}", "criterion_by_candidate": values,
-            "n_tune_films": sum(RSNA_REFERENCE in o.references for o in outputs)}
+    return {
+        "value": chosen,
+        "rule": f"max RSNA challenge metric on the tune part, ties nearest {DEFAULT_BOX_THRESHOLD}",
+        "criterion_by_candidate": values,
+        "n_tune_films": sum(RSNA_REFERENCE in o.references for o in outputs),
+    }
 
 
-def score_outputs(outputs: Sequence[FilmOutput], run_threshold: float, n_boot: int = 1000,
-                  seed: int = 0) -> dict[str, Any]:
+def score_outputs(
+    outputs: Sequence[FilmOutput], run_threshold: float, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Choose the box threshold on the tune part and score every reference set on the report part."""
     tune = [o for o in outputs if o.film.part == "tune"]
     report = [o for o in outputs if o.film.part == "report"]
@@ -155,7 +174,15 @@ def film_rows(outputs: Sequence[FilmOutput], run_threshold: float, box_threshold
     for o in outputs:
         boxes = predicted_boxes(o, run_threshold, box_threshold)
         hits = {name: pointing_hit(o.heatmap, o.shape, ref) for name, ref in o.references.items()}
-        rows.append({"file": o.film.path.name, "part": o.film.part, "nih_id": o.film.nih_id,
-                     "rsna_id": o.film.rsna_id, "probability": o.probability,
-                     "boxes": [b.to_dict() for b in boxes], "pointing": hits})
+        rows.append(
+            {
+                "file": o.film.path.name,
+                "part": o.film.part,
+                "nih_id": o.film.nih_id,
+                "rsna_id": o.film.rsna_id,
+                "probability": o.probability,
+                "boxes": [b.to_dict() for b in boxes],
+                "pointing": hits,
+            }
+        )
     return rows

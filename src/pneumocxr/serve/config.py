@@ -20,10 +20,10 @@ from pneumocxr.config import build_table as build_dataclass  # the one TOML-tabl
 # Storage SOP classes a chest radiograph arrives in (PS3.4 B.5): CR, DX for presentation and for
 # processing, and Secondary Capture (many PACS exports of radiographs, the classic test files).
 XRAY_STORAGE_CLASSES = (
-    "1.2.840.10008.5.1.4.1.1.1",      # Computed Radiography Image Storage
-    "1.2.840.10008.5.1.4.1.1.1.1",    # Digital X-Ray Image Storage - For Presentation
+    "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
+    "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray Image Storage - For Presentation
     "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image Storage - For Processing
-    "1.2.840.10008.5.1.4.1.1.7",      # Secondary Capture Image Storage
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
 )
 MAX_AE_LENGTH = 16  # PS3.5 6.2: AE titles are at most 16 characters
 
@@ -172,9 +172,15 @@ class ServeConfig:
 
     def summary(self) -> dict[str, Any]:
         """What the FDA report says about the node: AE titles, port, TLS, destination, outputs (no paths)."""
-        return {"ae_title": self.node.ae_title, "port": self.node.port, "tls": self.tls.enabled,
-                "callers": list(self.node.allowed_calling_ae_titles), "destination": self.destination.ae_title,
-                "secondary_capture": self.worker.secondary_capture, "batch_size": self.worker.batch_size}
+        return {
+            "ae_title": self.node.ae_title,
+            "port": self.node.port,
+            "tls": self.tls.enabled,
+            "callers": list(self.node.allowed_calling_ae_titles),
+            "destination": self.destination.ae_title,
+            "secondary_capture": self.worker.secondary_capture,
+            "batch_size": self.worker.batch_size,
+        }
 
     @property
     def journal_path(self) -> Path:

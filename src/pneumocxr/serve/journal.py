@@ -80,13 +80,15 @@ class Journal:
         """True when this source instance was already received (a resend)."""
         return bool(self.query("SELECT 1 FROM instances WHERE sop_instance_uid = ?", (sop_instance_uid,)))
 
-    def record_received(self, sop_instance_uid: str, sop_class_uid: str, calling_ae: str, inbox_path: str,
-                        size_bytes: int) -> bool:
+    def record_received(
+        self, sop_instance_uid: str, sop_class_uid: str, calling_ae: str, inbox_path: str, size_bytes: int
+    ) -> bool:
         """Journal a received instance as queued (committed on return); False when it was already known."""
         added = self._write(
             "INSERT OR IGNORE INTO instances (sop_instance_uid, sop_class_uid, calling_ae, inbox_path, size_bytes,"
             " received_at, status) VALUES (?, ?, ?, ?, ?, ?, 'queued')",
-            (sop_instance_uid, sop_class_uid, calling_ae, inbox_path, size_bytes, time.time()))
+            (sop_instance_uid, sop_class_uid, calling_ae, inbox_path, size_bytes, time.time()),
+        )
         if not added:
             self._write("UPDATE instances SET resends = resends + 1 WHERE sop_instance_uid = ?", (sop_instance_uid,))
         return bool(added)
@@ -99,29 +101,40 @@ class Journal:
     def start_scoring(self, uids: list[str]) -> None:
         """Count a scoring attempt for each instance before the model sees it (poison-pill guard)."""
         with self.connection() as conn:
-            conn.executemany("UPDATE instances SET score_attempts = score_attempts + 1 WHERE sop_instance_uid = ?",
-                             [(u,) for u in uids])
+            conn.executemany(
+                "UPDATE instances SET score_attempts = score_attempts + 1 WHERE sop_instance_uid = ?",
+                [(u,) for u in uids],
+            )
 
     def record_results(self, results: list[dict[str, Any]]) -> None:
         """Store a batch's outcomes in one transaction: each dict has the instance's uid and new columns."""
         now = time.time()
         with self.connection() as conn:
             for r in results:
-                values = {**r, "reasons": json.dumps(r.get("reasons") or []),
-                          "warnings": json.dumps(r.get("warnings") or []), "scored_at": now, "next_attempt_at": now}
+                values = {
+                    **r,
+                    "reasons": json.dumps(r.get("reasons") or []),
+                    "warnings": json.dumps(r.get("warnings") or []),
+                    "scored_at": now,
+                    "next_attempt_at": now,
+                }
                 conn.execute(
                     "UPDATE instances SET status = :status, study_instance_uid = :study_instance_uid,"
                     " patient_hash = :patient_hash, probability = :probability, label = :label,"
                     " threshold = :threshold, reasons = :reasons, warnings = :warnings, run_id = :run_id,"
                     " sr_path = :sr_path, sc_path = :sc_path, scored_at = :scored_at,"
                     " next_attempt_at = :next_attempt_at WHERE sop_instance_uid = :sop_instance_uid"
-                    " AND status = 'queued'", values)
+                    " AND status = 'queued'",
+                    values,
+                )
 
     # delivering
     def due(self, now: float, limit: int) -> list[dict[str, Any]]:
         """Scored instances whose next delivery attempt is due, oldest first."""
-        return self.query("SELECT * FROM instances WHERE status = 'scored' AND next_attempt_at <= ?"
-                          " ORDER BY received_at LIMIT ?", (now, limit))
+        return self.query(
+            "SELECT * FROM instances WHERE status = 'scored' AND next_attempt_at <= ? ORDER BY received_at LIMIT ?",
+            (now, limit),
+        )
 
     def delivered_kinds(self, source_uid: str) -> set[str]:
         """Which result objects of this source the PACS has already acknowledged."""
@@ -133,8 +146,10 @@ class Journal:
 
     def mark_delivered(self, source_uid: str) -> None:
         """Every result object of the source is in the PACS."""
-        self._write("UPDATE instances SET status = 'delivered', delivered_at = ?, last_error = NULL"
-                    " WHERE sop_instance_uid = ?", (time.time(), source_uid))
+        self._write(
+            "UPDATE instances SET status = 'delivered', delivered_at = ?, last_error = NULL WHERE sop_instance_uid = ?",
+            (time.time(), source_uid),
+        )
 
     def delivery_failed(self, source_uid: str, error: str, backoff_seconds: float, max_attempts: int) -> None:
         """Count a failed attempt and schedule the next (status ``failed`` once ``max_attempts`` is reached)."""
@@ -143,7 +158,8 @@ class Journal:
                 "UPDATE instances SET delivery_attempts = delivery_attempts + 1, last_error = ?,"
                 " next_attempt_at = ?, status = CASE WHEN ? > 0 AND delivery_attempts + 1 >= ? THEN 'failed'"
                 " ELSE status END WHERE sop_instance_uid = ?",
-                (error[:300], time.time() + backoff_seconds, max_attempts, max_attempts, source_uid))
+                (error[:300], time.time() + backoff_seconds, max_attempts, max_attempts, source_uid),
+            )
 
     # reporting
     def counts(self) -> dict[str, int]:

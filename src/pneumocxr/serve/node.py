@@ -59,8 +59,12 @@ def _deliver_loop(deliverer: Deliverer, stop: threading.Event) -> None:
     deliverer.journal.close()
 
 
-def serve(config: ServeConfig, run_dir: str | os.PathLike, stop: threading.Event | None = None,
-          ready: threading.Event | None = None) -> int:
+def serve(
+    config: ServeConfig,
+    run_dir: str | os.PathLike,
+    stop: threading.Event | None = None,
+    ready: threading.Event | None = None,
+) -> int:
     """Run the node until ``stop`` is set or SIGTERM/SIGINT arrives (signals only from the main thread)."""
     stop = stop or threading.Event()
     # Library warnings may quote header values (highdicom's person-name check prints PatientName);
@@ -74,8 +78,9 @@ def serve(config: ServeConfig, run_dir: str | os.PathLike, stop: threading.Event
     worker = Worker(config, Path(run_dir), journal)
     worker.load()
     server = start_scp(config, journal)
-    deliverer_thread = threading.Thread(target=_deliver_loop, args=(Deliverer(config, journal), stop),
-                                        name="pneumocxr-deliver", daemon=True)
+    deliverer_thread = threading.Thread(
+        target=_deliver_loop, args=(Deliverer(config, journal), stop), name="pneumocxr-deliver", daemon=True
+    )
     deliverer_thread.start()
     if ready is not None:
         ready.set()

@@ -41,12 +41,21 @@ ALGORITHM_NAME = "pneumocxr pneumonia triage (VGG16)"
 
 def sr_uids(source_uid: str, run_id: str) -> tuple[str, str]:
     """(series UID, SOP instance UID) of the report: deterministic in the source instance and the run."""
-    return (generate_uid(entropy_srcs=["pneumocxr-sr-series", source_uid, run_id]),
-            generate_uid(entropy_srcs=["pneumocxr-sr", source_uid, run_id]))
+    return (
+        generate_uid(entropy_srcs=["pneumocxr-sr-series", source_uid, run_id]),
+        generate_uid(entropy_srcs=["pneumocxr-sr", source_uid, run_id]),
+    )
 
 
-EVIDENCE_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-                     "SpecificCharacterSet", *STUDY_KEYWORDS, *IDENTITY_KEYWORDS)
+EVIDENCE_KEYWORDS = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SpecificCharacterSet",
+    *STUDY_KEYWORDS,
+    *IDENTITY_KEYWORDS,
+)
 
 
 def evidence_header(source: Dataset) -> Dataset:
@@ -87,30 +96,54 @@ def triage_report(source: Dataset, row: dict[str, Any], run_id: str) -> hd.sr.Co
     flagged = row["label"] == "pneumonia"
     source = evidence_header(source)
     algorithm = hd.sr.AlgorithmIdentification(
-        name=ALGORITHM_NAME, version=__version__, manufacturer="pneumocxr",
-        parameters=[f"run_id={run_id}", f"threshold={row['threshold']:.6f}"])
+        name=ALGORITHM_NAME,
+        version=__version__,
+        manufacturer="pneumocxr",
+        parameters=[f"run_id={run_id}", f"threshold={row['threshold']:.6f}"],
+    )
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(identifier="pneumonia triage",
-                                                     uid=generate_uid(entropy_srcs=["pneumocxr-track", str(source.SOPInstanceUID), run_id])),
-        finding_type=PNEUMONIA, algorithm_id=algorithm,
-        measurements=[hd.sr.Measurement(name=PROBABILITY, value=float(row["probability"]), unit=NO_UNITS,
-                                        algorithm_id=algorithm),
-                      hd.sr.Measurement(name=THRESHOLD, value=float(row["threshold"]), unit=NO_UNITS)],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(PNEUMONIA, PRESENT if flagged else ABSENT),
-                                 hd.sr.QualitativeEvaluation(TRIAGE_FLAG, PRESENT if flagged else ABSENT)],
-        source_images=[hd.sr.SourceImageForMeasurementGroup(str(source.SOPClassUID), str(source.SOPInstanceUID))])
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            identifier="pneumonia triage",
+            uid=generate_uid(entropy_srcs=["pneumocxr-track", str(source.SOPInstanceUID), run_id]),
+        ),
+        finding_type=PNEUMONIA,
+        algorithm_id=algorithm,
+        measurements=[
+            hd.sr.Measurement(name=PROBABILITY, value=float(row["probability"]), unit=NO_UNITS, algorithm_id=algorithm),
+            hd.sr.Measurement(name=THRESHOLD, value=float(row["threshold"]), unit=NO_UNITS),
+        ],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(PNEUMONIA, PRESENT if flagged else ABSENT),
+            hd.sr.QualitativeEvaluation(TRIAGE_FLAG, PRESENT if flagged else ABSENT),
+        ],
+        source_images=[hd.sr.SourceImageForMeasurementGroup(str(source.SOPClassUID), str(source.SOPInstanceUID))],
+    )
     device = hd.sr.DeviceObserverIdentifyingAttributes(
-        uid=generate_uid(entropy_srcs=["pneumocxr-device", run_id]), name="pneumocxr serve",
-        manufacturer_name="pneumocxr", model_name=f"pneumocxr {__version__} run {run_id}")
-    context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device, observer_identifying_attributes=device))
-    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=CHEST_XRAY,
-                                     imaging_measurements=[group])
+        uid=generate_uid(entropy_srcs=["pneumocxr-device", run_id]),
+        name="pneumocxr serve",
+        manufacturer_name="pneumocxr",
+        model_name=f"pneumocxr {__version__} run {run_id}",
+    )
+    context = hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device, observer_identifying_attributes=device
+        )
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=context, procedure_reported=CHEST_XRAY, imaging_measurements=[group]
+    )
     series_uid, sop_uid = sr_uids(str(source.SOPInstanceUID), run_id)
     sr = hd.sr.ComprehensiveSR(
-        evidence=[source], content=report[0], series_instance_uid=series_uid, series_number=SERIES_NUMBER,
-        sop_instance_uid=sop_uid, instance_number=1, manufacturer="pneumocxr", is_complete=True,
-        series_description="pneumocxr pneumonia triage (decision aid, not a diagnosis)")
+        evidence=[source],
+        content=report[0],
+        series_instance_uid=series_uid,
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=sop_uid,
+        instance_number=1,
+        manufacturer="pneumocxr",
+        is_complete=True,
+        series_description="pneumocxr pneumonia triage (decision aid, not a diagnosis)",
+    )
     return sr
 
 
@@ -128,5 +161,9 @@ def report_values(sr: Dataset) -> dict[str, Any]:
             walk(item.get("ContentSequence", []))
 
     walk(sr.get("ContentSequence", []))
-    return {"probability": out.get(PROBABILITY.value), "threshold": out.get(THRESHOLD.value),
-            "pneumonia": out.get(PNEUMONIA.value), "flagged": out.get(TRIAGE_FLAG.value) == "Present"}
+    return {
+        "probability": out.get(PROBABILITY.value),
+        "threshold": out.get(THRESHOLD.value),
+        "pneumonia": out.get(PNEUMONIA.value),
+        "flagged": out.get(TRIAGE_FLAG.value) == "Present",
+    }

@@ -90,8 +90,13 @@ class StorageHandler:
         caller = event.assoc.requestor.ae_title
         size = request.DataSet.getbuffer().nbytes
         if size > self.config.node.max_instance_bytes:
-            log.warning("instance %s from %s refused: %d bytes exceed max_instance_bytes %d",
-                        uid, caller, size, self.config.node.max_instance_bytes)
+            log.warning(
+                "instance %s from %s refused: %d bytes exceed max_instance_bytes %d",
+                uid,
+                caller,
+                size,
+                self.config.node.max_instance_bytes,
+            )
             return OUT_OF_RESOURCES
         if not uid:
             return CANNOT_UNDERSTAND
@@ -141,8 +146,14 @@ def start_scp(config: ServeConfig, journal: Journal):
     handler = StorageHandler(config, journal)
     ae = build_ae(config)
     handlers = [(evt.EVT_C_STORE, handler.on_store), (evt.EVT_REQUESTED, handler.on_requested)]
-    server = ae.start_server((config.node.host, config.node.port), block=False, evt_handlers=handlers,
-                             ssl_context=ssl_context(config))
-    log.info("listening as %s on %s:%d%s", config.node.ae_title, config.node.host, server.server_address[1],
-             " (TLS)" if config.tls.enabled else "")
+    server = ae.start_server(
+        (config.node.host, config.node.port), block=False, evt_handlers=handlers, ssl_context=ssl_context(config)
+    )
+    log.info(
+        "listening as %s on %s:%d%s",
+        config.node.ae_title,
+        config.node.host,
+        server.server_address[1],
+        " (TLS)" if config.tls.enabled else "",
+    )
     return server

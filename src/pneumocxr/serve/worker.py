@@ -57,7 +57,11 @@ class Worker:
         """The next batch: ``batch_size`` queued instances, or fewer once the oldest waited ``max_wait_seconds``."""
         size = self.config.worker.batch_size
         queued = self.journal.queued(size)
-        if len(queued) < size and queued and time.time() - queued[0]["received_at"] < self.config.worker.max_wait_seconds:
+        if (
+            len(queued) < size
+            and queued
+            and time.time() - queued[0]["received_at"] < self.config.worker.max_wait_seconds
+        ):
             return []
         return queued
 
@@ -74,8 +78,10 @@ class Worker:
         limit = self.config.worker.max_score_attempts
         poisoned = [r for r in batch if r["score_attempts"] >= limit]
         batch = [r for r in batch if r["score_attempts"] < limit]
-        outcomes = [self._rejected(r, [f"processing was interrupted {r['score_attempts']} times; not retried"])
-                    for r in poisoned]
+        outcomes = [
+            self._rejected(r, [f"processing was interrupted {r['score_attempts']} times; not retried"])
+            for r in poisoned
+        ]
         if batch:
             self.journal.start_scoring([r["sop_instance_uid"] for r in batch])
             sc_dir = self.results / "sc" if self.config.worker.secondary_capture else None
@@ -92,13 +98,25 @@ class Worker:
             if outcome["status"] == "rejected":
                 log.info("instance %s rejected: %s", outcome["sop_instance_uid"], "; ".join(outcome["reasons"]))
 
-    def _rejected(self, record: dict[str, Any], reasons: list[str], row: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _rejected(
+        self, record: dict[str, Any], reasons: list[str], row: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The journal update of a rejected instance."""
         row = row or {}
-        return {"sop_instance_uid": record["sop_instance_uid"], "status": "rejected", "reasons": reasons,
-                "warnings": row.get("warnings"), "study_instance_uid": None, "patient_hash": row.get("patient_hash"),
-                "probability": None, "label": None, "threshold": row.get("threshold"), "run_id": None,
-                "sr_path": None, "sc_path": None}
+        return {
+            "sop_instance_uid": record["sop_instance_uid"],
+            "status": "rejected",
+            "reasons": reasons,
+            "warnings": row.get("warnings"),
+            "study_instance_uid": None,
+            "patient_hash": row.get("patient_hash"),
+            "probability": None,
+            "label": None,
+            "threshold": row.get("threshold"),
+            "run_id": None,
+            "sr_path": None,
+            "sc_path": None,
+        }
 
     def _outcome(self, record: dict[str, Any], case: infer.Case) -> dict[str, Any]:
         """The journal update of one processed instance, writing its Structured Report when scored."""
@@ -113,12 +131,21 @@ class Worker:
         except Exception as exc:
             return self._rejected(record, [f"result report could not be written ({exc})"[:200]], row)
         study = str(getattr(case.header, "StudyInstanceUID", "") or "") or None
-        return {"sop_instance_uid": record["sop_instance_uid"], "status": "scored", "reasons": row["reasons"],
-                "warnings": row["warnings"], "study_instance_uid": study, "patient_hash": row["patient_hash"],
-                "probability": row["probability"], "label": row["label"], "threshold": row["threshold"],
-                "run_id": run_id, "sr_path": str(sr_path), "sc_path": row["dicom_out"]}
+        return {
+            "sop_instance_uid": record["sop_instance_uid"],
+            "status": "scored",
+            "reasons": row["reasons"],
+            "warnings": row["warnings"],
+            "study_instance_uid": study,
+            "patient_hash": row["patient_hash"],
+            "probability": row["probability"],
+            "label": row["label"],
+            "threshold": row["threshold"],
+            "run_id": run_id,
+            "sr_path": str(sr_path),
+            "sc_path": row["dicom_out"],
+        }
 
     def close(self) -> None:
         """Stop the decoding threads."""
         self.pool.shutdown(wait=True)
-

@@ -18,8 +18,9 @@ import numpy as np
 from pneumocxr.serve.journal import Journal
 
 COLUMNS = ("received", "status", "label", "probability", "study_instance_uid", "sop_instance_uid", "reasons")
-PRIORITY = ("ORDER BY (label = 'pneumonia') DESC, probability IS NULL, probability DESC, received_at ASC,"
-            " sop_instance_uid")
+PRIORITY = (
+    "ORDER BY (label = 'pneumonia') DESC, probability IS NULL, probability DESC, received_at ASC, sop_instance_uid"
+)
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -30,9 +31,11 @@ def _iso(seconds: float | None) -> str | None:
 def worklist(journal: Journal, statuses: tuple[str, ...] = (), limit: int | None = None) -> list[dict[str, Any]]:
     """Journal rows in priority order (optionally only ``statuses``), as plain dicts."""
     where = f"WHERE status IN ({','.join('?' * len(statuses))})" if statuses else ""
-    sql = ("SELECT sop_instance_uid, study_instance_uid, sop_class_uid, calling_ae, received_at, status, label,"
-           " probability, threshold, reasons, warnings, run_id, delivered_at, delivery_attempts, last_error,"
-           f" resends, patient_hash FROM instances {where} {PRIORITY}" + (" LIMIT ?" if limit else ""))
+    sql = (
+        "SELECT sop_instance_uid, study_instance_uid, sop_class_uid, calling_ae, received_at, status, label,"
+        " probability, threshold, reasons, warnings, run_id, delivered_at, delivery_attempts, last_error,"
+        f" resends, patient_hash FROM instances {where} {PRIORITY}" + (" LIMIT ?" if limit else "")
+    )
     rows = journal.query(sql, (*statuses, *((limit,) if limit else ())))
     for row in rows:
         row["reasons"] = json.loads(row["reasons"] or "[]")
@@ -53,14 +56,22 @@ def stats(journal: Journal) -> dict[str, Any]:
     resends = journal.query("SELECT COALESCE(SUM(resends), 0) AS n FROM instances")[0]["n"]
     latency = np.array([t["delivered_at"] - t["received_at"] for t in times])
     out: dict[str, Any] = {
-        "received": sum(counts.values()), "queue_depth": counts["queued"], "awaiting_delivery": counts["scored"],
-        **counts, "resends": resends, "latency_seconds": None, "throughput_per_second": None,
+        "received": sum(counts.values()),
+        "queue_depth": counts["queued"],
+        "awaiting_delivery": counts["scored"],
+        **counts,
+        "resends": resends,
+        "latency_seconds": None,
+        "throughput_per_second": None,
         "as_of": _iso(time.time()),
     }
     out["scored_total"] = counts["scored"] + counts["delivered"] + counts["failed"]
     if len(latency):
-        out["latency_seconds"] = {"p50": float(np.percentile(latency, 50)), "p95": float(np.percentile(latency, 95)),
-                                  "max": float(latency.max())}
+        out["latency_seconds"] = {
+            "p50": float(np.percentile(latency, 50)),
+            "p95": float(np.percentile(latency, 95)),
+            "max": float(latency.max()),
+        }
         span = max(t["delivered_at"] for t in times) - min(t["received_at"] for t in times)
         out["throughput_per_second"] = len(latency) / span if span > 0 else None
     return out
@@ -69,9 +80,11 @@ def stats(journal: Journal) -> dict[str, Any]:
 def stats_line(figures: dict[str, Any]) -> str:
     """The statistics as one log line (no identity)."""
     latency = figures["latency_seconds"]
-    text = (f"received {figures['received']}, queue {figures['queue_depth']}, scored {figures['scored_total']}, "
-            f"rejected {figures['rejected']}, delivered {figures['delivered']}, awaiting delivery "
-            f"{figures['awaiting_delivery']}, failed {figures['failed']}, resends {figures['resends']}")
+    text = (
+        f"received {figures['received']}, queue {figures['queue_depth']}, scored {figures['scored_total']}, "
+        f"rejected {figures['rejected']}, delivered {figures['delivered']}, awaiting delivery "
+        f"{figures['awaiting_delivery']}, failed {figures['failed']}, resends {figures['resends']}"
+    )
     if latency:
         text += f"; latency receipt->delivery p50 {latency['p50']:.2f} s, p95 {latency['p95']:.2f} s"
     return text
