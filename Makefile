@@ -41,7 +41,7 @@ system-packages:
 lint: install
 	$(VENV)/bin/ruff check .
 
-# Not part of `test` until the tree has been formatted once (`ruff format .`, by the lead after the merges).
+# The formatter's check; part of `make test`, like the linter.
 format-check: install
 	$(VENV)/bin/ruff format --check .
 
