@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pneumocxr.config import PROJECT_ROOT, Config, ConfigError, load_config, save_config
+from pneumocxr.datasets.setup_data import find_shared
 
 
 def test_load_fills_defaults_and_reads_values(tmp_path):
@@ -49,9 +48,7 @@ def test_save_then_load_round_trips(tmp_path):
 
 
 # ---------------------------------------------------------------- every field validated at load (issue 11.7)
-HOSTILE = Path(__file__).resolve().parents[2] / "shared" / "cases" / "hostile"
-if not HOSTILE.is_dir():  # a clone beside ../shared, or the shared folder of the lead's tree
-    HOSTILE = PROJECT_ROOT.parent / "shared" / "cases" / "hostile"
+HOSTILE = (find_shared() or PROJECT_ROOT.parent / "shared") / "cases" / "hostile"  # as `data setup` finds it
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import pydicom
 import pytest
 
 from orthanc import Orthanc, free_port
+from pneumocxr.datasets.setup_data import find_shared
 from pneumocxr.dicom_out import instance_uids
 from pneumocxr.serve.config import ServeConfigError, load_serve_config, serve_config_from_dict
 from pneumocxr.serve.journal import Journal
@@ -24,7 +25,7 @@ from pneumocxr.serve.report_sr import report_values, sr_uids
 from pneumocxr.serve.scp import OUT_OF_RESOURCES, SUCCESS, start_scp
 from serve_harness import NodeProcess, echo, read_for_sending, reuid, send, stats_of, wait_for, write_serve_config
 
-QUIRKS = Path(__file__).resolve().parents[2] / "shared" / "cases" / "dicom-quirks"
+QUIRKS = (find_shared() or Path(__file__).resolve().parents[2] / "shared") / "cases" / "dicom-quirks"
 SR_CLASS, SC_CLASS = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7"
 LOAD_IMAGES, LOAD_ASSOCIATIONS = 500, 4
 
