@@ -259,6 +259,7 @@ def test_any_file_name_gets_its_row_and_bounded_outputs_through_predict(name_wor
         batch_size=4,
         workers=2,
         show_paths=show_paths,
+        boxes=True,
     )
     counts = predict_outputs(name_world["predictor"], [folder], args)
     event(f"{counts['accepted']} of {expected} accepted" + (", drawn" if draw else ""))

@@ -281,7 +281,8 @@ def test_inference_notebook_executes_headless(tmp_path, run_dir, real_data):
     images = sum(
         bool({"image/png", "image/jpeg"} & set(o.get("data", {}))) for c in notebook.cells for o in c.get("outputs", [])
     )
-    assert images == 6 + 1  # one figure per file (overlay or rejected image) and the probability chart
+    # one figure per file (overlay or rejected image), boxes beside the heatmap per accepted file, the chart
+    assert images == 6 + 3 + 1
     assert len(list((tmp_path / "inference" / "heatmaps").glob("*.png"))) == 3
     text = json.dumps(notebook.dict())
     assert "BodyPartExamined is 'RIBCAGE', expected CHEST" in text and "not a diagnosis" in text

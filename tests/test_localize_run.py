@@ -29,7 +29,9 @@ def always_positive(tiny_run):
 
 def test_predict_rows_carry_boxes_in_original_pixels(tmp_path, always_positive, test_dicoms):
     rows = list(
-        infer.predict_paths(always_positive, test_dicoms, heatmap_dir=tmp_path / "hm", dicom_out_dir=tmp_path / "sc")
+        infer.predict_paths(
+            always_positive, test_dicoms, heatmap_dir=tmp_path / "hm", dicom_out_dir=tmp_path / "sc", show_paths=True
+        )
     )
     accepted = [r for r in rows if r["accepted"]]
     assert len(accepted) == 3 and all(r["boxes"] is None for r in rows if not r["accepted"])
@@ -49,7 +51,7 @@ def test_predict_rows_carry_boxes_in_original_pixels(tmp_path, always_positive, 
 
 def test_negative_rows_get_an_empty_box_list(tiny_run, test_dicoms):
     never = dataclasses.replace(infer.load_predictor(tiny_run), threshold=1.01)
-    rows = [r for r in infer.predict_paths(never, test_dicoms[:3])]
+    rows = [r for r in infer.predict_paths(never, test_dicoms[:3], show_paths=True)]
     assert [r["boxes"] for r in rows] == [[], [], []]
     figure = boxes_beside_heatmap(never, rows[0])  # candidates drawn for orientation, said not reported
     assert "not reported" in figure.axes[1].get_title()

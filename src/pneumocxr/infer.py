@@ -252,7 +252,8 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, options
     row = case.row
     name = case.path.name if options.show_paths else row["input"]
     stem = output_name(case.path, options.salt)
-    scale = case.pixels.shape[0] / case.shape[0]  # displayed pixels per original pixel, for the boxes
+    # displayed pixels per original pixel, for the boxes (a case built without its original grid: 1)
+    scale = case.pixels.shape[0] / case.shape[0] if case.shape else 1.0
     if options.heatmap_dir is not None:
         title = explain.decision_title(display_path(name), row["probability"], row["threshold"], row["label"])
         try:
