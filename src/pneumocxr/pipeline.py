@@ -10,7 +10,10 @@ grey level of the float image), from shards when ``[data] shards`` holds exactly
 files: identical pixels either way, so the in-memory cache holds one byte per pixel. Augmentation
 (exposure, contrast, scale, position) works on physical intensities before the backbone's normalisation;
 with ``[train] augment_on`` it runs in tf.data on the CPU or inside the model on the GPU
-(``device_augmented_model``), the same ``augmentation_model`` layers both ways. No horizontal
+(``device_augmented_model``), the same ``augmentation_model`` layers both ways. In tf.data the augmentation
+map runs one batch at a time: its layers draw from seeded, stateful ``keras.random.SeedGenerator``s, and
+a parallel map advanced them in whatever order its threads ran, so the same config gave other augmented
+images (and another model) in every process; in order, a run is reproducible bit for bit. No horizontal
 flip by default: a chest X-ray has laterality (heart on the left, side markers), and a mirrored film is
 an image the device never sees. The legacy ``ImageDataGenerator`` survives only as
 ``classic_imagedatagenerator``, the baseline the benchmark compares against.
@@ -291,8 +294,8 @@ def image_dataset(
         ds = ds.map(
             lambda x, y: (tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else x, y), num_parallel_calls=autotune
         )
-        if augment is not None:
-            ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=autotune)
+        if augment is not None:  # in order, not in parallel: see below
+            ds = ds.map(lambda x, y: (augment(x, training=True), y))
         ds = ds.map(lambda x, y: (grey_to_model_input(x, backbone), y), num_parallel_calls=autotune)
     elif output != "grey":
         raise ValueError(f"output '{output}' is unknown; expected 'model' or 'grey'")
