@@ -3,8 +3,8 @@ reads and writes each of them.
 
 Layout (``runs/NAME/``): ``config.toml`` (resolved ``config.Config``), ``model.keras``,
 ``threshold.json`` (``ThresholdRecord``), ``history.csv`` (``HistoryRow`` per epoch), ``metrics.json``
-(``MetricsRecord``), ``state.json`` (``RunState``: finished stages, their ``StageSummary``),
-``manifest.json`` (``Manifest``, with the stage summaries), ``plots/*.png``, ``eval/DATASET-SPLIT/``.
+(``MetricsRecord``), ``state.json`` (``RunState``: finished stages, their ``StageSummary``, wall seconds per
+part of the run summed over every process), ``manifest.json`` (``Manifest``, with the stage summaries), ``plots/*.png``, ``eval/DATASET-SPLIT/``.
 Every JSON record carries ``schema_version``; each is validated (types, ranges, allowed values, no NaN
 where a number is required) when read and when written, and a bad file raises ``RunFileError`` with one
 line naming the file, the key and what is expected. Reports, evaluation, inference, sweeps, benchmarks
@@ -20,7 +20,9 @@ import math
 import os
 import platform
 import subprocess
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -103,17 +105,20 @@ class StageSummary(Record):
     trainable_from: str
     epochs: Count
     steps_per_epoch: Count
-    seconds: Seconds | None = None  # None: the time of a stage finished before a resume is unknown
+    seconds: Seconds | None = None  # wall time over every process that trained it; None: unknown (older runs)
     kept: bool
     skipped: bool = False  # finished before a resume; summary read back from state.json
 
 
 class RunState(Record):
-    """``state.json``: which stages finished (with their summaries) and whether the whole run did."""
+    """``state.json``: which stages finished (with their summaries), whether the whole run did, and the wall
+    seconds spent so far per part of the run (``setup``, each stage, ``finish``), summed over every process
+    that worked on it (``timed``), so a resumed run reports its whole training time."""
 
     done: list[str] = []
     stages: dict[str, StageSummary] = {}
     finished: bool = False
+    seconds: dict[str, Seconds] = {}
 
 
 class Manifest(Record):
@@ -136,7 +141,8 @@ class Manifest(Record):
     n_val_shifted: Count | None = None  # shift validation: shifted copies added to the validation rows
     stages: list[StageSummary] = []
     val_auc: Probability | None = None
-    wall_time_s: Seconds | None = None
+    wall_time_s: Seconds | None = None  # every process of the run (``wall_time``), resumes included
+    wall_time_parts: dict[str, Seconds] | None = None  # its parts; absent in manifests of older versions
 
 
 class MetricsRecord(Record):
@@ -285,8 +291,17 @@ def load_metrics(path: str | os.PathLike) -> MetricsRecord:
 
 
 def load_manifest(run_dir: str | os.PathLike) -> Manifest:
-    """The run's ``manifest.json``, validated."""
-    return read_record(Path(run_dir) / "manifest.json", Manifest)
+    """The run's ``manifest.json``, validated.
+
+    A manifest written before the wall time was summed over resumes (no ``wall_time_parts``) counted only
+    the last process in ``wall_time_s``; the stages that process skipped (finished earlier, their
+    ``seconds`` kept in ``state.json``) are added back here, so every reader sees the whole training time.
+    """
+    manifest = read_record(Path(run_dir) / "manifest.json", Manifest)
+    if manifest.wall_time_parts is None and manifest.wall_time_s is not None:
+        earlier = sum(s.seconds or 0.0 for s in manifest.stages if s.skipped)
+        manifest = manifest.model_copy(update={"wall_time_s": round(manifest.wall_time_s + earlier, 1)})
+    return manifest
 
 
 def load_state(run_dir: str | os.PathLike) -> RunState:
@@ -300,6 +315,43 @@ def save_state(run_dir: str | os.PathLike, state: RunState) -> Path:
     path = Path(run_dir) / "state.json"
     write_record(path, state, RunState)
     return path
+
+
+def add_seconds(run_dir: str | os.PathLike, part: str, seconds: float) -> RunState:
+    """Add ``seconds`` of wall time to ``part`` in ``state.json`` (read, add, written atomically); return the state."""
+    state = load_state(run_dir)
+    total = state.seconds.get(part, 0.0) + max(0.0, seconds)
+    state = state.model_copy(update={"seconds": {**state.seconds, part: round(total, 3)}})
+    save_state(run_dir, state)
+    return state
+
+
+@contextmanager
+def timed(run_dir: str | os.PathLike, part: str, since: float | None = None) -> Iterator[Callable[[], None]]:
+    """Count the wall time of the block (from ``since``, a ``time.perf_counter()`` value, if given) into
+    ``state.json``'s ``seconds[part]``: on exit, also when an exception or an interruption leaves it, and at
+    every call of the yielded ``commit()`` (training calls it at each epoch end, so a kill loses at most the
+    time since the last epoch)."""
+    last = time.perf_counter() if since is None else since
+
+    def commit() -> None:
+        nonlocal last
+        now = time.perf_counter()
+        add_seconds(run_dir, part, now - last)
+        last = now
+
+    try:
+        yield commit
+    finally:
+        commit()
+
+
+def wall_time(state: RunState) -> tuple[float, dict[str, float]]:
+    """Total wall seconds of a run over all its processes, and its parts: ``state.seconds``, with the
+    ``seconds`` of a finished stage's summary for a stage that has no entry there (a run of an older version)."""
+    parts = {**{name: s.seconds for name, s in state.stages.items() if s.seconds is not None}, **state.seconds}
+    parts = {name: round(value, 1) for name, value in parts.items()}
+    return round(sum(parts.values()), 1), parts
 
 
 def read_history(run_dir: str | os.PathLike) -> list[HistoryRow]:

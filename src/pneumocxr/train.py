@@ -259,9 +259,7 @@ def fit_stage(
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.early_stopping_patience),
         keras.callbacks.TerminateOnNaN(),
         _history_logger(run_dir, stage.name),
-        *extra_callbacks,
     ]
-    started = time.perf_counter()
     log.info(
         "stage %s: %d epoch(s) x %d steps, lr %.1e, trainable from %s, %d trainable tensors",
         stage.name,
@@ -271,31 +269,34 @@ def fit_stage(
         stage.trainable_from,
         len(stage.model.trainable_weights),
     )
-    stage.model.fit(
-        stage.train_data,
-        validation_data=stage.val_data,
-        epochs=stage.epochs,
-        steps_per_epoch=stage.steps_per_epoch,
-        class_weight=class_weights(labels, train_cfg.class_weight),
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=2,
-    )
-    improved = best_path.is_file()
-    if improved:
-        load_weights_quietly(stage.model, best_path)
-    elif previous:
-        load_weights_quietly(full_model, checkpoints / f"{previous}-done.weights.h5")
-        log.warning(
-            "stage %s never came within %g of stage %s's best %s; keeping %s's weights",
-            stage.name,
-            train_cfg.stage_tolerance,
-            previous,
-            monitor,
-            previous,
+    with runs.timed(run_dir, stage.name) as commit:  # summed over the processes that train this stage
+        epoch_clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: commit())
+        stage.model.fit(
+            stage.train_data,
+            validation_data=stage.val_data,
+            epochs=stage.epochs,
+            steps_per_epoch=stage.steps_per_epoch,
+            class_weight=class_weights(labels, train_cfg.class_weight),
+            callbacks=[*callbacks, epoch_clock, *extra_callbacks],
+            shuffle=False,
+            verbose=2,
         )
-    save_weights_atomic(full_model, done_weights)
-    seconds = time.perf_counter() - started
+        improved = best_path.is_file()
+        if improved:
+            load_weights_quietly(stage.model, best_path)
+        elif previous:
+            load_weights_quietly(full_model, checkpoints / f"{previous}-done.weights.h5")
+            log.warning(
+                "stage %s never came within %g of stage %s's best %s; keeping %s's weights",
+                stage.name,
+                train_cfg.stage_tolerance,
+                previous,
+                monitor,
+                previous,
+            )
+        save_weights_atomic(full_model, done_weights)
+    state = runs.load_state(run_dir)  # re-read: the clock wrote it since
+    seconds = state.seconds[stage.name]
     summary = runs.StageSummary(
         stage=stage.name,
         trainable_from=stage.trainable_from,
@@ -308,7 +309,7 @@ def fit_stage(
         run_dir,
         state.model_copy(update={"done": [*state.done, stage.name], "stages": {**state.stages, stage.name: summary}}),
     )
-    log.info("stage %s finished in %.0f s", stage.name, seconds)
+    log.info("stage %s finished in %.0f s (all processes)", stage.name, seconds)
     return summary
 
 

@@ -333,30 +333,32 @@ def train_run(
     train, _ = split_frames(frame)
     val = validation_rows(frame, config.data.shift_copies, config.data.shift_splits)  # plain, shifted, other splits
     runs.create_run_dir(run_dir, config)
-    precision = resolve_precision(config.train.mixed_precision)
-    strategy = make_strategy(config.train.strategy)
-    weights = resolve_weights(config.model.weights, config.model.backbone)
-    log.info(
-        "run %s: %d train / %d val images (%d shifted copies each), precision %s, strategy %s "
-        "(%d replica(s)), weights %s",
-        run_dir,
-        len(train),
-        int((val["condition"] == PLAIN).sum()),
-        config.data.shift_copies,
-        precision,
-        config.train.strategy,
-        strategy.num_replicas_in_sync,
-        weights,
-    )
+    with runs.timed(run_dir, "setup", since=started):  # data, models, feature cache: every process has its own
+        precision = resolve_precision(config.train.mixed_precision)
+        strategy = make_strategy(config.train.strategy)
+        weights = resolve_weights(config.model.weights, config.model.backbone)
+        log.info(
+            "run %s: %d train / %d val images (%d shifted copies each), precision %s, strategy %s "
+            "(%d replica(s)), weights %s",
+            run_dir,
+            len(train),
+            int((val["condition"] == PLAIN).sum()),
+            config.data.shift_copies,
+            precision,
+            config.train.strategy,
+            strategy.num_replicas_in_sync,
+            weights,
+        )
+        with strategy.scope():
+            with precision_policy("float32"):
+                model32 = build_model(config.model, config.data.image_size, weights)
+            if precision == "float32":
+                model = model32
+            else:
+                with precision_policy(precision):
+                    model = build_model(config.model, config.data.image_size, weights)
+            stages, val_scores = build_stages(config, model, model32, train, val, run_dir, weights, precision)
     with strategy.scope():
-        with precision_policy("float32"):
-            model32 = build_model(config.model, config.data.image_size, weights)
-        if precision == "float32":
-            model = model32
-        else:
-            with precision_policy(precision):
-                model = build_model(config.model, config.data.image_size, weights)
-        stages, val_scores = build_stages(config, model, model32, train, val, run_dir, weights, precision)
         summaries = [
             fit_stage(
                 stage,
@@ -369,12 +371,14 @@ def train_run(
             )
             for i, stage in enumerate(stages)
         ]
-    if model is not model32:
-        model32.set_weights(model.get_weights())
-    metrics = finish_run(run_dir, config, model32, val, val_scores())
-    data_hash = runs.data_list_hash(
-        (Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False)
-    )
+    with runs.timed(run_dir, "finish"):
+        if model is not model32:
+            model32.set_weights(model.get_weights())
+        metrics = finish_run(run_dir, config, model32, val, val_scores())
+        data_hash = runs.data_list_hash(
+            (Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False)
+        )
+    wall_time, parts = runs.wall_time(runs.load_state(run_dir))
     runs.write_manifest(
         run_dir,
         config,
@@ -389,12 +393,19 @@ def train_run(
             "n_val_shifted": int((val["condition"] != PLAIN).sum()),
             "stages": summaries,
             "val_auc": metrics["auc"],
-            "wall_time_s": round(time.perf_counter() - started, 1),
+            "wall_time_s": wall_time,
+            "wall_time_parts": parts,
         },
     )
     runs.save_state(run_dir, runs.load_state(run_dir).model_copy(update={"finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
-    log.info("run %s finished in %.0f s: validation AUC %.4f", run_dir, time.perf_counter() - started, metrics["auc"])
+    log.info(
+        "run %s finished: validation AUC %.4f, %.0f s of wall time (%.0f s in this process)",
+        run_dir,
+        metrics["auc"],
+        wall_time,
+        time.perf_counter() - started,
+    )
     return run_dir
 
 
