@@ -164,7 +164,7 @@ def write_docs(results: list[dict[str, Any]], command: str) -> None:
     cores = results[0]["cores"]
     body = (
         f"{START}\n`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cores} cores "
-        f"(shared with a training run; ratios are within one run):\n\n{table(results)}{END}"
+        f"(the machine shared with other jobs, so absolute rates vary; ratios are within one run):\n\n{table(results)}{END}"
     )
     DOCS.write_text(text[: text.index(START)] + body + text[text.index(END) + len(END) :])
 
