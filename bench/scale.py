@@ -4,7 +4,7 @@ It builds an NIH tree of the real metadata (``Data_Entry_2017_v2020.csv.gz``: la
 official test list and the patient-wise validation split are the real ones) whose image paths are links
 to the 98 real NIH PNGs, in turn: pixels repeat, so this measures plumbing (decode, write, read,
 memory), never model quality. For each size N (default 10,000 and 112,120 rows) a fresh process runs
-``pneumocxr.prepare`` with ``configs/nih-gpu.toml``'s data settings (224 px), then one full epoch of
+``pneumocxr.train.prepare`` with ``configs/nih-gpu.toml``'s data settings (224 px), then one full epoch of
 the training split from the shards - the uint8 grey batches a GPU model augments on its device - and
 the same pipeline from the PNG files on ``--png-images`` of those images, in the same process. It
 records wall time, images/s per core, peak RSS per phase (``VmHWM``, reset between phases) and disk
@@ -93,9 +93,9 @@ def child(root: Path, out: Path, png_images: int) -> dict[str, Any]:
     """In a fresh process: prepare, epoch from shards, PNG path on ``png_images`` images; the numbers."""
     import dataclasses
 
-    from pneumocxr import pipeline, prepare
     from pneumocxr.config import PROJECT_ROOT as ROOT
     from pneumocxr.config import load_config
+    from pneumocxr.train import pipeline, prepare
 
     config = load_config(ROOT / "configs" / "nih-gpu.toml")
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root), shards=str(out)))
