@@ -20,9 +20,7 @@ import math
 import os
 import platform
 import subprocess
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -113,7 +111,7 @@ class StageSummary(Record):
 class RunState(Record):
     """``state.json``: which stages finished (with their summaries), whether the whole run did, and the wall
     seconds spent so far per part of the run (``setup``, each stage, ``finish``), summed over every process
-    that worked on it (``timed``), so a resumed run reports its whole training time."""
+    that worked on it (``train.clock``), so a resumed run reports its whole training time."""
 
     done: list[str] = []
     stages: dict[str, StageSummary] = {}
@@ -315,43 +313,6 @@ def save_state(run_dir: str | os.PathLike, state: RunState) -> Path:
     path = Path(run_dir) / "state.json"
     write_record(path, state, RunState)
     return path
-
-
-def add_seconds(run_dir: str | os.PathLike, part: str, seconds: float) -> RunState:
-    """Add ``seconds`` of wall time to ``part`` in ``state.json`` (read, add, written atomically); return the state."""
-    state = load_state(run_dir)
-    total = state.seconds.get(part, 0.0) + max(0.0, seconds)
-    state = state.model_copy(update={"seconds": {**state.seconds, part: round(total, 3)}})
-    save_state(run_dir, state)
-    return state
-
-
-@contextmanager
-def timed(run_dir: str | os.PathLike, part: str, since: float | None = None) -> Iterator[Callable[[], None]]:
-    """Count the wall time of the block (from ``since``, a ``time.perf_counter()`` value, if given) into
-    ``state.json``'s ``seconds[part]``: on exit, also when an exception or an interruption leaves it, and at
-    every call of the yielded ``commit()`` (training calls it at each epoch end, so a kill loses at most the
-    time since the last epoch)."""
-    last = time.perf_counter() if since is None else since
-
-    def commit() -> None:
-        nonlocal last
-        now = time.perf_counter()
-        add_seconds(run_dir, part, now - last)
-        last = now
-
-    try:
-        yield commit
-    finally:
-        commit()
-
-
-def wall_time(state: RunState) -> tuple[float, dict[str, float]]:
-    """Total wall seconds of a run over all its processes, and its parts: ``state.seconds``, with the
-    ``seconds`` of a finished stage's summary for a stage that has no entry there (a run of an older version)."""
-    parts = {**{name: s.seconds for name, s in state.stages.items() if s.seconds is not None}, **state.seconds}
-    parts = {name: round(value, 1) for name, value in parts.items()}
-    return round(sum(parts.values()), 1), parts
 
 
 def read_history(run_dir: str | os.PathLike) -> list[HistoryRow]:

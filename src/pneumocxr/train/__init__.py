@@ -3,7 +3,8 @@
 ``pipeline`` (file lists or shards -> tf.data batches; the input pipeline), ``augment`` (the two
 augmentation layers Keras lacks), ``prepare`` + ``shards`` (the one-time decode into uint8 TFRecord
 shards, read by training and evaluation), ``features`` (the frozen layers' outputs cached on the CPU
-path), ``stages`` (fit one stage: precision, strategy, optimiser, checkpoints, resume), ``backup``
+path), ``stages`` (fit one stage: precision, strategy, optimiser, checkpoints, resume), ``clock`` (wall
+time summed over the processes of a resumed run), ``backup``
 (crash-consistent checkpoints), ``shift`` (the shift validation), ``calibrate`` (Platt / isotonic
 folded into the model), ``run`` (a whole run, and a run scored on a split), ``sweep`` (several runs
 in one table). The names below are the step's public face.

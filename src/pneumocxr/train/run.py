@@ -27,7 +27,7 @@ import pandas as pd
 from pneumocxr import runs
 from pneumocxr.config import Config, load_config, resolve_path
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
-from pneumocxr.train import features, pipeline
+from pneumocxr.train import clock, features, pipeline
 from pneumocxr.train.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
 from pneumocxr.train.stages import (
     Stage,
@@ -311,6 +311,17 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
     return metrics
 
 
+def build_models(config: Config, weights: str | None, precision: str) -> tuple[Any, Any]:
+    """(model to train, float32 model): the config's model built from the same weights under dtype policy
+    ``precision`` and under float32 (one object when ``precision`` is float32). Call inside the strategy scope."""
+    with precision_policy("float32"):
+        model32 = build_model(config.model, config.data.image_size, weights)
+    if precision == "float32":
+        return model32, model32
+    with precision_policy(precision):
+        return build_model(config.model, config.data.image_size, weights), model32
+
+
 def train_run(
     config: Config | str | os.PathLike | None,
     out_dir: str | os.PathLike,
@@ -334,7 +345,7 @@ def train_run(
     train, _ = split_frames(frame)
     val = validation_rows(frame, config.data.shift_copies, config.data.shift_splits)  # plain, shifted, other splits
     runs.create_run_dir(run_dir, config)
-    with runs.timed(run_dir, "setup", since=started):  # data, models, feature cache: every process has its own
+    with clock.timed(run_dir, "setup", since=started):  # data, models, feature cache: every process has its own
         precision = resolve_precision(config.train.mixed_precision)
         strategy = make_strategy(config.train.strategy)
         weights = resolve_weights(config.model.weights, config.model.backbone)
@@ -351,13 +362,7 @@ def train_run(
             weights,
         )
         with strategy.scope():
-            with precision_policy("float32"):
-                model32 = build_model(config.model, config.data.image_size, weights)
-            if precision == "float32":
-                model = model32
-            else:
-                with precision_policy(precision):
-                    model = build_model(config.model, config.data.image_size, weights)
+            model, model32 = build_models(config, weights, precision)
             stages, val_scores = build_stages(config, model, model32, train, val, run_dir, weights, precision)
     with strategy.scope():
         summaries = [
@@ -372,14 +377,14 @@ def train_run(
             )
             for i, stage in enumerate(stages)
         ]
-    with runs.timed(run_dir, "finish"):
+    with clock.timed(run_dir, "finish"):
         if model is not model32:
             model32.set_weights(model.get_weights())
         metrics = finish_run(run_dir, config, model32, val, val_scores())
         data_hash = runs.data_list_hash(
             (Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False)
         )
-    wall_time, parts = runs.wall_time(runs.load_state(run_dir))
+    wall_time, parts = clock.wall_time(runs.load_state(run_dir))
     runs.write_manifest(
         run_dir,
         config,
@@ -400,13 +405,7 @@ def train_run(
     )
     runs.save_state(run_dir, runs.load_state(run_dir).model_copy(update={"finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
-    log.info(
-        "run %s finished: validation AUC %.4f, %.0f s of wall time (%.0f s in this process)",
-        run_dir,
-        metrics["auc"],
-        wall_time,
-        time.perf_counter() - started,
-    )
+    log.info("run %s finished: validation AUC %.4f, %.0f s of wall time", run_dir, metrics["auc"], wall_time)
     return run_dir
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from pneumocxr import runs
 from pneumocxr.config import Config, TrainConfig
+from pneumocxr.train import clock
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ def fit_stage(
         stage.trainable_from,
         len(stage.model.trainable_weights),
     )
-    with runs.timed(run_dir, stage.name) as commit:  # summed over the processes that train this stage
+    with clock.timed(run_dir, stage.name) as commit:  # summed over the processes that train this stage
         epoch_clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: commit())
         stage.model.fit(
             stage.train_data,
