@@ -403,8 +403,7 @@ def test_run_interrupted_inside_stage_2_ends_like_the_uninterrupted_one(tiny_run
     # wall time: both processes, part by part (setup twice, each stage once over its processes, finish)
     assert set(manifest.wall_time_parts) == {"setup", "stage1-cache", "stage2-finetune", "finish"}
     assert manifest.wall_time_s == pytest.approx(sum(manifest.wall_time_parts.values()), abs=0.1)
-    assert 0.9 * (first + second) <= manifest.wall_time_s <= first + second + 0.1
-    assert manifest.wall_time_s > second + 0.5 * first  # not only the last process
+    assert second + 0.5 * first < manifest.wall_time_s <= first + second + 0.1  # not only the last process
     assert manifest.stages[1].seconds >= stage2_epoch[0]  # the stage's epoch ran in the first process
     assert manifest.stages[0].seconds == runs.load_state(run).stages["stage1-cache"].seconds
 

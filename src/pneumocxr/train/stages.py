@@ -244,6 +244,7 @@ def fit_stage(
         )
         return summary.model_copy(update={"skipped": True})
     train_cfg = config.train
+    started = time.perf_counter()  # the stage's clock (below) counts from here: compiling included
     set_trainable_from(full_model, stage.trainable_from)
     compile_for_training(stage.model, train_cfg, stage.learning_rate, stage.epochs * stage.steps_per_epoch)
     monitor, mode = train_cfg.monitor, "min" if train_cfg.monitor.endswith("loss") else "max"
@@ -270,7 +271,7 @@ def fit_stage(
         stage.trainable_from,
         len(stage.model.trainable_weights),
     )
-    with clock.timed(run_dir, stage.name) as commit:  # summed over the processes that train this stage
+    with clock.timed(run_dir, stage.name, since=started) as commit:  # summed over the processes that train this stage
         epoch_clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: commit())
         stage.model.fit(
             stage.train_data,
