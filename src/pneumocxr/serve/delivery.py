@@ -77,9 +77,15 @@ class Deliverer:
         """Send the objects of one source not yet acknowledged; True when all are in the PACS."""
         uid = item["sop_instance_uid"]
         done = self.journal.delivered_kinds(uid)
-        for kind, path in (("sc", item["sc_path"]), ("sr", item["sr_path"])):
-            if not path or kind in done:
-                continue
+        todo = [
+            (kind, path)
+            for kind, path in (("sc", item["sc_path"]), ("sr", item["sr_path"]))
+            if path and kind not in done
+        ]
+        if not todo:
+            self.journal.mark_delivered(uid)
+            return True
+        for position, (kind, path) in enumerate(todo, start=1):
             try:
                 ds = pydicom.dcmread(path)
                 status = assoc.send_c_store(ds)
@@ -90,6 +96,6 @@ class Deliverer:
             if code not in OK_STATUSES:
                 self._fail(item, f"{kind.upper()} refused by the PACS (status {code if code is None else hex(code)})")
                 return False
-            self.journal.record_delivery(uid, kind, str(ds.SOPInstanceUID))
-        self.journal.mark_delivered(uid)
+            # the last object's row and the instance's "delivered" are one commit
+            self.journal.record_delivery(uid, kind, str(ds.SOPInstanceUID), complete=position == len(todo))
         return True
