@@ -136,12 +136,7 @@ def draw_colour_bar(canvas: Image.Image, top: int, height: int) -> None:
 
 
 def overlay_rgb(
-    pixels: np.ndarray,
-    heatmap: np.ndarray | None,
-    title: str,
-    alpha: float = 0.4,
-    boxes: list[dict] | None = None,
-    box_scale: float = 1.0,
+    pixels: np.ndarray, heatmap: np.ndarray | None, title: str, *, boxes=None, box_scale=1.0, alpha=0.4
 ) -> np.ndarray:
     """The overlay of ``explain.overlay_figure`` as uint8 RGB pixels (rows, columns, 3), without matplotlib.
 
@@ -153,12 +148,12 @@ def overlay_rgb(
         Grad-CAM relevance in [0, 1] at any grid (resized bilinearly onto the image), or None.
     title : str
         The decision title (``explain.decision_title``); the aid notice is added below it.
-    alpha : float
-        Opacity of the heatmap colours over the grey image.
     boxes : list of dict or None
         Result-row boxes ``{"x", "y", "width", "height", "score"}`` in original pixels.
     box_scale : float
         Display pixels per original pixel (the boxes are scaled by it, then by the rendering scale).
+    alpha : float
+        Opacity of the heatmap colours over the grey image.
 
     Returns
     -------
