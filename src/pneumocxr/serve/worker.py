@@ -5,8 +5,9 @@ Grad-CAM, the report templates built) before the node listens, so the first imag
 it. Each batch: ``infer.load_case`` (the DICOM gate, its limits before decode, the one preprocessing
 function) in a thread pool - the next batch decoding while the current one is scored, as in
 ``predict`` - ``infer.score_cases`` (the model with predict's padding, the run's saved threshold, the
-Grad-CAM Secondary Capture), a Structured Report per scored instance (``report_sr.ReportTemplates``:
-highdicom's report from a per-run template), and one journal transaction recording the whole batch.
+Grad-CAM Secondary Capture from ``pneumocxr.dicom.secondary_capture``), a Structured Report per
+scored instance (``report_sr.ReportTemplates``: highdicom's report from a per-run template), and one
+journal transaction recording the whole batch.
 A crash before that commit leaves the batch queued, so it is scored again after restart and still
 gets exactly one result; an instance that was in ``max_score_attempts`` interrupted batches (a
 prefetched batch counts as started) is rejected instead of crashing the node for ever.
