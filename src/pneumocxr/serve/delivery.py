@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-import pydicom
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from pneumocxr.serve.config import ServeConfig
@@ -39,6 +41,9 @@ class Deliverer:
         self.config = config
         self.journal = journal
         dest = config.destination
+        # Result files are sent as written, without decoding and re-encoding them (the node's only
+        # C-STOREs from files; data sets passed as objects are unaffected by this pynetdicom option).
+        pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
         self.ae = AE(ae_title=dest.calling_ae_title)
         for sop_class in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
@@ -87,8 +92,8 @@ class Deliverer:
             return True
         for position, (kind, path) in enumerate(todo, start=1):
             try:
-                ds = pydicom.dcmread(path)
-                status = assoc.send_c_store(ds)
+                result_uid = str(read_file_meta_info(path).MediaStorageSOPInstanceUID)
+                status = assoc.send_c_store(Path(path))  # streamed as written (STORE_SEND_CHUNKED_DATASET)
             except Exception as exc:
                 self._fail(item, f"{kind.upper()} not sent ({exc})")
                 return False
@@ -97,5 +102,5 @@ class Deliverer:
                 self._fail(item, f"{kind.upper()} refused by the PACS (status {code if code is None else hex(code)})")
                 return False
             # the last object's row and the instance's "delivered" are one commit
-            self.journal.record_delivery(uid, kind, str(ds.SOPInstanceUID), complete=position == len(todo))
+            self.journal.record_delivery(uid, kind, result_uid, complete=position == len(todo))
         return True

@@ -5,9 +5,9 @@ Grad-CAM, the report templates built) before the node listens, so the first imag
 it. Each batch: ``infer.load_case`` (the DICOM gate, its limits before decode, the one preprocessing
 function) in a thread pool - the next batch decoding while the current one is scored, as in
 ``predict`` - ``infer.score_cases`` (the model with predict's padding, the run's saved threshold, the
-Grad-CAM Secondary Capture from ``pneumocxr.dicom.secondary_capture``), a Structured Report per
-scored instance (``report_sr.ReportTemplates``: highdicom's report from a per-run template), and one
-journal transaction recording the whole batch.
+Grad-CAM Secondary Capture from ``pneumocxr.dicom.secondary_capture``), then, in a recorder thread
+while the next batch is scored, a Structured Report per scored instance (``report_sr.ReportTemplates``:
+highdicom's report from a per-run template) and one journal transaction recording the whole batch.
 A crash before that commit leaves the batch queued, so it is scored again after restart and still
 gets exactly one result; an instance that was in ``max_score_attempts`` interrupted batches (a
 prefetched batch counts as started) is rejected instead of crashing the node for ever.
@@ -70,6 +70,9 @@ class Worker:
             keep_header=True,
         )
         self.prefetched: Started | None = None
+        self.recorder = ThreadPoolExecutor(1, thread_name_prefix="pneumocxr-serve-record")
+        self.recording: tuple[Started, Future] | None = None
+        self.in_flight: set[str] = set()
         self.reports = ReportTemplates()
 
     def load(self) -> infer.Predictor:
@@ -98,11 +101,11 @@ class Worker:
             row = {"probability": 0.5, "label": label, "threshold": predictor.threshold}
             self.reports.encoded(source, row, predictor.run_id)
 
-    def next_batch(self, exclude: set[str] = frozenset()) -> list[dict[str, Any]]:
-        """The next batch: ``batch_size`` queued instances (not in ``exclude``), or fewer once the oldest
+    def next_batch(self) -> list[dict[str, Any]]:
+        """The next batch: ``batch_size`` queued instances not already in flight, or fewer once the oldest
         waited ``max_wait_seconds``."""
-        size = self.config.worker.batch_size
-        queued = [r for r in self.journal.queued(size + len(exclude)) if r["sop_instance_uid"] not in exclude][:size]
+        size, busy = self.config.worker.batch_size, self.in_flight
+        queued = [r for r in self.journal.queued(size + len(busy)) if r["sop_instance_uid"] not in busy][:size]
         if (
             len(queued) < size
             and queued
@@ -112,13 +115,31 @@ class Worker:
         return queued
 
     def run_once(self) -> int:
-        """Score one batch if one is ready, the next one decoding meanwhile; the number of instances processed."""
+        """Score one batch if one is ready; the number of instances processed.
+
+        Three batches overlap: the next one decodes (``pool``) and the previous one's reports are written
+        and journalled (``recorder``) while this one is scored. The recorder runs one batch at a time, in
+        order; instances stay ``in_flight`` (never picked again) until their batch is committed.
+        """
         current, self.prefetched = self.prefetched or self.start(self.next_batch()), None
         if current is None:
+            self.wait_recorded()
             return 0
-        self.prefetched = self.start(self.next_batch(exclude=current.uids))
-        self.finish(current)
+        self.prefetched = self.start(self.next_batch())
+        cases = self.score(current)
+        self.wait_recorded()
+        self.recording = (current, self.recorder.submit(self.record, current, cases))
         return len(current.records) + len(current.poisoned)
+
+    def wait_recorded(self) -> None:
+        """Wait until the batch being recorded is committed (its errors are raised here)."""
+        if self.recording is not None:
+            started, future = self.recording
+            self.recording = None
+            try:
+                future.result()
+            finally:
+                self.in_flight -= started.uids
 
     def start(self, batch: list[dict[str, Any]]) -> Started | None:
         """Count a scoring attempt for ``batch`` (journal records) and start decoding it; None when empty."""
@@ -129,6 +150,7 @@ class Worker:
         poisoned = [r for r in batch if r["score_attempts"] >= limit]
         records = [r for r in batch if r["score_attempts"] < limit]
         self.journal.start_scoring([r["sop_instance_uid"] for r in records])
+        self.in_flight |= {r["sop_instance_uid"] for r in batch}
 
         def load(position: int, record: dict[str, Any]) -> infer.Case:
             return infer.load_case(Found(Path(record["inbox_path"])), position, predictor, self.options)
@@ -136,16 +158,20 @@ class Worker:
         loads = [self.pool.submit(load, i, r) for i, r in enumerate(records, start=1)]
         return Started(records, poisoned, loads)
 
-    def finish(self, started: Started) -> None:
-        """Score a started batch, write its reports and journal all its outcomes in one commit."""
+    def score(self, started: Started) -> list[infer.Case]:
+        """The decoded cases of a started batch, scored (probability, label, boxes, Secondary Capture)."""
+        cases = [future.result() for future in started.loads]
+        if cases:
+            infer.score_cases(cases, self.predictor, self.config.worker.batch_size, self.options)
+        return cases
+
+    def record(self, started: Started, cases: list[infer.Case]) -> None:
+        """Write the reports of a scored batch and journal all its outcomes in one commit."""
         outcomes = [
             self._rejected(r, [f"processing was interrupted {r['score_attempts']} times; not retried"])
             for r in started.poisoned
         ]
-        if started.records:
-            cases = [future.result() for future in started.loads]
-            infer.score_cases(cases, self.predictor, self.config.worker.batch_size, self.options)
-            outcomes += [self._outcome(record, case) for record, case in zip(started.records, cases)]
+        outcomes += [self._outcome(record, case) for record, case in zip(started.records, cases)]
         self.journal.record_results(outcomes)
         for outcome in outcomes:
             if outcome["status"] == "rejected":
@@ -198,10 +224,16 @@ class Worker:
         }
 
     def close(self) -> None:
-        """Stop the decoding threads; a prefetched batch stays queued with its attempt uncounted."""
-        if self.prefetched is not None:
-            for future in self.prefetched.loads:
-                future.cancel()
-            self.journal.undo_start_scoring([r["sop_instance_uid"] for r in self.prefetched.records])
-            self.prefetched = None
-        self.pool.shutdown(wait=True)
+        """Finish recording the scored batch; stop the threads; a prefetched batch stays queued with its
+        attempt uncounted."""
+        try:
+            self.wait_recorded()
+        finally:
+            if self.prefetched is not None:
+                for future in self.prefetched.loads:
+                    future.cancel()
+                self.journal.undo_start_scoring([r["sop_instance_uid"] for r in self.prefetched.records])
+                self.prefetched = None
+            self.recorder.submit(self.journal.close).result()
+            self.recorder.shutdown(wait=True)
+            self.pool.shutdown(wait=True)
