@@ -138,15 +138,20 @@ def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "case.dcm"
 
 
+def fuzz_settings(max_examples: int, *more_checks: HealthCheck) -> settings:
+    """Hypothesis settings of every fuzz test: no deadline, no database, fixed cases in the short run."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=not LONG,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, *more_checks],
+    )
+
+
 @pytest.mark.fuzz
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about every malformed value; expected here
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=EXAMPLES < 1000,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz_settings(EXAMPLES)
 @given(which=st.integers(0, 4), size=header_size, mutations=st.lists(mutation, min_size=0, max_size=6))
 def test_mutated_dicom_never_escapes_gate_or_preprocessing(originals, scratch, which, size, mutations):
     data = set_header_size(originals[which], size) if which < 3 else originals[which]
@@ -249,13 +254,7 @@ def build_entries(folder: Path, chosen: list[tuple[bytes, str]], world: dict) ->
 
 @pytest.mark.fuzz
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@settings(
-    max_examples=CHECK_NAME_EXAMPLES,
-    deadline=None,
-    derandomize=not LONG,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
+@fuzz_settings(CHECK_NAME_EXAMPLES, HealthCheck.filter_too_much)
 @given(chosen=entries, show_paths=st.booleans())
 def test_any_file_name_gets_its_row_through_check(name_files, chosen, show_paths):
     """One row per input, named by position and hash; the raw name only with show_paths."""
@@ -276,13 +275,7 @@ def test_any_file_name_gets_its_row_through_check(name_files, chosen, show_paths
 
 @pytest.mark.fuzz
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@settings(
-    max_examples=PREDICT_NAME_EXAMPLES,
-    deadline=None,
-    derandomize=not LONG,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
+@fuzz_settings(PREDICT_NAME_EXAMPLES, HealthCheck.filter_too_much)
 @given(chosen=entries, show_paths=st.booleans(), drawn=st.integers(0, 31))
 def test_any_file_name_gets_its_row_and_bounded_outputs_through_predict(name_world, chosen, show_paths, drawn):
     """Rows for every name, CSV always; overlays and Secondary Captures (slow to draw) in one case of 32."""
