@@ -144,11 +144,11 @@ def _measure(command: list[str], env: dict[str, str]) -> float:
     return run["peak_rss_mb"]
 
 
-def _decision(rows_csv: Path) -> str:
-    """'accepted' or 'rejected: <first reason, shortened>' from a one-row predict CSV."""
+def _decision(rows_csv: Path) -> dict[str, str]:
+    """The gate's ``decision`` ('accepted' or 'rejected') and ``reasons`` from a one-row predict CSV."""
     with open(rows_csv, newline="", encoding="utf-8") as handle:
         row = next(csv.DictReader(handle))
-    return "accepted" if row["accepted"] == "True" else "rejected: " + row["reasons"].split(";")[0][:60]
+    return {"decision": "accepted" if row["accepted"] == "True" else "rejected", "reasons": row["reasons"]}
 
 
 def measure_single_files(run_dir: str | os.PathLike, files: dict[str, Path | None], workdir: Path) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def measure_single_files(run_dir: str | os.PathLike, files: dict[str, Path | Non
             peak = _measure(line, env)
             above = peak - baseline[command]
             entry[command] = {"peak_rss_mb": peak, "above_baseline_mb": above, "verdict": verdict(above)}
-        entry["decision"] = _decision(out / "rows.csv")
+        entry.update(_decision(out / "rows.csv"))
         per_file[name] = entry
     measured = [e[c]["above_baseline_mb"] for e in per_file.values() if "check" in e for c in ("check", "predict")]
     return {
