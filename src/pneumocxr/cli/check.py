@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read each DICOM header and say whether the device may run on it, and why not. "
         "Folders are searched recursively; every input named or found gets one row (dangling links, "
         "link loops and empty folders with their reason). Rows name inputs by position and a salted "
-        "path hash, as `predict` does, unless --show-paths. Exit status 0 when every input got a row.",
+        "path hash (the site salt, as `predict --help` says), unless --show-paths. Exit status 0 when "
+        "every input got a row.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
     parser.add_argument("--json", action="store_true", help="print a JSON array of gate results")
