@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT / "src"))
+__import__("pneumocxr.quiet").quiet.quiet_native_logs()  # TensorFlow's C++ start-up lines are not ours
 
 
 def train_step_rate(config, steps: int, warmup: int = 5) -> float:
@@ -37,9 +37,9 @@ def train_step_rate(config, steps: int, warmup: int = 5) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from pneumocxr import pipeline
     from pneumocxr.models import build_model, resolve_weights, set_trainable_from
-    from pneumocxr.train import compile_for_training, precision_policy, resolve_precision
+    from pneumocxr.train import pipeline
+    from pneumocxr.train.stages import compile_for_training, precision_policy, resolve_precision
 
     size, batch = config.data.image_size, config.train.batch_size
     with precision_policy(resolve_precision(config.train.mixed_precision)):
@@ -59,7 +59,7 @@ def train_step_rate(config, steps: int, warmup: int = 5) -> float:
 
 def input_rate(config, images: int) -> tuple[float, int]:
     """Images/s of the shard pipeline for the training split (uint8 grey batches), and images read."""
-    from pneumocxr import pipeline
+    from pneumocxr.train import pipeline
 
     frame = pipeline.data_frame(config)
     train = frame[frame["split"] == "train"].reset_index(drop=True)
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench-gpu: no GPU visible to TensorFlow; nothing measured ({hint}).")
         return 0
     from pneumocxr.config import load_config
-    from pneumocxr.prepare import prepare
-    from pneumocxr.shards import read_manifest
+    from pneumocxr.train.prepare import prepare
+    from pneumocxr.train.shards import read_manifest
 
     config = load_config(args.config)
     shards = args.shards or config.data.shards

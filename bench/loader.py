@@ -30,8 +30,8 @@ def drain(batches, n_batches: int | None = None) -> int:
 
 def tfdata_batches(frame: pd.DataFrame, batch_size: int, cache: bool, seed: int = 0, augment: bool = True):
     """The package's training pipeline over ``frame``: decode, resize, augment, normalise, batch (one pass)."""
-    from pneumocxr import pipeline
     from pneumocxr.config import TrainConfig
+    from pneumocxr.train import pipeline
 
     augment = pipeline.augmentation_model(TrainConfig(), seed) if augment else None
     return pipeline.image_dataset(
@@ -54,7 +54,7 @@ def measure_loaders(frame: pd.DataFrame, batch_size: int = 32, rounds: int = 2) 
     tf.data pass runs a fresh iterator to its end, so no loader prefetches during another's turn; the
     cached pipeline first fills its in-memory cache in an untimed pass.
     """
-    from pneumocxr import pipeline
+    from pneumocxr.train import pipeline
 
     n_batches = -(-len(frame) // batch_size)
     with contextlib.redirect_stdout(io.StringIO()):  # keras prints "Found N non-validated image filenames."

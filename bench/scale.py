@@ -4,7 +4,7 @@ It builds an NIH tree of the real metadata (``Data_Entry_2017_v2020.csv.gz``: la
 official test list and the patient-wise validation split are the real ones) whose image paths are links
 to the 98 real NIH PNGs, in turn: pixels repeat, so this measures plumbing (decode, write, read,
 memory), never model quality. For each size N (default 10,000 and 112,120 rows) a fresh process runs
-``pneumocxr.prepare`` with ``configs/nih-gpu.toml``'s data settings (224 px), then one full epoch of
+``pneumocxr.train.prepare`` with ``configs/nih-gpu.toml``'s data settings (224 px), then one full epoch of
 the training split from the shards - the uint8 grey batches a GPU model augments on its device - and
 the same pipeline from the PNG files on ``--png-images`` of those images, in the same process. It
 records wall time, images/s per core, peak RSS per phase (``VmHWM``, reset between phases) and disk
@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT / "src"))
+__import__("pneumocxr.quiet").quiet.quiet_native_logs()  # TensorFlow's C++ start-up lines are not ours
 RESULTS = PROJECT_ROOT / "bench" / "scale-results.json"
 DOCS = PROJECT_ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench-scale:start -->", "<!-- bench-scale:end -->"
@@ -93,9 +93,9 @@ def child(root: Path, out: Path, png_images: int) -> dict[str, Any]:
     """In a fresh process: prepare, epoch from shards, PNG path on ``png_images`` images; the numbers."""
     import dataclasses
 
-    from pneumocxr import pipeline, prepare
     from pneumocxr.config import PROJECT_ROOT as ROOT
     from pneumocxr.config import load_config
+    from pneumocxr.train import pipeline, prepare
 
     config = load_config(ROOT / "configs" / "nih-gpu.toml")
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root), shards=str(out)))
@@ -164,7 +164,7 @@ def write_docs(results: list[dict[str, Any]], command: str) -> None:
     cores = results[0]["cores"]
     body = (
         f"{START}\n`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cores} cores "
-        f"(shared with a training run; ratios are within one run):\n\n{table(results)}{END}"
+        f"(the machine shared with other jobs, so absolute rates vary; ratios are within one run):\n\n{table(results)}{END}"
     )
     DOCS.write_text(text[: text.index(START)] + body + text[text.index(END) + len(END) :])
 

@@ -33,7 +33,7 @@ EPOCH_POLICY = "block5_conv1"  # the project's default stage 1
 
 def precision_for_training() -> str:
     """The Keras dtype policy ``train`` uses on this machine for ``mixed_precision = "auto"``."""
-    from pneumocxr.train import resolve_precision
+    from pneumocxr.train.stages import resolve_precision
 
     return resolve_precision("auto")
 
@@ -42,7 +42,7 @@ def classifier(weights: str, trainable_from: str, precision: str, image_size: in
     """The project's VGG16 classifier, frozen before ``trainable_from``, built under ``precision``."""
     from pneumocxr.config import ModelConfig
     from pneumocxr.models import build_model
-    from pneumocxr.train import precision_policy
+    from pneumocxr.train.stages import precision_policy
 
     with precision_policy(precision):
         return build_model(ModelConfig(weights=weights, trainable_from=trainable_from), image_size, weights)
@@ -51,7 +51,7 @@ def classifier(weights: str, trainable_from: str, precision: str, image_size: in
 def compiled(model, steps: int):
     """``model`` compiled exactly as ``train`` compiles a stage (default TrainConfig)."""
     from pneumocxr.config import TrainConfig
-    from pneumocxr.train import compile_for_training
+    from pneumocxr.train.stages import compile_for_training
 
     config = TrainConfig()
     compile_for_training(model, config, config.learning_rate, steps)
@@ -101,9 +101,9 @@ def measure_epochs(
     """
     import keras
 
-    from pneumocxr import features, pipeline
     from pneumocxr.config import Config, DataConfig, ModelConfig, TrainConfig
     from pneumocxr.models import layer_before, split_model
+    from pneumocxr.train import features, pipeline
 
     config = Config(
         name="bench",

@@ -34,7 +34,7 @@ def tiny_run(real_data: Path, tmp_path_factory) -> Path:
     """A real run directory: configs/tiny-test.toml (VGG16 at 64 px, 32 real Kermany images per split,
     feature cache + fine-tune) trained once per session; read it, do not modify it."""
     from pneumocxr.config import PROJECT_ROOT
-    from pneumocxr.train_run import train_run
+    from pneumocxr.train.run import train_run
 
     return train_run(PROJECT_ROOT / "configs" / "tiny-test.toml", tmp_path_factory.mktemp("tiny") / "run")
 
@@ -49,7 +49,7 @@ def site_salt_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def shared_cases() -> Path:
     """The problem cases of ../shared/cases (hostile/, dicom-quirks/); fails (never skips) when absent."""
-    from pneumocxr.datasets.setup_data import find_shared
+    from pneumocxr.datasets.acquire.setup import find_shared
 
     shared = find_shared()
     if shared is None or not (shared / "cases").is_dir():

@@ -1,4 +1,4 @@
-"""Training augmentation layers (pneumocxr.augment): what they change, what they keep."""
+"""Training augmentation layers (pneumocxr.train.augment): what they change, what they keep."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from pneumocxr.augment import BorderErasing, RandomGamma
+from pneumocxr.train.augment import BorderErasing, RandomGamma
 
 
 @pytest.fixture(scope="module")

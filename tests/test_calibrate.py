@@ -1,4 +1,4 @@
-"""Calibration (pneumocxr.calibrate): fits recover known maps; folding into the model is exact."""
+"""Calibration (pneumocxr.train.calibrate): fits recover known maps; folding into the model is exact."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pneumocxr import calibrate
+from pneumocxr.train import calibrate
 
 
 def _logistic_sample(a: float, b: float, n: int = 20000, seed: int = 0):

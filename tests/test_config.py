@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pneumocxr.config import PROJECT_ROOT, Config, ConfigError, load_config, save_config
-from pneumocxr.datasets.setup_data import find_shared
+from pneumocxr.datasets.acquire.setup import find_shared
 
 
 def test_load_fills_defaults_and_reads_values(tmp_path):

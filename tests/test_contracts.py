@@ -52,7 +52,7 @@ def test_every_run_file_loads_through_its_record(tiny_run):
 
 def test_report_stage_table_says_kept_or_not_for_every_stage(tiny_run, tmp_path):
     """Bug: the table read 'improved_on_validation' (never written) and printed n/a."""
-    from pneumocxr.report import write_report
+    from pneumocxr.report.render import write_report
 
     manifest = runs.load_manifest(tiny_run)
     run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("features")))
@@ -65,8 +65,8 @@ def test_report_stage_table_says_kept_or_not_for_every_stage(tiny_run, tmp_path)
 
 def test_resumed_run_keeps_stage_summaries_and_model_layers(tiny_run, tmp_path):
     """Bug: a resumed run's skipped stages lost trainable_from, and the report's model-layers section dropped out."""
-    from pneumocxr.report import write_report
-    from pneumocxr.train_run import train_run
+    from pneumocxr.report.render import write_report
+    from pneumocxr.train.run import train_run
 
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
     before = runs.load_manifest(run).stages
@@ -91,7 +91,7 @@ def small_stage(tmp_path):
     import tensorflow as tf
 
     from pneumocxr.models import build_model
-    from pneumocxr.train import Stage
+    from pneumocxr.train.stages import Stage
 
     keras.utils.set_random_seed(3)
     config = Config(
@@ -116,8 +116,8 @@ def small_stage(tmp_path):
 
 
 def test_a_stage_that_never_beats_the_earlier_best_is_discarded(small_stage):
-    from pneumocxr.report_data import first_trained_index
-    from pneumocxr.train import fit_stage
+    from pneumocxr.report.data import first_trained_index
+    from pneumocxr.train.stages import fit_stage
 
     run, model = small_stage["run"], small_stage["model"]
     before = [w.copy() for w in model.get_weights()]
@@ -251,9 +251,9 @@ def test_inference_probabilities_are_the_model_on_preprocess_file(tiny_run, test
     """Real DICOMs through `predict` (those the gate accepts) and real NIH PNGs through the evaluation path
     (`pipeline.predict_files`, what `evaluate` and training's validation use): both give exactly
     model(preprocess_file(path)) at the run's size and backbone; labels follow the saved threshold."""
-    from pneumocxr import pipeline
     from pneumocxr.infer import load_predictor, predict_paths
     from pneumocxr.preprocess import preprocess_file
+    from pneumocxr.train import pipeline
 
     config, model = runs.load_run_config(tiny_run), runs.load_model(tiny_run)
 
@@ -330,7 +330,7 @@ def test_run_interrupted_inside_stage_2_ends_like_the_uninterrupted_one(tiny_run
     validation metrics and threshold equal the uninterrupted run's within RESUME_TOLERANCE."""
     import keras
 
-    from pneumocxr.train_run import train_run
+    from pneumocxr.train.run import train_run
 
     class InterruptInStage2(keras.callbacks.Callback):
         """Raise KeyboardInterrupt at the end of the first epoch of the second stage trained."""

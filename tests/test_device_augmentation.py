@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from pneumocxr import pipeline
 from pneumocxr.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
-from pneumocxr.train import check_strategy
+from pneumocxr.train import pipeline
+from pneumocxr.train.stages import check_strategy
 
 SIZE = 48
 
@@ -83,7 +83,7 @@ def test_where_augmentation_runs_follows_the_config_and_the_device():
 
 def test_device_augmented_training_trains_the_wrapped_model(frame, config):
     from pneumocxr.models import build_model
-    from pneumocxr.train import compile_for_training
+    from pneumocxr.train.stages import compile_for_training
 
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, augment_on="model"))
     train, val = (frame[frame["split"] == s].reset_index(drop=True) for s in ("train", "val"))
@@ -101,7 +101,7 @@ def test_device_augmented_training_trains_the_wrapped_model(frame, config):
 
 
 def test_multi_worker_strategy_is_refused_with_its_reason(tmp_path):
-    from pneumocxr.train_run import train_run
+    from pneumocxr.train.run import train_run
 
     with pytest.raises(ConfigError, match="keras-team/keras#20585.*mirrored"):
         check_strategy("multi_worker")

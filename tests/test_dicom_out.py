@@ -1,4 +1,4 @@
-"""Tests for pneumocxr.dicom_out: the overlay as a Secondary Capture filed in the source study.
+"""Tests for pneumocxr.dicom.secondary_capture: the overlay as a Secondary Capture filed in the source study.
 
 Sources are tiny synthetic DICOMs (plumbing: they carry a known patient identity) and the real
 test1.dcm from the data root (../shared/data/test_dicoms).
@@ -13,7 +13,7 @@ from pydicom.uid import SecondaryCaptureImageStorage
 from pydicom.valuerep import validate_value
 
 from dicom_factory import make_dicom
-from pneumocxr import dicom_out
+from pneumocxr.dicom import secondary_capture as dicom_out
 
 
 @pytest.fixture()
@@ -143,7 +143,7 @@ def test_invalid_copied_values_are_regenerated_or_dropped_with_a_log_line(tmp_pa
     source.StudyDate = "2024-01-02"  # not a DA
     source.StudyInstanceUID = "1.2.ABC.99"  # letters are not allowed in a UI
     source.SOPInstanceUID = "1." + "9" * 70  # longer than 64
-    with caplog.at_level("WARNING", logger="pneumocxr.dicom_out"):
+    with caplog.at_level("WARNING", logger="pneumocxr.dicom.secondary_capture"):
         path = dicom_out.write_secondary_capture(tmp_path / "sc.dcm", source, overlay_rgb, run_id="r")
     sc = pydicom.dcmread(path)
     assert "PatientID" not in sc or sc.PatientID == ""

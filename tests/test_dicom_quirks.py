@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pneumocxr.config import PROJECT_ROOT, GateConfig
-from pneumocxr.datasets.setup_data import find_shared
+from pneumocxr.datasets.acquire.setup import find_shared
 from pneumocxr.dicom import dicom_to_pixels, gate_and_load, gate_dicom, read_dicom
 
 CASES = ((find_shared() or PROJECT_ROOT.parent / "shared") / "cases").resolve()  # as `data setup` finds it

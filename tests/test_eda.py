@@ -1,4 +1,4 @@
-"""Tests of the EDA step (pneumocxr.eda, eda_plots, `pneumocxr eda`, EDA.ipynb).
+"""Tests of the EDA step (pneumocxr.eda.tables, eda.figures, `pneumocxr eda`, EDA.ipynb).
 
 Real-data tests: they read the real NIH metadata, RSNA labels and NIH PNGs under the data root
 (`data/` or $PNEUMOCXR_DATA, linked to ../shared/data) and check the EDA's numbers against counts
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pneumocxr import eda
 from pneumocxr.cli import main
 from pneumocxr.datasets import load_nih, load_nih_sample
+from pneumocxr.eda import tables as eda
 from pneumocxr.runs import read_json
 
 FIGURES = {

@@ -1,4 +1,4 @@
-"""Tests for pneumocxr.evaluate and evaluate_plots: hand-checked values, agreement with sklearn,
+"""Tests for pneumocxr.evaluate.metrics and evaluate.figures: hand-checked values, agreement with sklearn,
 threshold rules on constructed cases, patient bootstrap, calibration, subgroups, files written.
 Score arrays here are synthetic numbers for checking the maths; the one real-data test
 (PneumoniaMNIST from the data root) checks the threshold rules on a real validation/test shift."""
@@ -14,8 +14,8 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from pneumocxr import evaluate as ev
-from pneumocxr.evaluate_plots import PLOT_FILES
+from pneumocxr.evaluate import metrics as ev
+from pneumocxr.evaluate.figures import PLOT_FILES
 
 # 10 hand-checkable predictions: at 0.5 -> tp 3 (0.8, 0.9, 0.95), fp 2 (0.6, 0.7), fn 1 (0.35), tn 4
 TEN_LABELS = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from pneumocxr import features
+from pneumocxr.train import features
 
 
 def test_feature_dataset_yields_every_view_of_every_image_once(tmp_path):

@@ -1,4 +1,4 @@
-"""Downloads and archives (pneumocxr.datasets.fetch) against a real HTTP server on 127.0.0.1.
+"""Downloads and archives (pneumocxr.datasets.acquire.fetch) against a real HTTP server on 127.0.0.1.
 
 The server (tests/local_http.py) honours Range requests, so resuming is exercised for real:
 a pre-made ``.part`` file, and a transfer the server cuts short. No external network.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from local_http import LocalServer, tar_gz, zip_bytes
-from pneumocxr.datasets.fetch import (
+from pneumocxr.datasets.acquire.fetch import (
     DownloadError,
     content_range_start,
     download,

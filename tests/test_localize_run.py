@@ -85,7 +85,7 @@ def test_occlusion_on_the_run_model(tiny_run, test_dicoms):
 
 @pytest.mark.slow
 def test_localize_command_scores_the_boxed_films_and_the_report_shows_it(tmp_path, tiny_run, real_data, capsys):
-    from pneumocxr.report import write_report
+    from pneumocxr.report.render import write_report
 
     run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("features")))
     status = main(["localize", str(run), "--root", str(real_data), "--occlusion", "2", "--grid", "4", "--n-boot", "50"])
@@ -123,8 +123,8 @@ def test_box_threshold_is_read_from_the_run(tmp_path):
     (tmp_path / "localisation" / "localisation.json").write_text(json.dumps({"box_threshold": {"value": 7}}))
     with pytest.raises(ValueError, match="localisation.json"):
         load_box_threshold(tmp_path)
-    from pneumocxr.report_localisation import localisation_context
-    from pneumocxr.report_trace import Ledger
+    from pneumocxr.report.localisation import localisation_context
+    from pneumocxr.report.trace import Ledger
 
     assert localisation_context(None, Ledger()) is None  # an unscored run's report has no section
 

@@ -7,7 +7,7 @@ import pytest
 
 from pneumocxr import models
 from pneumocxr.config import Config, ModelConfig
-from pneumocxr.train import precision_policy
+from pneumocxr.train.stages import precision_policy
 
 
 @pytest.fixture(scope="module")

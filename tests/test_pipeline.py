@@ -8,9 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pneumocxr import pipeline
 from pneumocxr.config import Config, DataConfig, TrainConfig
 from pneumocxr.preprocess import grey_to_model_input, load_pixels, preprocess_file, resize_pixels
+from pneumocxr.train import pipeline
 
 
 @pytest.fixture(scope="module")

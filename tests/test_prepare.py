@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumocxr import pipeline, prepare, shards
 from pneumocxr.cli import main
 from pneumocxr.config import Config, DataConfig, TrainConfig
 from pneumocxr.preprocess import load_pixels, resize_pixels
+from pneumocxr.train import pipeline, prepare, shards
 
 SIZE = 32
 

@@ -21,10 +21,10 @@ import pytest
 
 from pneumocxr.cli import main
 from pneumocxr.config import Config, DataConfig, GateConfig, ModelConfig, TrainConfig
-from pneumocxr.evaluate import choose_threshold, evaluate_predictions, save_evaluation
-from pneumocxr.report import write_report
-from pneumocxr.report_pdf import image_sources, markdown_to_html
-from pneumocxr.report_trace import PUBLISHED, format_number, lookup
+from pneumocxr.evaluate.metrics import choose_threshold, evaluate_predictions, save_evaluation
+from pneumocxr.report.pdf import image_sources, markdown_to_html
+from pneumocxr.report.render import write_report
+from pneumocxr.report.trace import PUBLISHED, format_number, lookup
 from pneumocxr.runs import create_run_dir, save_threshold, write_json, write_manifest
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "templates" / "FDA_Submission_Template.md"
@@ -185,7 +185,7 @@ def nih_report(tmp_path_factory):
 def trained_report(request, tmp_path_factory):
     """A REAL tiny trained run (configs/tiny-test.toml on real Kermany images; the shared `tiny_run` fixture when
     conftest provides it) plus an evaluation of the official Kermany val folder, reported with --pdf."""
-    from pneumocxr.train_run import evaluate_run, train_run
+    from pneumocxr.train.run import evaluate_run, train_run
 
     root = tmp_path_factory.mktemp("trained")
     try:  # a copy, so the evaluation added below does not change the shared run
@@ -411,8 +411,8 @@ def test_real_tiny_run_report_traces_model_stages_and_embeds_every_figure(traine
 
 
 def test_ledger_records_only_what_it_shows():
-    from pneumocxr.report_data import Artifact
-    from pneumocxr.report_trace import Ledger
+    from pneumocxr.report.data import Artifact
+    from pneumocxr.report.trace import Ledger
 
     ledger = Ledger()
     one_class = Artifact("run:metrics.json", {"auc": None, "auc_ci95": [None, None], "f1": 0.5, "f1_ci95": [0.4, 0.6]})
@@ -429,7 +429,7 @@ def test_ledger_records_only_what_it_shows():
 
 
 def test_fine_tuned_layers_count_only_stages_the_saved_model_kept():
-    from pneumocxr.report_data import first_trained_index
+    from pneumocxr.report.data import first_trained_index
 
     names = ["block3_conv1", "block4_conv1", "block5_conv1"]
     config = Config(

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from local_http import LocalServer
-from pneumocxr.report import write_report
-from pneumocxr.report_escape import md_code, md_text
-from pneumocxr.report_pdf import figure_folder_fetcher, markdown_to_html
+from pneumocxr.report.escape import md_code, md_text
+from pneumocxr.report.pdf import figure_folder_fetcher, markdown_to_html
+from pneumocxr.report.render import write_report
 from test_report import build_run
 
 SECRET = b"TOP-SECRET-7f3a91 do not embed"

@@ -17,8 +17,8 @@ import pydicom
 import pytest
 
 from orthanc import Orthanc, free_port
-from pneumocxr.datasets.setup_data import find_shared
-from pneumocxr.dicom_out import instance_uids
+from pneumocxr.datasets.acquire.setup import find_shared
+from pneumocxr.dicom.secondary_capture import instance_uids
 from pneumocxr.serve.config import ServeConfigError, load_serve_config, serve_config_from_dict
 from pneumocxr.serve.journal import Journal
 from pneumocxr.serve.report_sr import report_values, sr_uids
@@ -447,8 +447,8 @@ def test_serve_config_errors_name_the_key(raw, named):
 
 
 def test_fda_report_describes_the_node_when_a_serve_config_is_given(tiny_run, tmp_path):
-    from pneumocxr.report import write_report
-    from pneumocxr.report_figures import flowchart_steps
+    from pneumocxr.report.figures import flowchart_steps
+    from pneumocxr.report.render import write_report
     from pneumocxr.runs import load_run_config
 
     serve_toml = write_serve_config(

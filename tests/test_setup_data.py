@@ -1,4 +1,4 @@
-"""Data set-up (pneumocxr.datasets.setup_data, .sources, .derive, and `pneumocxr data setup`).
+"""Data set-up (pneumocxr.datasets.acquire.setup, .sources, .derive, and `pneumocxr data setup`).
 
 Linking is tested on a small shared folder built in tmp_path and, for equivalence, against the
 real ../shared folder; downloading against a real HTTP server on 127.0.0.1 that serves the real
@@ -14,9 +14,9 @@ import pytest
 
 from local_http import LocalServer, tar_gz, zip_bytes
 from pneumocxr.cli import main
-from pneumocxr.datasets.derive import DeriveError, derive_file
-from pneumocxr.datasets.setup_data import ensure_link, find_shared, setup_data
-from pneumocxr.datasets.sources import SourceTableError, load_sources, parse_only, select_sources
+from pneumocxr.datasets.acquire.derive import DeriveError, derive_file
+from pneumocxr.datasets.acquire.setup import ensure_link, find_shared, setup_data
+from pneumocxr.datasets.acquire.sources import SourceTableError, load_sources, parse_only, select_sources
 
 WEIGHTS = "weights/vgg16_imagenet_notop.weights.h5"
 
@@ -289,7 +289,7 @@ def test_failed_download_is_reported_and_the_cli_exits_1(real_data, tmp_path, sh
     with LocalServer() as server:
         table_path = served_table(tmp_path, server, real_data)
         server.files.pop("/npz")
-        monkeypatch.setattr("pneumocxr.datasets.sources.SOURCES_TOML", table_path)
+        monkeypatch.setattr("pneumocxr.datasets.acquire.sources.SOURCES_TOML", table_path)
         status = main(
             [
                 "data",
@@ -324,7 +324,7 @@ def test_cli_setup_is_quiet_when_everything_is_linked(tmp_path, shared, capsys):
 def test_local_origin_finds_the_repository_a_clone_came_from(tmp_path):
     import subprocess
 
-    from pneumocxr.datasets.setup_data import local_origin
+    from pneumocxr.datasets.acquire.setup import local_origin
 
     source = tmp_path / "main"
     source.mkdir()

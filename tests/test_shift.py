@@ -1,4 +1,4 @@
-"""Shift validation (pneumocxr.shift) on real Kermany validation images."""
+"""Shift validation (pneumocxr.train.shift) on real Kermany validation images."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumocxr import shift
 from pneumocxr.preprocess import load_pixels
+from pneumocxr.train import shift
 
 
 @pytest.fixture(scope="module")

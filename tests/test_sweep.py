@@ -7,8 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from pneumocxr import sweep
 from pneumocxr.config import PROJECT_ROOT
+from pneumocxr.train import sweep
 
 SWEEP = """
 title = "tiny sweep"

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumocxr import pipeline, runs
+from pneumocxr import runs
 from pneumocxr.cli import main
 from pneumocxr.config import PROJECT_ROOT, ModelConfig, TrainConfig, load_config
-from pneumocxr.train import checkpoint_threshold, class_weights, cpu_has_bf16, make_optimizer, resolve_precision
-from pneumocxr.train_run import RunExistsError, check_stage_config, train_run
+from pneumocxr.train import pipeline
+from pneumocxr.train.run import RunExistsError, check_stage_config, train_run
+from pneumocxr.train.stages import checkpoint_threshold, class_weights, cpu_has_bf16, make_optimizer, resolve_precision
 
 TINY = PROJECT_ROOT / "configs" / "tiny-test.toml"
 
@@ -216,7 +217,7 @@ import dataclasses, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pneumocxr.config import load_config
-from pneumocxr.train_run import train_run
+from pneumocxr.train.run import train_run
 config = load_config({str(TINY)!r})
 config = dataclasses.replace(config, train=dataclasses.replace(config.train, strategy="mirrored", epochs=1))
 train_run(config, {str(tmp_path / "run")!r})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumocxr.train_backup import AtomicBackupAndRestore, AtomicModelCheckpoint
+from pneumocxr.train.backup import AtomicBackupAndRestore, AtomicModelCheckpoint
 
 keras = pytest.importorskip("keras")
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny-test.toml"
@@ -147,7 +147,7 @@ def test_checkpoint_is_renamed_into_place(tmp_path):
 @pytest.mark.slow
 def test_tiny_run_resumes_after_a_kill_during_the_backup_write(real_data, tmp_path):
     from pneumocxr.cli import main
-    from pneumocxr.train_run import train_run
+    from pneumocxr.train.run import train_run
 
     class AfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

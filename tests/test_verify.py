@@ -1,4 +1,4 @@
-"""The data inventory (pneumocxr.datasets.verify and `pneumocxr data verify`).
+"""The data inventory (pneumocxr.datasets.acquire.verify and `pneumocxr data verify`).
 
 Real-data tests read the data root made by `pneumocxr data setup` (../shared/data linked); the
 failure cases use small roots built in tmp_path (links to real files where content matters).
@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from pneumocxr.cli import main
-from pneumocxr.datasets.verify import compare, count_rows, verify_data
+from pneumocxr.datasets.acquire.verify import compare, count_rows, verify_data
 
 WEIGHTS = "weights/vgg16_imagenet_notop.weights.h5"
 VGG16_SHA256 = "a2f51117308129c3de9a523c91d35160eb75a6a9e5db1e2afb4f48e48dfb733a"

@@ -101,7 +101,7 @@ class TrainConfig:
         "auto"  # auto: bf16 on CPUs with AVX512-BF16/AMX, float16 on GPU
     )
     strategy: Literal["default", "mirrored"] = (
-        "default"  # mirrored: all local GPUs, else all logical CPUs (multi_worker removed: pneumocxr.train.check_strategy)
+        "default"  # mirrored: all local GPUs, else all logical CPUs (multi_worker removed: pneumocxr.train.stages.check_strategy)
     )
     monitor: Literal["val_loss", "val_auc"] = "val_loss"  # checkpoint / early stopping quantity
     early_stopping_patience: NonNegative = 4

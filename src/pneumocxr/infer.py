@@ -247,7 +247,7 @@ def write_outputs(case: Case, heatmap: np.ndarray, predictor: Predictor, options
 
     A failure costs only that output: it is logged (by the input's label) and the row keeps its prediction.
     """
-    from pneumocxr import dicom_out
+    from pneumocxr.dicom import secondary_capture as dicom_out
 
     row = case.row
     name = case.path.name if options.show_paths else row["input"]

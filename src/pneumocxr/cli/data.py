@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="link the shared data folder, or download the public releases",
         description="Links every dataset folder of a shared data folder (--shared, $PNEUMOCXR_SHARED or "
         "../shared beside the project) into the data root; without one, downloads the public "
-        "releases listed in pneumocxr/datasets/sources.toml (resumable, checksummed). Then links "
+        "releases listed in pneumocxr/datasets/acquire/sources.toml (resumable, checksummed). Then links "
         "test_dicoms and sample_labels.csv into the project folder. Never overwrites anything; "
         "a second run changes nothing.",
     )
@@ -65,9 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_setup(args: argparse.Namespace) -> int:
     """Link or download the data; print what changed; 1 when a download failed."""
     from pneumocxr.config import PROJECT_ROOT
-    from pneumocxr.datasets.fetch import DownloadError
-    from pneumocxr.datasets.setup_data import find_shared, setup_data, setup_root
-    from pneumocxr.datasets.sources import SourceTableError, load_sources, parse_only
+    from pneumocxr.datasets.acquire.fetch import DownloadError
+    from pneumocxr.datasets.acquire.setup import find_shared, setup_data, setup_root
+    from pneumocxr.datasets.acquire.sources import SourceTableError, load_sources, parse_only
 
     try:
         table = load_sources()
@@ -102,8 +102,8 @@ def run_setup(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     """Print the inventory; 1 when a required item is missing, short or wrong."""
     from pneumocxr.config import PROJECT_ROOT
-    from pneumocxr.datasets.setup_data import setup_root
-    from pneumocxr.datasets.verify import verify_data
+    from pneumocxr.datasets.acquire.setup import setup_root
+    from pneumocxr.datasets.acquire.verify import verify_data
 
     root = setup_root(args.root)
     checks = verify_data(root, args.project or PROJECT_ROOT)

@@ -76,7 +76,7 @@ def execute_all(
 
 def write_report_files(run_dir: str, eda_dir: str, markdown: Path) -> None:
     """``pneumocxr report RUN_DIR --eda EDA --out MARKDOWN --pdf MARKDOWN.pdf``."""
-    from pneumocxr.report import write_report
+    from pneumocxr.report.render import write_report
 
     write_report(run_dir, markdown, eda_dir=eda_dir, pdf=markdown.with_suffix(".pdf"))
 

@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     """Prepare, then print the folder, images and bytes written; a bad config or image exits 2 naming it."""
     from pneumocxr.config import load_config
-    from pneumocxr.prepare import prepare, shard_bytes
-    from pneumocxr.shards import read_manifest
+    from pneumocxr.train.prepare import prepare, shard_bytes
+    from pneumocxr.train.shards import read_manifest
 
     try:
         out = prepare(load_config(args.config), args.out, args.root, args.shard_size, not args.no_progress)

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the report and print the files written (a run that cannot be read: exit 2 from ``cli.main``)."""
-    from pneumocxr.report import write_report
+    from pneumocxr.report.render import write_report
 
     files = write_report(
         args.run_dir,

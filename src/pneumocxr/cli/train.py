@@ -68,14 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _progress_logging() -> None:
     """Show the training modules' progress lines even without ``-v``."""
-    for name in ("pneumocxr.train", "pneumocxr.train_run", "pneumocxr.features", "pneumocxr.sweep"):
+    for name in ("pneumocxr.train.stages", "pneumocxr.train.run", "pneumocxr.train.features", "pneumocxr.train.sweep"):
         logging.getLogger(name).setLevel(logging.INFO)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and print where the run is and its validation numbers."""
     from pneumocxr.runs import load_metrics
-    from pneumocxr.train_run import train_run
+    from pneumocxr.train.run import train_run
 
     _progress_logging()
     run_dir = train_run(args.config, args.out, resume=args.resume, root=args.root)
@@ -87,7 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate and print a summary row, or the whole metrics object with ``--json``."""
-    from pneumocxr.train_run import evaluate_dir, evaluate_run
+    from pneumocxr.train.run import evaluate_dir, evaluate_run
 
     metrics = evaluate_run(
         args.run_dir,
@@ -119,7 +119,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Run the sweep and print its table."""
-    from pneumocxr.sweep import run_sweep as sweep
+    from pneumocxr.train.sweep import run_sweep as sweep
 
     _progress_logging()
     table = sweep(args.configs, args.out, root=args.root)

@@ -13,7 +13,7 @@
   ECCV 2016): a hit when the heatmap's maximum falls inside a reference box (tolerance in pixels,
   0 by default; the paper used 15). Images without reference boxes are not scored.
 * ``mean_with_ci``: mean of per-image values with a percentile bootstrap over images (or patients),
-  the same resampling as ``pneumocxr.evaluate``.
+  the same resampling as ``pneumocxr.evaluate.metrics``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pneumocxr.evaluate import _percentile_interval, resample_multiplicity
+from pneumocxr.evaluate.metrics import _percentile_interval, resample_multiplicity
 from pneumocxr.explain import heatmap_peak
 from pneumocxr.localize.boxes import Box, iou_matrix
 

@@ -24,7 +24,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from pneumocxr import __version__
-from pneumocxr.dicom_out import IDENTITY_KEYWORDS, STUDY_KEYWORDS
+from pneumocxr.dicom.secondary_capture import IDENTITY_KEYWORDS, STUDY_KEYWORDS
 
 SCHEME = "99PNEUMOCXR"
 PNEUMONIA = Code("233604007", "SCT", "Pneumonia")

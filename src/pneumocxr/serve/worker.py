@@ -3,7 +3,7 @@
 The model is loaded once (``infer.load_predictor``). Each batch: ``infer.load_case`` (the DICOM gate,
 its limits before decode, the one preprocessing function) in a thread pool, ``infer.score_cases``
 (the model with predict's padding, the run's saved threshold, the Grad-CAM Secondary Capture from
-``pneumocxr.dicom_out``), then a Structured Report per scored instance (``report_sr``), and one
+``pneumocxr.dicom.secondary_capture``), then a Structured Report per scored instance (``report_sr``), and one
 journal transaction recording the whole batch. A crash before that commit leaves the batch queued,
 so it is scored again after restart and still gets exactly one result; an instance that was in
 ``max_score_attempts`` interrupted batches is rejected instead of crashing the node for ever.

@@ -2,7 +2,7 @@
 
 Each ``plot_*`` returns a matplotlib Figure (Agg backend, nothing shown); ``save_evaluation_plots``
 writes them under stable names (roc.png, pr.png, threshold.png, confusion.png, calibration.png,
-subgroups.png) and closes them. Numbers come from ``pneumocxr.evaluate``; nothing is recomputed here
+subgroups.png) and closes them. Numbers come from ``pneumocxr.evaluate.metrics``; nothing is recomputed here
 beyond sklearn's curves.
 """
 
@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from pneumocxr.evaluate import reliability_curve, threshold_curves, validate_scores
+from pneumocxr.evaluate.metrics import reliability_curve, threshold_curves, validate_scores
 
 DPI = 120
 PLOT_FILES = ("roc.png", "pr.png", "threshold.png", "confusion.png", "calibration.png", "subgroups.png")

@@ -6,9 +6,9 @@ augmented images. Stage 2 (``train.finetune_epochs > 0``) unfreezes from ``model
 fine-tunes on augmented images with a smaller learning rate. Each stage: Adam (or AdamW/SGD) with a
 cosine schedule, class weights, label smoothing, best-on-validation checkpoint, early stopping, one
 ``history.csv`` row per epoch, and ``BackupAndRestore`` so ``--resume`` continues an interrupted stage at
-its next epoch; finished stages are skipped on resume. ``train_run.train_run`` writes the run directory.
+its next epoch; finished stages are skipped on resume. ``train.run.train_run`` writes the run directory.
 
-Crash consistency (``train_backup``): epoch backups, the best checkpoint, stage weights, ``history.csv``
+Crash consistency (``train.backup``): epoch backups, the best checkpoint, stage weights, ``history.csv``
 and ``state.json`` are written to a temporary file or folder and renamed into place, so a kill at any
 moment leaves the previous complete version; ``--resume`` restores the newest backup that reads.
 """
@@ -223,7 +223,7 @@ def fit_stage(
     import keras
 
     from pneumocxr.models import set_trainable_from
-    from pneumocxr.train_backup import AtomicBackupAndRestore, AtomicModelCheckpoint, save_weights_atomic
+    from pneumocxr.train.backup import AtomicBackupAndRestore, AtomicModelCheckpoint, save_weights_atomic
 
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)

@@ -12,8 +12,8 @@ from typing import Any
 
 from pneumocxr.localize.boxes import RULE_FILE
 from pneumocxr.localize.run import METRICS
-from pneumocxr.report_data import Artifact
-from pneumocxr.report_trace import Ledger
+from pneumocxr.report.data import Artifact
+from pneumocxr.report.trace import Ledger
 
 ARTIFACT = f"run:{RULE_FILE.as_posix()}"
 

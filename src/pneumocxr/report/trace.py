@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pneumocxr.report_data import Artifact
+from pneumocxr.report.data import Artifact
 
 _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 NOT_AVAILABLE = "n/a"

@@ -1,6 +1,6 @@
 """Input step, prepared shards: the uint8 training view of a dataset's images in TFRecord files, and reading them.
 
-``pneumocxr prepare`` (``pneumocxr.prepare``) writes a shard directory once per dataset and config::
+``pneumocxr prepare`` (``pneumocxr.train.prepare``) writes a shard directory once per dataset and config::
 
     prepare.json            format, dataset, image size, data list hash, per split: rows, key, shard files
     index.csv               one row per image in shard order: name, label, patient_id, split, shard

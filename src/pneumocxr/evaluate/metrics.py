@@ -3,7 +3,7 @@
 Pure functions over numpy arrays and DataFrames; the curves themselves come from scikit-learn
 (``roc_auc_score``, ``roc_curve``, ``precision_recall_curve``, ``calibration_curve``,
 ``confusion_matrix``). ``evaluate_predictions`` builds the ``metrics.json`` object (``runs.MetricsRecord``) and
-``save_evaluation`` writes it with ``predictions.csv`` and the plots of ``evaluate_plots``.
+``save_evaluation`` writes it with ``predictions.csv`` and the plots of ``evaluate.figures``.
 A sample is called positive (pneumonia) when ``probability >= threshold``.
 """
 
@@ -511,7 +511,7 @@ def save_evaluation(
     ``plots_dir`` defaults to ``out_dir/plots``. ``predictions.csv`` keeps ``path``, ``patient_id``,
     ``label``, ``probability`` and whichever subgroup columns (``sex``, ``age``, ``view``) exist.
     """
-    from pneumocxr.evaluate_plots import save_evaluation_plots
+    from pneumocxr.evaluate.figures import save_evaluation_plots
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

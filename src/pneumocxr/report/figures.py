@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 from pneumocxr.config import Config
-from pneumocxr.evaluate_plots import plot_pr
-from pneumocxr.report_data import RunArtifacts
+from pneumocxr.evaluate.figures import plot_pr
+from pneumocxr.report.data import RunArtifacts
 
 EDA_FIGURES = ("age_distribution", "sex_and_view", "pneumonia_rate_by_group", "comorbidity_with_pneumonia")
 PNG_METADATA = {"Software": None}  # no version stamp: the same run gives the same bytes
@@ -177,7 +177,7 @@ def prepare_figures(
         plot_flowchart(art.config, threshold, art.threshold.data["rule"], node), files_dir / "flowchart.png"
     )
     if art.history.data and "history.png" not in written:  # runs write plots/history.png; older ones may not
-        from pneumocxr.train import plot_history
+        from pneumocxr.train.stages import plot_history
 
         written["history.png"] = save_report_figure(plot_history(art.history.data), files_dir / "history.png")
     if "pr.png" not in written:

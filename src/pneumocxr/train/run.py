@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pneumocxr import features, pipeline, runs
+from pneumocxr import runs
 from pneumocxr.config import Config, load_config, resolve_path
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
-from pneumocxr.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
-from pneumocxr.train import (
+from pneumocxr.train import features, pipeline
+from pneumocxr.train.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
+from pneumocxr.train.stages import (
     Stage,
     check_strategy,
     fit_stage,
@@ -241,7 +242,7 @@ def write_evaluation(
 ) -> dict[str, Any]:
     """``evaluate_predictions`` at the run's threshold (plus ``extra`` keys), written with
     ``save_evaluation`` into ``out_dir``."""
-    from pneumocxr.evaluate import evaluate_predictions, save_evaluation
+    from pneumocxr.evaluate.metrics import evaluate_predictions, save_evaluation
 
     metrics = evaluate_predictions(
         scored,
@@ -267,9 +268,9 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
     reports the plain validation images and, under ``shift_validation``, the pooled set and every
     condition at the same threshold. Returns the metrics.
     """
-    from pneumocxr.calibrate import apply_calibration, fit_calibration, fold_into_model
-    from pneumocxr.evaluate import choose_threshold
-    from pneumocxr.evaluate_plots import save_figure
+    from pneumocxr.evaluate.figures import save_figure
+    from pneumocxr.evaluate.metrics import choose_threshold
+    from pneumocxr.train.calibrate import apply_calibration, fit_calibration, fold_into_model
 
     rule = config.threshold
     calibration = fit_calibration(val["label"], probabilities, rule.calibration)

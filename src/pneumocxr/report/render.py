@@ -1,9 +1,9 @@
 """Report step: the FDA submission markdown (and PDF) generated from a run's artifacts only.
 
-``write_report(run_dir, out, eda_dir=None, pdf=None)`` reads the run (``report_data``), copies and
-draws its figures into ``<out stem>_files/`` (``report_figures``), fills the Jinja2 template
-``templates/fda_submission.md.j2`` with numbers that each pass through a ``Ledger`` (``report_trace``)
-so the appendix names their artifact and key, and optionally renders the PDF (``report_pdf``).
+``write_report(run_dir, out, eda_dir=None, pdf=None)`` reads the run (``report.data``), copies and
+draws its figures into ``<out stem>_files/`` (``report.figures``), fills the Jinja2 template
+``templates/fda_submission.md.j2`` with numbers that each pass through a ``Ledger`` (``report.trace``)
+so the appendix names their artifact and key, and optionally renders the PDF (``report.pdf``).
 The same run gives the same markdown byte for byte: no clocks, sorted inputs, stable formatting.
 """
 
@@ -24,7 +24,7 @@ from markupsafe import Markup
 from pneumocxr import __version__
 from pneumocxr.atomic import atomic_write_text
 from pneumocxr.backbones import backbone as backbone_row
-from pneumocxr.report_data import (
+from pneumocxr.report.data import (
     DESCRIPTIONS,
     PEDIATRIC_DATASETS,
     SOURCES,
@@ -39,10 +39,10 @@ from pneumocxr.report_data import (
     model_summary,
     try_summary,
 )
-from pneumocxr.report_escape import finalize, md_code, md_text
-from pneumocxr.report_figures import EDA_FIGURES, prepare_figures
-from pneumocxr.report_localisation import load_localisation, localisation_context
-from pneumocxr.report_trace import NOT_AVAILABLE, Ledger, format_number
+from pneumocxr.report.escape import finalize, md_code, md_text
+from pneumocxr.report.figures import EDA_FIGURES, prepare_figures
+from pneumocxr.report.localisation import load_localisation, localisation_context
+from pneumocxr.report.trace import NOT_AVAILABLE, Ledger, format_number
 from pneumocxr.runs import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
         details = [f"{md_text(k)} {setting_text(c, f'train.{k}', ledger)}" for k in augment_keys]
         ctx["augmentation"] = Markup(
             "random changes of geometry and intensity as Keras preprocessing layers, applied to "
-            "training images only (`pneumocxr.pipeline`)" + (": " + "; ".join(details) if details else ".")
+            "training images only (`pneumocxr.train.pipeline`)" + (": " + "; ".join(details) if details else ".")
         )
     else:
         ctx["augmentation"] = Markup("none (config `[train] augment = false`).")
@@ -307,7 +307,7 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
 
 def setting_text(artifact: Artifact, key: str, ledger: Ledger) -> Markup:
     """A config value as Markdown: numbers through the ledger, booleans and strings as code spans."""
-    from pneumocxr.report_trace import lookup
+    from pneumocxr.report.trace import lookup
 
     value = lookup(artifact.data, key)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -551,7 +551,7 @@ def eda_context(art: RunArtifacts, figures: dict[str, str], ledger: Ledger) -> d
 
 def standard_context(evaluations: list[Evaluation], contexts: list[dict[str, Any]], ledger: Ledger) -> dict[str, Any]:
     """The pre-specified performance goals and whether each evaluation of this run meets them."""
-    from pneumocxr.report_trace import PUBLISHED, lookup
+    from pneumocxr.report.trace import PUBLISHED, lookup
 
     ctx: dict[str, Any] = {
         "radiologist_f1": ledger.published(
@@ -634,7 +634,7 @@ def render_markdown(
         traces=ledger.rows,
     )
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("pneumocxr", "templates"),
+        loader=jinja2.PackageLoader("pneumocxr.report", "templates"),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -687,7 +687,7 @@ def write_report(
     log.info("report: wrote %s and %d figures in %s", out, len(figures), files_dir)
     pdf_path = None
     if pdf is not None:
-        from pneumocxr.report_pdf import write_pdf
+        from pneumocxr.report.pdf import write_pdf
 
         pdf_path = write_pdf(out, pdf, files_dir)
     return ReportFiles(out, files_dir, pdf_path)

@@ -50,13 +50,13 @@ CLASSIC_AUGMENTATION = {
         "aug_contrast",
     ),
     "(none in the classic set: exposure)": (
-        "RandomGamma (pneumocxr.augment): display-LUT / exposure differences",
+        "RandomGamma (pneumocxr.train.augment): display-LUT / exposure differences",
         "aug_gamma",
     ),
     "(none in the classic set: sharpness)": ("RandomGaussianBlur: detector sharpness / resampling", "aug_blur"),
     "(none in the classic set: noise)": ("GaussianNoise: quantum noise of low-dose films", "aug_noise"),
     "(none in the classic set: borders)": (
-        "BorderErasing (pneumocxr.augment): markers, collimation edges carry no label",
+        "BorderErasing (pneumocxr.train.augment): markers, collimation edges carry no label",
         "aug_border",
     ),
 }
@@ -92,7 +92,7 @@ def decode_pixels(path, condition=None) -> Any:
     if condition is None:
         pixels = tf.numpy_function(lambda p: load_pixels(p.decode()), [path], tf.float32, stateful=False)
     else:
-        from pneumocxr.shift import apply_condition
+        from pneumocxr.train.shift import apply_condition
 
         pixels = tf.numpy_function(
             lambda p, c: apply_condition(load_pixels(p.decode()), c.decode(), p.decode()),
@@ -108,7 +108,7 @@ def augmentation_model(config: TrainConfig, seed: int = 0):
     """Training-only random transforms of (N, H, W, 1) grey images in [0, 1], as Keras preprocessing layers."""
     import keras
 
-    from pneumocxr.augment import BorderErasing, RandomGamma
+    from pneumocxr.train.augment import BorderErasing, RandomGamma
 
     layers = []
     if config.aug_flip:
@@ -268,7 +268,7 @@ def image_dataset(
     """
     import tensorflow as tf
 
-    from pneumocxr import shards as shard_io
+    from pneumocxr.train import shards as shard_io
 
     autotune = tf.data.AUTOTUNE
     targets = np.zeros(len(paths)) if labels is None else np.asarray(labels)
@@ -305,8 +305,8 @@ def frame_dataset(frame: pd.DataFrame, config: Config, **options):
     """``image_dataset`` over a frame's images and labels with the config's size, backbone and batch,
     from the prepared shards (``[data] shards``) when they hold exactly this frame; a ``condition``
     column (shift validation) renders each row under its condition, from the image files."""
-    from pneumocxr.shards import find_shards
-    from pneumocxr.shift import rendering
+    from pneumocxr.train.shards import find_shards
+    from pneumocxr.train.shift import rendering
 
     conditions = [rendering(c) for c in frame["condition"]] if "condition" in frame else None
     files = None
@@ -370,7 +370,7 @@ def score_frame(model, frame: pd.DataFrame, size: int, backbone: str, batch_size
     """A copy of ``frame`` with a ``probability`` column from ``predict_files`` (rows under their
     ``condition`` when the frame has that column)."""
     scored = frame.copy()
-    from pneumocxr.shift import rendering
+    from pneumocxr.train.shift import rendering
 
     conditions = [rendering(c) for c in scored["condition"]] if "condition" in scored else None
     scored["probability"] = predict_files(model, scored["path"].tolist(), size, backbone, batch_size, conditions)

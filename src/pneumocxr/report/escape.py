@@ -13,7 +13,7 @@ names, layer names, rule names, evaluation folder names, error notes) is data, n
   ``md_text``; fragments the report code builds itself (figure links, code spans made with
   ``md_code``) are ``markupsafe.Markup`` and pass unchanged.
 
-The PDF step adds two more walls (``report_pdf``): raw HTML is disabled in the Markdown parser, and
+The PDF step adds two more walls (``report.pdf``): raw HTML is disabled in the Markdown parser, and
 the PDF renderer fetches only files inside the report's own figure folder.
 """
 

@@ -169,7 +169,7 @@ def value_counts(series: pd.Series) -> dict[str, int]:
 
 def dataset_summary(config: Config) -> dict[str, Any]:
     """Counts of the configured data as the run used it: per split, and demographics where the dataset has them."""
-    from pneumocxr.pipeline import data_frame
+    from pneumocxr.train.pipeline import data_frame
 
     frame = data_frame(config)
     summary: dict[str, Any] = {

@@ -208,7 +208,7 @@ def condition_table(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Per condition (plain, each ``name/level``, and per level pooled): n, AUC, sensitivity,
     specificity and balanced accuracy at ``threshold``; rows of ``scored`` need ``label``,
     ``probability`` and ``condition``."""
-    from pneumocxr.evaluate import metrics_at_threshold, safe_auc
+    from pneumocxr.evaluate.metrics import metrics_at_threshold, safe_auc
 
     def row(name: str, part: pd.DataFrame) -> dict:
         at = metrics_at_threshold(part["label"], part["probability"], threshold)
@@ -232,7 +232,7 @@ def condition_table(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
 def shift_summary(scored: pd.DataFrame, threshold: float, config) -> dict:
     """The ``shift_validation`` record of ``metrics.json``: pooled metrics with patient-bootstrap CIs
     and the ``condition_table`` rows, at ``threshold``; ``scored`` as for ``condition_table``."""
-    from pneumocxr.evaluate import evaluate_predictions
+    from pneumocxr.evaluate.metrics import evaluate_predictions
 
     pooled = evaluate_predictions(
         scored.drop(columns="condition"), threshold, n_boot=config.threshold.n_boot, seed=config.data.seed

@@ -5,7 +5,7 @@ dataset, its patient-wise splits and limits), decodes each image once through th
 function (``preprocess.load_pixels`` + ``resize_pixels``, in ``pipeline.grey_images``: parallel decode
 on every core) and writes its uint8 view (``pipeline.uint8_view``) at the training size into
 ``SPLIT-NNNNN.tfrecord`` shards, with labels, patient ids, an ``index.csv`` and the data list hash in
-``prepare.json`` (format in ``pneumocxr.shards``). Memory is flat in the number of images: images stream
+``prepare.json`` (format in ``pneumocxr.train.shards``). Memory is flat in the number of images: images stream
 from the decoder to the current shard. Each shard is written to ``.partial`` and renamed when whole, so
 running ``prepare`` again after an interruption skips the finished shards and resumes at the first missing
 one; a directory prepared for another image list or size is refused, never mixed.
@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pneumocxr import pipeline, runs, shards
+from pneumocxr import runs
 from pneumocxr.config import Config, resolve_path
+from pneumocxr.train import pipeline, shards
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pneumocxr.config import PROJECT_ROOT
-from pneumocxr.datasets import fetch
-from pneumocxr.datasets.derive import DeriveError, derive_file
-from pneumocxr.datasets.sources import Source, SourceTable, load_sources, select_sources, top_folders
+from pneumocxr.datasets.acquire import fetch
+from pneumocxr.datasets.acquire.derive import DeriveError, derive_file
+from pneumocxr.datasets.acquire.sources import Source, SourceTable, load_sources, select_sources, top_folders
 
 log = logging.getLogger(__name__)
 

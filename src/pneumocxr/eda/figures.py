@@ -1,4 +1,4 @@
-"""Exploratory data analysis step, figures: one function per EDA figure, from the tables of ``pneumocxr.eda``.
+"""Exploratory data analysis step, figures: one function per EDA figure, from the tables of ``pneumocxr.eda.tables``.
 
 Every function returns a matplotlib ``Figure`` with a title, axis labels and units; ``save_figures``
 writes them as PNG files. Colours are fixed: all images grey-blue, pneumonia red.
@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from pneumocxr import eda
+from pneumocxr.eda import tables as eda
 
 ALL_COLOUR, PNEUMONIA_COLOUR = "#4c72b0", "#c44e52"
 GROUP_COLOURS = {"pneumonia": PNEUMONIA_COLOUR, "other finding": "#dd8452", "no finding": "#55a868"}

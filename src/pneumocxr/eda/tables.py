@@ -461,7 +461,7 @@ def compute_summary(inputs: EdaInputs, tables: dict[str, pd.DataFrame], pixels: 
 
 def run_eda(root: str | os.PathLike, out_dir: str | os.PathLike) -> EdaResult:
     """Compute the whole EDA from data root ``root``; write figures, CSV tables and eda.json to ``out_dir``."""
-    from pneumocxr import eda_plots  # the figures module builds on this one's functions
+    from pneumocxr.eda import figures as eda_plots  # the figures module builds on this one's functions
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
