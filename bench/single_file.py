@@ -97,7 +97,7 @@ def _dx_dataset(rows: int, columns: int, bits: int, syntax: str):
 def single_file_inputs(root: Path, workdir: Path, cases: tuple[str, ...] = CASES) -> dict[str, Path | None]:
     """Each case's file (crafted into ``workdir`` when needed); None when its source is not on this machine."""
     from bench.images import nih_images, png_to_dicom
-    from pneumocxr.datasets.setup_data import find_shared
+    from pneumocxr.datasets.acquire.setup import find_shared
 
     shared = find_shared()
     hostile = shared / "cases" / "hostile" if shared else None
