@@ -13,8 +13,8 @@ dangling links, link loops, folders and linked folders, through ``check`` (the w
 through ``predict`` (rows, CSV, overlays and Secondary Captures): every input gets exactly one row.
 
 ``PNEUMOCXR_FUZZ_EXAMPLES`` sets the number of cases. In ``make fuzz`` (10,000) they are shared out:
-1/10 file names through ``check``, 1/50 file names through ``predict`` (a model call each, the slow
-kind), the rest (88%) mutated bytes. In ``make test`` (~200) bytes get them all, plus 40 file-name cases
+1/5 file names through ``check``, 1/20 file names through ``predict`` (a model call each, the slow
+kind), the rest (75%) mutated bytes. In ``make test`` (~200) bytes get them all, plus 40 file-name cases
 of each kind. ``--hypothesis-show-statistics`` prints how the cases ended (accepted, or the first
 reason); the conftest prints the process's peak RSS after a fuzz run.
 """
@@ -40,8 +40,8 @@ from pneumocxr.preprocess import to_model_input
 
 TOTAL = int(os.environ.get("PNEUMOCXR_FUZZ_EXAMPLES", "200"))
 LONG = TOTAL >= 1000  # make fuzz: the total is shared out; make test: a short run of each kind
-CHECK_NAME_EXAMPLES = TOTAL // 10 if LONG else 40
-PREDICT_NAME_EXAMPLES = TOTAL // 50 if LONG else 40
+CHECK_NAME_EXAMPLES = TOTAL // 5 if LONG else 40
+PREDICT_NAME_EXAMPLES = TOTAL // 20 if LONG else 40
 EXAMPLES = TOTAL - CHECK_NAME_EXAMPLES - PREDICT_NAME_EXAMPLES if LONG else TOTAL  # mutated bytes
 HEADER_BYTES = 1024  # the classic test files' header (preamble, meta, dataset) ends before this offset
 MODEL_SIZE = 64  # a small model input keeps each case fast; the resize path is the same as at 224
