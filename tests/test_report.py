@@ -21,7 +21,9 @@ import pytest
 
 from pneumocxr.cli import main
 from pneumocxr.config import Config, DataConfig, GateConfig, ModelConfig, TrainConfig
-from pneumocxr.evaluate.metrics import choose_threshold, evaluate_predictions, save_evaluation
+from pneumocxr.evaluate.artifacts import save_evaluation
+from pneumocxr.evaluate.metrics import evaluate_predictions
+from pneumocxr.evaluate.threshold import choose_threshold
 from pneumocxr.report.pdf import image_sources, markdown_to_html
 from pneumocxr.report.render import write_report
 from pneumocxr.report.trace import PUBLISHED, format_number, lookup

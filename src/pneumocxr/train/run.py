@@ -242,7 +242,8 @@ def write_evaluation(
 ) -> dict[str, Any]:
     """``evaluate_predictions`` at the run's threshold (plus ``extra`` keys), written with
     ``save_evaluation`` into ``out_dir``."""
-    from pneumocxr.evaluate.metrics import evaluate_predictions, save_evaluation
+    from pneumocxr.evaluate.artifacts import save_evaluation
+    from pneumocxr.evaluate.metrics import evaluate_predictions
 
     metrics = evaluate_predictions(
         scored,
@@ -269,7 +270,7 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
     condition at the same threshold. Returns the metrics.
     """
     from pneumocxr.evaluate.figures import save_figure
-    from pneumocxr.evaluate.metrics import choose_threshold
+    from pneumocxr.evaluate.threshold import choose_threshold
     from pneumocxr.train.calibrate import apply_calibration, fit_calibration, fold_into_model
 
     rule = config.threshold
