@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the EDA and print where the files went and the headline numbers."""
-    from pneumocxr.eda.tables import run_eda
+    from pneumocxr.eda import run_eda
 
     result = run_eda(data_root(args.root), args.out)
     summary = result.summary
