@@ -1,7 +1,8 @@
 """Exploratory data analysis step, metadata figures: one function per EDA figure, from the tables of ``tables``.
 
 Every function returns a matplotlib ``Figure`` with a title, axis labels and units; ``save_figures``
-writes them as PNG files. Colours are fixed: all images grey-blue, pneumonia red.
+writes them as PNG files. Colours are fixed: all images grey-blue, pneumonia red. Each figure is drawn
+in the house style (``plotting.styled``); importing this module changes no global matplotlib setting.
 """
 
 from __future__ import annotations
@@ -13,21 +14,12 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from pneumocxr.eda import tables as eda
+from pneumocxr.plotting import styled
 
 ALL_COLOUR, PNEUMONIA_COLOUR = "#4c72b0", "#c44e52"
 GROUP_COLOURS = {"pneumonia": PNEUMONIA_COLOUR, "other finding": "#dd8452", "no finding": "#55a868"}
 SPLIT_COLOURS = {"train_val": "#4c72b0", "test": "#8172b3"}
 IMAGES_PER_PATIENT_BINS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 20), (21, 50), (51, 10_000))
-
-plt.rcParams.update(
-    {
-        "axes.titlesize": 11,
-        "axes.labelsize": 10,
-        "figure.titlesize": 13,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    }
-)
 
 
 def label_bars(ax, bars, texts: list[str], fontsize: int = 8, horizontal: bool = False) -> None:
@@ -67,6 +59,7 @@ def _percent_bars(ax, categories: list[str], series: dict[str, pd.Series], colou
     ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
 
 
+@styled
 def plot_age_distribution(nih: pd.DataFrame) -> Figure:
     """Histogram of patient age, all images vs pneumonia images, with medians."""
     ages = eda.cleaned_ages(nih["age"])
@@ -99,6 +92,7 @@ def plot_age_distribution(nih: pd.DataFrame) -> Figure:
     return fig
 
 
+@styled
 def plot_sex_and_view(nih: pd.DataFrame) -> Figure:
     """Sex and view position as % of images, all images vs pneumonia images."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
@@ -129,6 +123,7 @@ def images_per_patient_bins(per_patient: pd.Series) -> pd.Series:
     return pd.Series(counts, index=labels)
 
 
+@styled
 def plot_images_per_patient(nih: pd.DataFrame) -> Figure:
     """Images per patient, all patients vs pneumonia-positive patients (all their images counted)."""
     per_patient = eda.images_per_patient(nih)
@@ -153,6 +148,7 @@ def plot_images_per_patient(nih: pd.DataFrame) -> Figure:
     return fig
 
 
+@styled
 def plot_finding_frequency(table: pd.DataFrame) -> Figure:
     """Horizontal bars of images per label (14 findings and No Finding), pneumonia highlighted."""
     table = table.sort_values("n_images")
@@ -168,6 +164,7 @@ def plot_finding_frequency(table: pd.DataFrame) -> Figure:
     return fig
 
 
+@styled
 def plot_findings_per_image(table: pd.DataFrame) -> Figure:
     """Share of images with 0, 1, 2 ... findings, all images vs pneumonia images."""
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -189,6 +186,7 @@ def plot_findings_per_image(table: pd.DataFrame) -> Figure:
     return fig
 
 
+@styled
 def plot_cooccurrence(matrix: pd.DataFrame) -> Figure:
     """Heatmap (log colour) of images carrying both findings, annotated with counts."""
     values = matrix.to_numpy()
@@ -213,6 +211,7 @@ def plot_cooccurrence(matrix: pd.DataFrame) -> Figure:
     return fig
 
 
+@styled
 def plot_comorbidity(comorbidity: pd.Series, n_pneumonia: int, n_alone: int) -> Figure:
     """Share of pneumonia images that also carry each other finding (and pneumonia alone)."""
     series = pd.concat([comorbidity, pd.Series({"(pneumonia alone)": n_alone})]).sort_values()
@@ -228,6 +227,7 @@ def plot_comorbidity(comorbidity: pd.Series, n_pneumonia: int, n_alone: int) -> 
     return fig
 
 
+@styled
 def plot_pneumonia_rate(rates: dict[str, pd.DataFrame], prevalence: float) -> Figure:
     """Pneumonia rate (% of images, Wilson 95 % CI) by age band, sex and view position."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.5), gridspec_kw={"width_ratios": [4, 1.4, 1.4]}, sharey=True)
@@ -250,6 +250,7 @@ def plot_pneumonia_rate(rates: dict[str, pd.DataFrame], prevalence: float) -> Fi
     return fig
 
 
+@styled
 def plot_official_split(split_table: pd.DataFrame, nih: pd.DataFrame) -> Figure:
     """Official split: sizes, pneumonia prevalence, age distribution, % female and % PA per split."""
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))

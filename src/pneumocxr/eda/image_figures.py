@@ -14,8 +14,10 @@ from matplotlib.figure import Figure
 
 from pneumocxr.eda.figures import ALL_COLOUR, GROUP_COLOURS, PNEUMONIA_COLOUR, label_bars
 from pneumocxr.eda.pixels import PIXEL_GROUPS, PixelStatistics
+from pneumocxr.plotting import styled
 
 
+@styled
 def plot_rsna_labels(rsna_classes: pd.DataFrame, boxes_per_image: dict[str, int]) -> Figure:
     """RSNA class balance (three classes) and number of boxes per image."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1.4, 1]})
@@ -40,6 +42,7 @@ def plot_rsna_labels(rsna_classes: pd.DataFrame, boxes_per_image: dict[str, int]
     return fig
 
 
+@styled
 def plot_rsna_box_sizes(boxes: pd.DataFrame) -> Figure:
     """RSNA box width vs height (px of the 1024 px image) and box area as % of the image."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -60,6 +63,7 @@ def plot_rsna_box_sizes(boxes: pd.DataFrame) -> Figure:
     return fig
 
 
+@styled
 def plot_pixel_intensity(pixels: PixelStatistics) -> Figure:
     """Intensity histograms by group: mean density with the 10-90 % band across images."""
     fig, ax = plt.subplots(figsize=(9, 4.8))
@@ -84,6 +88,7 @@ def plot_pixel_intensity(pixels: PixelStatistics) -> Figure:
     return fig
 
 
+@styled
 def plot_image_size_spacing(nih: pd.DataFrame, pixels: PixelStatistics) -> Figure:
     """Original image size and pixel spacing (full metadata) and the effective spacing of the 1024-px PNGs."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
@@ -126,6 +131,7 @@ def plot_image_size_spacing(nih: pd.DataFrame, pixels: PixelStatistics) -> Figur
     return fig
 
 
+@styled
 def plot_mean_image(pixels: PixelStatistics) -> Figure:
     """Pixel-wise mean and standard deviation of the real NIH PNGs."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
