@@ -43,7 +43,7 @@ def training_context(art: RunArtifacts, ledger: Ledger) -> dict[str, Any]:
         details = [f"{md_text(k)} {setting_text(c, f'train.{k}', ledger)}" for k in augment_keys]
         ctx["augmentation"] = Markup(
             "random changes of geometry and intensity as Keras preprocessing layers, applied to "
-            "training images only (`pneumocxr.train.pipeline`)" + (": " + "; ".join(details) if details else ".")
+            "training images only (`pneumocxr.train.augment`)" + (": " + "; ".join(details) if details else ".")
         )
     else:
         ctx["augmentation"] = Markup("none (config `[train] augment = false`).")
