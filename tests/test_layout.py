@@ -175,3 +175,20 @@ def test_importing_the_figure_modules_leaves_matplotlib_as_it_was():
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_readme_module_table_matches_the_tree():
+    """Every module README's table names exists, and every subpackage has a row."""
+    import re
+
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    table = readme[readme.index("| module | step |") :].split("\n\n")[0]
+    named = set()
+    for row in table.splitlines()[2:]:
+        first = row.split("|")[1]
+        for name in re.findall(r"`([\w.]+)`", first):
+            named.add(name if name.startswith("pneumocxr") else f"pneumocxr.{name}")
+    known = modules()
+    assert sorted(named - set(known)) == [], "README names modules that do not exist"
+    packages = {name for name, path in known.items() if path.name == "__init__.py" and name != "pneumocxr"}
+    assert sorted(packages - named) == [], "subpackages without a row in README's module table"
