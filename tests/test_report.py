@@ -187,7 +187,8 @@ def nih_report(tmp_path_factory):
 def trained_report(request, tmp_path_factory):
     """A REAL tiny trained run (configs/tiny-test.toml on real Kermany images; the shared `tiny_run` fixture when
     conftest provides it) plus an evaluation of the official Kermany val folder, reported with --pdf."""
-    from pneumocxr.train.run import evaluate_run, train_run
+    from pneumocxr.train.run import train_run
+    from pneumocxr.train.score import evaluate_run
 
     root = tmp_path_factory.mktemp("trained")
     try:  # a copy, so the evaluation added below does not change the shared run

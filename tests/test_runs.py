@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 
 from pneumocxr.config import Config
+from pneumocxr.provenance import data_list_hash, sha256_file
 from pneumocxr.runs import (
     RunError,
     RunFileError,
     create_run_dir,
-    data_list_hash,
     load_run_config,
     load_threshold,
     read_json,
     save_threshold,
-    sha256_file,
     write_json,
     write_manifest,
 )

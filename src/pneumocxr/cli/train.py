@@ -91,7 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate and print a summary row, or the whole metrics object with ``--json``."""
-    from pneumocxr.train.run import evaluate_dir, evaluate_run
+    from pneumocxr.train.score import evaluate_dir, evaluate_run
 
     metrics = evaluate_run(
         args.run_dir,
