@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT / "src"))
+__import__("pneumocxr.quiet").quiet.quiet_native_logs()  # TensorFlow's C++ start-up lines are not ours
 RESULTS = PROJECT_ROOT / "bench" / "scale-results.json"
 DOCS = PROJECT_ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench-scale:start -->", "<!-- bench-scale:end -->"
@@ -164,7 +164,7 @@ def write_docs(results: list[dict[str, Any]], command: str) -> None:
     cores = results[0]["cores"]
     body = (
         f"{START}\n`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cores} cores "
-        f"(shared with a training run; ratios are within one run):\n\n{table(results)}{END}"
+        f"(the machine shared with other jobs, so absolute rates vary; ratios are within one run):\n\n{table(results)}{END}"
     )
     DOCS.write_text(text[: text.index(START)] + body + text[text.index(END) + len(END) :])
 
