@@ -4,6 +4,7 @@
 #   make deliverables  refresh the committed notebooks and FDA_Submission.md/.pdf from RUN (default runs/kermany-cpu)
 #   make bench-scale   NIH input path at 112,120 rows: prepare, epoch from shards vs PNGs (not in make test)
 #   make bench-gpu     on a GPU: VGG16 train-step img/s vs shard input img/s (skips cleanly without one)
+#   make fuzz          10,000 fuzz cases: mutated DICOM bytes, file names through check and predict (docs/benchmarks.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -69,7 +70,7 @@ bench-gpu: data
 	$(PY) bench/gpu.py
 
 fuzz: data
-	PNEUMOCXR_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -m fuzz tests
+	PNEUMOCXR_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -m fuzz --hypothesis-show-statistics tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

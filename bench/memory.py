@@ -4,7 +4,8 @@ Each N runs the real command line (``python -m pneumocxr predict RUN FOLDER --ou
 subprocess, so the numbers include start-up and model loading, as a user sees them. The peak RSS is
 the kernel's high-water mark of that child (``VmHWM``) and psutil's samples of its RSS, whichever is larger.
 Time should grow linearly in N and memory stay flat: the fit ``seconds = start-up + N * per file``
-says both.
+says both. The runs share their first files (same names, same order, batches of 16), so their rows
+also say whether float32 probabilities are bit-identical from one fresh process to the next.
 """
 
 from __future__ import annotations
@@ -119,13 +120,36 @@ def linear_fit(sizes: list[int], seconds: list[float]) -> dict[str, float]:
     }
 
 
+def csv_probabilities(path: str | os.PathLike) -> np.ndarray:
+    """The ``probability`` column of a predict CSV, in row order (NaN where the input was rejected)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return np.array([float(row["probability"] or "nan") for row in csv.DictReader(handle)], dtype=np.float64)
+
+
+def fresh_process_agreement(runs: list[np.ndarray]) -> dict[str, Any]:
+    """How far the float32 probabilities of several fresh ``predict`` processes differ on the files they share
+    (the first ``min(len)`` rows of each, compared with the first run): max |difference| and bit identity."""
+    shared = min(len(run) for run in runs)
+    first = runs[0][:shared]
+    diffs = [float(np.nanmax(np.abs(run[:shared] - first))) if shared else 0.0 for run in runs[1:]]
+    return {
+        "fp32_fresh_process_runs": len(runs),
+        "fp32_fresh_process_files": shared,
+        "fp32_fresh_process_max_abs_prob_diff": max(diffs, default=0.0),
+        "fp32_fresh_process_bit_identical": all(np.array_equal(run[:shared], first, equal_nan=True) for run in runs),
+    }
+
+
 def measure_growth(
     run_dir: str | os.PathLike, files: list[str], sizes: list[int], workdir: str | os.PathLike
 ) -> dict[str, Any]:
-    """Peak RSS (MB) and seconds of ``predict`` over the first N files for each N, plus the linear fit."""
+    """Peak RSS (MB) and seconds of ``predict`` over the first N files for each N, plus the linear fit and
+    the float32 agreement between those fresh processes (``fresh_process_agreement``)."""
     workdir = Path(workdir)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PNEUMOCXR_PATIENT_SALT": "bench"}
-    peak, sampled, seconds = {}, {}, {}
+    peak, sampled, seconds, probabilities = {}, {}, {}, []
     warm_up = link_subset(files[:1], workdir / "warm-up")  # fills the file cache with Python and TF modules
     run_with_peak_rss(predict_command(run_dir, warm_up, workdir / "warm-up.csv"), env=env)
     for size in sizes:
@@ -136,16 +160,16 @@ def measure_growth(
         run = run_with_peak_rss(predict_command(run_dir, folder, out_csv), env=env)
         if run["returncode"] != 0:
             raise RuntimeError(f"pneumocxr predict on {folder} exited {run['returncode']}: {run['stderr_tail']}")
-        with open(out_csv) as rows:
-            n_rows = sum(1 for _ in rows) - 1
-        if n_rows != size:
-            raise RuntimeError(f"{out_csv}: {n_rows} rows for {size} files")
+        probabilities.append(csv_probabilities(out_csv))
+        if len(probabilities[-1]) != size:
+            raise RuntimeError(f"{out_csv}: {len(probabilities[-1])} rows for {size} files")
         peak[str(size)], sampled[str(size)] = run["peak_rss_mb"], run["peak_rss_sampled_mb"]
         seconds[str(size)] = run["seconds"]
     result: dict[str, Any] = {
         "predict_peak_rss_mb": peak,
         "predict_peak_rss_sampled_mb": sampled,
         "predict_seconds": seconds,
+        **fresh_process_agreement(probabilities),
     }
     if len(sizes) >= 2:
         result.update(linear_fit(sizes, [seconds[str(s)] for s in sizes]))

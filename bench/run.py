@@ -27,7 +27,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench import ceiling, images, inference, loader, memory, model, table, training  # noqa: E402
+from bench import ceiling, images, inference, loader, memory, model, single_file, table, training  # noqa: E402
 from bench.timing import ratio  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
@@ -50,6 +50,7 @@ class Sizes:
     train_batch: int = 16
     train_steps: int = 6
     epoch_images: int = 256
+    single_file_cases: tuple[str, ...] = single_file.CASES
 
 
 FULL = Sizes()
@@ -63,6 +64,7 @@ QUICK = Sizes(
     loader_images=128,
     train_steps=2,
     epoch_images=32,
+    single_file_cases=("hdr65535_rle_16bit.dcm", "test1.dcm", single_file.NIH),
 )
 
 
@@ -136,6 +138,18 @@ def measure_all(
 
     results.update(memory.measure_growth(run_dir, files, list(sizes.memory_sizes), workdir / "growth"))
     log(f"predict peak RSS (MB) {results['predict_peak_rss_mb']}, seconds {results['predict_seconds']}")
+    log(
+        f"float32 in {results['fp32_fresh_process_runs']} fresh processes, {results['fp32_fresh_process_files']} shared "
+        f"files: max difference {results['fp32_fresh_process_max_abs_prob_diff']:.1e} "
+        f"(bit-identical: {results['fp32_fresh_process_bit_identical']})"
+    )
+    if sizes.single_file_cases:
+        singles = single_file.single_file_inputs(root, workdir, sizes.single_file_cases)
+        results.update(single_file.measure_single_files(run_dir, singles, workdir / "single"))
+        log(
+            f"single files: at most {results['single_file_max_above_baseline_mb']:.0f} MB above the baseline "
+            f"(bound {single_file.BOUND_MB:.0f} MB; all within: {results['single_file_all_within_bound']})"
+        )
     last_ceiling = ceiling.measure_ceiling(classifier, sizes.matmul_size, sizes.matmul_repeats)
     results.update(ceiling.best_ceiling(first_ceiling, last_ceiling))  # the hardware's best, seen at either end
     results["ceiling_first_last_gflop_s_fp32"] = [

@@ -106,14 +106,6 @@ def result_rows(r: dict[str, Any]) -> list[list[str]]:
         ],
         ["bf16 vs float32: max |probability difference|", _num(r.get("bf16_max_abs_prob_diff"), 4), "", "", "", ""],
         [
-            "float32 predict re-run, same batch size: max |probability difference|",
-            _num(r.get("fp32_rerun_max_abs_prob_diff"), 4),
-            "",
-            "",
-            "",
-            "",
-        ],
-        [
             "bf16 vs float32: ROC AUC on the distinct NIH images",
             _num(r.get("auc_bf16"), 4),
             _num(r.get("auc_fp32"), 4),
@@ -225,6 +217,55 @@ def result_rows(r: dict[str, Any]) -> list[list[str]]:
                 "",
             ]
         )
+    return rows + precision_rows(r) + single_file_rows(r)
+
+
+def single_file_rows(r: dict[str, Any]) -> list[list[str]]:
+    """Peak RSS of check and predict per file: MB above the command's baseline (its value in MB beside it),
+    against the documented bound (bench.single_file)."""
+    bound, baseline = r.get("single_file_bound_mb"), r.get("single_file_baseline_mb") or {}
+    rows = [
+        [f"{command} baseline, empty folder: peak RSS (MB)", _num(mb, 0), "", "", "", ""]
+        for command, mb in baseline.items()
+    ]
+    for name, entry in (r.get("single_file_rss") or {}).items():
+        if entry.get("missing"):
+            rows.append([f"one file, {name}: not found on this machine", "", "", "", "", ""])
+            continue
+        for command in ("check", "predict"):
+            rss = entry[command]
+            rows.append(
+                [
+                    f"{command} {name} ({entry['decision']}): peak RSS above baseline (MB)",
+                    _num(rss["above_baseline_mb"], 0),
+                    _num(baseline.get(command), 0),
+                    "",
+                    f"<= {_num(bound, 0)}",
+                    rss["verdict"],
+                ]
+            )
+    return rows
+
+
+def precision_rows(r: dict[str, Any]) -> list[list[str]]:
+    """float32 reproducibility: re-run in the same process and fresh processes, same files, same batch size."""
+    rows = []
+    for key, what in (
+        ("fp32_rerun", "float32 predict re-run in the same process, same batch size"),
+        ("fp32_fresh_process", "float32 predict in fresh processes, same files and batch size"),
+    ):
+        if r.get(f"{key}_max_abs_prob_diff") is not None:
+            identical = r.get(f"{key}_bit_identical")
+            rows.append(
+                [
+                    f"{what}: max |probability difference|",
+                    _num(r[f"{key}_max_abs_prob_diff"], 4),
+                    "",
+                    "",
+                    "bit-identical",
+                    "yes" if identical else "no",
+                ]
+            )
     return rows
 
 

@@ -55,3 +55,13 @@ def shared_cases() -> Path:
     if shared is None or not (shared / "cases").is_dir():
         pytest.fail("../shared/cases missing: the hostile and quirk cases live there")
     return shared / "cases"
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """After a fuzz run (``-m fuzz``, i.e. ``make fuzz``): the peak RSS of this process and its children."""
+    if "fuzz" not in (config.getoption("markexpr", "") or ""):
+        return
+    import resource
+
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    terminalreporter.write_line(f"fuzz: peak RSS {peak / 1024:.0f} MB (ru_maxrss, this process or one child)")

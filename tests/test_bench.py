@@ -15,7 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench import ceiling, images, memory, table  # noqa: E402
+from bench import ceiling, images, memory, single_file, table  # noqa: E402
 
 VGG16_BLOCKS = ((64, 2, 224), (128, 2, 112), (256, 3, 56), (512, 3, 28), (512, 3, 14))
 
@@ -127,6 +127,56 @@ def test_machine_info_names_the_cpu_and_versions():
     assert info["versions"]["tensorflow"].startswith("2.")
 
 
+def test_crafted_20000_px_image_is_small_on_disk_valid_rle_and_rejected_from_its_header(tmp_path):
+    import pydicom
+
+    from pneumocxr.dicom import gate_and_load
+
+    small = single_file.rle_constant_image(tmp_path / "small.dcm", 300, 217)  # 65,100 pixels: not a multiple of 128
+    pixels = pydicom.dcmread(small).pixel_array
+    assert pixels.shape == (300, 217) and not pixels.any()
+    huge = single_file.rle_constant_image(tmp_path / "huge.dcm", 20000, 20000)
+    assert huge.stat().st_size < 7_000_000
+    result, decoded = gate_and_load(huge)
+    assert decoded is None and result.reasons == [
+        "Rows x Columns is 20000 x 20000 = 400000000 pixels, above the limit of 25000000 ([gate] max_pixels)",
+        "pixel data need 400000000 bytes, above the limit of 100000000 ([gate] max_decoded_bytes)",
+    ]
+
+
+def test_upscaled_real_radiograph_is_accepted_at_its_new_size(real_data, tmp_path):
+    from pneumocxr.dicom import gate_and_load
+
+    png = images.nih_images(real_data)["path"].iloc[0]
+    result, pixels = gate_and_load(single_file.upscaled_image(png, tmp_path / "big.dcm", side=1500))
+    assert result.accepted, result.reasons
+    assert pixels.shape == (1500, 1500) and result.bits_stored == 12
+
+
+def test_single_file_rows_say_within_or_over_the_bound():
+    baseline = {"check": 150.0, "predict": 900.0}
+    entry = {
+        "decision": "accepted",
+        "check": {"peak_rss_mb": 400.0, "above_baseline_mb": 250.0, "verdict": single_file.verdict(250.0)},
+        "predict": {"peak_rss_mb": 2600.0, "above_baseline_mb": 1700.0, "verdict": single_file.verdict(1700.0)},
+    }
+    rows = table.single_file_rows(
+        {"single_file_bound_mb": 1536.0, "single_file_baseline_mb": baseline, "single_file_rss": {"x.dcm": entry}}
+    )
+    assert [row[-1] for row in rows[2:]] == ["within bound", "over bound"]
+    assert rows[3][1:3] == ["1700", "900"]
+
+
+def test_fresh_process_agreement_sees_one_ulp():
+    first = np.array([0.25, np.nan, 0.75])
+    assert memory.fresh_process_agreement([first, first.copy()])["fp32_fresh_process_bit_identical"]
+    moved = first.copy()
+    moved[2] = np.nextafter(np.float32(0.75), np.float32(1))
+    agreement = memory.fresh_process_agreement([first, np.append(moved, 0.5)])
+    assert agreement["fp32_fresh_process_files"] == 3 and not agreement["fp32_fresh_process_bit_identical"]
+    assert agreement["fp32_fresh_process_max_abs_prob_diff"] == pytest.approx(2**-24)
+
+
 RESULT_KEYS = (
     "inference_classic_img_s",
     "inference_img_s",
@@ -165,6 +215,7 @@ def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
         train_batch=2,
         train_steps=1,
         epoch_images=4,
+        single_file_cases=("test1.dcm",),
     )
     results = run.measure_all(tiny, tmp_path, real_data, prefer_trained=False)
     missing = [key for key in RESULT_KEYS if key not in results]
@@ -194,6 +245,14 @@ def test_whole_benchmark_on_tiny_sizes_gives_every_key(real_data, tmp_path):
     assert set(results["train_step_img_s"]) == set(training.POLICIES)
     assert set(results["predict_peak_rss_mb"]) == {"2", "4"} and min(results["predict_peak_rss_mb"].values()) > 100
     assert results["epoch_extrapolated_to_images"] > 4000  # Kermany training split
+    assert results["fp32_fresh_process_files"] == 2 and results["fp32_fresh_process_bit_identical"]
+    assert results["fp32_rerun_bit_identical"]
+    test1 = results["single_file_rss"]["test1.dcm"]
+    assert (
+        test1["decision"] == "accepted"
+        and test1["predict"]["peak_rss_mb"] > results["single_file_baseline_mb"]["check"]
+    )
+    assert results["single_file_all_within_bound"] is (test1["predict"]["above_baseline_mb"] <= 1536)
     rows = table.result_rows(results)
     assert any("predict vs classic" in row[0] for row in rows)
     docs = run.write_docs({**results, "total_seconds": 1.0}, tmp_path / "benchmarks.md")

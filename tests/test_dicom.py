@@ -12,7 +12,6 @@ from pneumocxr.config import GateConfig
 from pneumocxr.dicom import (
     GATE_FIELDS,
     dicom_to_pixels,
-    expand_inputs,
     gate_and_load,
     gate_dicom,
     read_dicom,
@@ -126,15 +125,6 @@ def test_file_without_preamble_is_read(tmp_path):
     assert not path.read_bytes().startswith(b"\0" * 128)
     result = gate_dicom(path)
     assert result.modality == "DX"
-
-
-def test_expand_inputs_keeps_order_and_every_input(tmp_path, test_dicoms):
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    make_dicom(folder / "b.dcm"), make_dicom(folder / "a.dcm")
-    (tmp_path / "empty").mkdir()
-    paths = expand_inputs([test_dicoms[2], folder, tmp_path / "empty", tmp_path / "nope.dcm", test_dicoms[0]])
-    assert [p.name for p in paths] == ["test3.dcm", "a.dcm", "b.dcm", "empty", "nope.dcm", "test1.dcm"]
 
 
 def test_age_outside_training_population_can_warn_instead_of_reject(tmp_path):

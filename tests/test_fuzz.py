@@ -8,8 +8,15 @@ bytes, half the time inside the header where the parser's decisions are made. Wh
 the bytes, ``gate_and_load`` must return a decision (never raise), an accepted file must carry a
 2-D image in [0, 1], and the model input built from it must have the expected shape and be finite.
 
-``PNEUMOCXR_FUZZ_EXAMPLES`` sets the number of cases: ~200 in ``make test``, 10,000 in ``make fuzz``
-(``--hypothesis-show-statistics`` prints how the cases ended: accepted, or the first reason).
+File names: random byte names (any length up to 255 bytes, not UTF-8, hidden) as files, garbage,
+dangling links, link loops, folders and linked folders, through ``check`` (the walker and the gate) and
+through ``predict`` (rows, CSV, overlays and Secondary Captures): every input gets exactly one row.
+
+``PNEUMOCXR_FUZZ_EXAMPLES`` sets the number of cases. In ``make fuzz`` (10,000) they are shared out:
+1/5 file names through ``check``, 1/20 file names through ``predict`` (a model call each, the slow
+kind), the rest (75%) mutated bytes. In ``make test`` (~200) bytes get them all, plus 40 file-name cases
+of each kind. ``--hypothesis-show-statistics`` prints how the cases ended (accepted, or the first
+reason); the conftest prints the process's peak RSS after a fuzz run.
 """
 
 from __future__ import annotations
@@ -31,7 +38,11 @@ from pneumocxr.config import GateConfig
 from pneumocxr.dicom import gate_and_load
 from pneumocxr.preprocess import to_model_input
 
-EXAMPLES = int(os.environ.get("PNEUMOCXR_FUZZ_EXAMPLES", "200"))
+TOTAL = int(os.environ.get("PNEUMOCXR_FUZZ_EXAMPLES", "200"))
+LONG = TOTAL >= 1000  # make fuzz: the total is shared out; make test: a short run of each kind
+CHECK_NAME_EXAMPLES = TOTAL // 5 if LONG else 40
+PREDICT_NAME_EXAMPLES = TOTAL // 20 if LONG else 40
+EXAMPLES = TOTAL - CHECK_NAME_EXAMPLES - PREDICT_NAME_EXAMPLES if LONG else TOTAL  # mutated bytes
 HEADER_BYTES = 1024  # the classic test files' header (preamble, meta, dataset) ends before this offset
 MODEL_SIZE = 64  # a small model input keeps each case fast; the resize path is the same as at 224
 GATE = GateConfig(max_inflated_bytes=16 << 20)  # default limits, a smaller inflation cap keeps bomb cases fast
@@ -127,15 +138,20 @@ def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "case.dcm"
 
 
+def fuzz_settings(max_examples: int, *more_checks: HealthCheck) -> settings:
+    """Hypothesis settings of every fuzz test: no deadline, no database, fixed cases in the short run."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=not LONG,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, *more_checks],
+    )
+
+
 @pytest.mark.fuzz
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about every malformed value; expected here
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=EXAMPLES < 1000,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz_settings(EXAMPLES)
 @given(which=st.integers(0, 4), size=header_size, mutations=st.lists(mutation, min_size=0, max_size=6))
 def test_mutated_dicom_never_escapes_gate_or_preprocessing(originals, scratch, which, size, mutations):
     data = set_header_size(originals[which], size) if which < 3 else originals[which]
@@ -182,8 +198,7 @@ def test_mutations_do_what_they_say():
     assert mutate(data, [("overwrite", True, 0.0, b"zz")])[:2] == b"zz"
 
 
-# ---------------------------------------------------------------- file names through `predict`
-NAME_EXAMPLES = EXAMPLES if EXAMPLES >= 1000 else 40  # 10,000 in make fuzz, a short run in make test
+# ---------------------------------------------------------------- file names through `check` and `predict`
 KINDS = ("dicom", "garbage", "dangling", "loop", "folder", "folder_link")
 name_bytes = st.binary(min_size=1, max_size=255).filter(
     lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
@@ -192,20 +207,28 @@ entries = st.lists(st.tuples(name_bytes, st.sampled_from(KINDS)), min_size=1, ma
 
 
 @pytest.fixture(scope="module")
-def name_world(tmp_path_factory, tiny_run):
-    """The tiny real run's predictor, a small accepted DICOM's bytes, and a folder outside the inputs."""
+def name_files(tmp_path_factory):
+    """A small accepted DICOM's bytes, a scratch root, and a folder outside the inputs (linked to)."""
     from dicom_factory import make_dicom
-    from pneumocxr.infer import load_predictor
 
     root = tmp_path_factory.mktemp("names")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     dicom = make_dicom(elsewhere / "inside.dcm").read_bytes()
-    return {"predictor": load_predictor(tiny_run), "dicom": dicom, "root": root, "elsewhere": elsewhere}
+    return {"dicom": dicom, "root": root, "elsewhere": elsewhere}
+
+
+@pytest.fixture(scope="module")
+def name_world(name_files, tiny_run):
+    """``name_files`` and the tiny real run's predictor."""
+    from pneumocxr.infer import load_predictor
+
+    return {**name_files, "predictor": load_predictor(tiny_run)}
 
 
 def build_entries(folder: Path, chosen: list[tuple[bytes, str]], world: dict) -> int:
-    """Create the entries under ``folder``; return how many rows they must give (hidden names give none)."""
+    """Create the entries under ``folder``; return how many rows they must give: one per entry not hidden
+    (a name starting with "."), or one for the folder itself when it shows no entry ("no files in it")."""
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
@@ -226,18 +249,33 @@ def build_entries(folder: Path, chosen: list[tuple[bytes, str]], world: dict) ->
                 handle.write(world["dicom"])
         else:
             os.symlink(os.fsencode(world["elsewhere"]), path)
-    return sum(not name.startswith(b".") for name, _ in chosen)
+    return max(1, sum(not name.startswith(b".") for name, _ in chosen))
 
 
 @pytest.mark.fuzz
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@settings(
-    max_examples=NAME_EXAMPLES,
-    deadline=None,
-    derandomize=NAME_EXAMPLES < 1000,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
+@fuzz_settings(CHECK_NAME_EXAMPLES, HealthCheck.filter_too_much)
+@given(chosen=entries, show_paths=st.booleans())
+def test_any_file_name_gets_its_row_through_check(name_files, chosen, show_paths):
+    """One row per input, named by position and hash; the raw name only with show_paths."""
+    from pneumocxr.cli.check import check_rows
+
+    folder = name_files["root"] / "check-case"
+    expected = build_entries(folder, chosen, name_files)
+    rows = list(check_rows([folder], GateConfig(), "salt", show_paths))
+    event(f"{sum(row['accepted'] for row in rows)} of {expected} accepted")
+    assert len(rows) == expected
+    assert [row["input"].split()[0] for row in rows] == [f"#{i}" for i in range(1, expected + 1)]
+    assert all(row["reasons"] or row["accepted"] for row in rows)
+    assert all((row["path"] is not None) == show_paths for row in rows)
+    if not show_paths:
+        text = repr(rows)
+        assert all(repr(os.fsdecode(name))[1:-1] not in text for name, _ in chosen if len(name) >= 12)
+
+
+@pytest.mark.fuzz
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@fuzz_settings(PREDICT_NAME_EXAMPLES, HealthCheck.filter_too_much)
 @given(chosen=entries, show_paths=st.booleans(), drawn=st.integers(0, 31))
 def test_any_file_name_gets_its_row_and_bounded_outputs_through_predict(name_world, chosen, show_paths, drawn):
     """Rows for every name, CSV always; overlays and Secondary Captures (slow to draw) in one case of 32."""

@@ -22,6 +22,7 @@ from PIL import Image
 
 import test_infer
 from dicom_factory import make_dicom
+from hostile_names import awkward_tree
 from pneumocxr import explain, infer
 from pneumocxr.cli import main
 from pneumocxr.privacy import input_hash
@@ -35,32 +36,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 # ---------------------------------------------------------------- class 5: every name gets its row
-def awkward_tree(root: Path) -> dict[str, str | None]:
-    """A folder of awkward names and links: entry name -> expected reason fragment (None: accepted)."""
-    root.mkdir()
-    make_dicom(root / ("L" * 246 + ".dcm"))  # 250 characters
-    make_dicom(Path(os.fsdecode(os.fsencode(str(root)) + b"/caf\xe9-latin1.dcm")))  # not UTF-8
-    (root / "dangling.dcm").symlink_to(root / "gone.dcm")
-    (root / "loop_a.dcm").symlink_to(root / "loop_b.dcm")
-    (root / "loop_b.dcm").symlink_to(root / "loop_a.dcm")
-    elsewhere = root.parent / "elsewhere"
-    elsewhere.mkdir()
-    make_dicom(elsewhere / "inside.dcm")
-    (root / "linked_folder").symlink_to(elsewhere, target_is_directory=True)
-    (root / "linked_folder_again").symlink_to(elsewhere, target_is_directory=True)
-    (root / "self").symlink_to(root, target_is_directory=True)
-    return {
-        "L" * 246 + ".dcm": None,
-        "caf\\xe9-latin1.dcm": None,
-        "dangling.dcm": "dangling symbolic link",
-        "loop_a.dcm": "symbolic link loop",
-        "loop_b.dcm": "symbolic link loop",
-        "inside.dcm": None,
-        "linked_folder_again": "already walked",
-        "self": "already walked",
-    }
-
-
 def test_every_awkward_name_gets_one_row_and_outputs_have_bounded_derived_names(tmp_path, run_dir, capsys):
     expected = awkward_tree(tmp_path / "in")
     out, heatmaps, sc = tmp_path / "results.csv", tmp_path / "hm", tmp_path / "sc"

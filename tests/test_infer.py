@@ -22,7 +22,6 @@ from pydicom.uid import JPEGLSLossless, RLELossless
 from dicom_factory import gradient, make_dicom, truncate
 from pneumocxr import infer
 from pneumocxr.cli import main
-from pneumocxr.dicom import expand_inputs
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +252,7 @@ def test_csv_is_written_as_rows_come_and_named_complete_only_at_the_end(tmp_path
     assert len(lines) == 10 and lines[3]["reasons"] == "x; y" and lines[3]["probability"] == ""
 
 
-def test_iter_inputs_is_a_lazy_expand_inputs(tmp_path, test_dicoms):
+def test_iter_inputs_keeps_order_and_every_input(tmp_path, test_dicoms):
     tree = tmp_path / "tree"
     (tree / "b" / "deep").mkdir(parents=True)
     (tree / "a_empty").mkdir()
@@ -261,7 +260,18 @@ def test_iter_inputs_is_a_lazy_expand_inputs(tmp_path, test_dicoms):
         (tree / name).write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     inputs = [test_dicoms[2], tree, tmp_path / "empty", tmp_path / "missing.dcm", test_dicoms[0]]
-    assert [found.path for found in infer.iter_inputs(inputs)] == expand_inputs(inputs)
+    found = list(infer.iter_inputs(inputs))
+    assert [f.path.name for f in found] == [
+        "test3.dcm",
+        "a.dcm",
+        "y.dcm",
+        "x.dcm",
+        "z.dcm",
+        "empty",
+        "missing.dcm",
+        "test1.dcm",
+    ]
+    assert [f.problem for f in found][5:7] == ["is a folder with no files in it", None]
     assert [found.path.name for found in infer.iter_inputs([tree])] == ["a.dcm", "y.dcm", "x.dcm", "z.dcm"]
 
 

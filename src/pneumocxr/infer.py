@@ -37,7 +37,16 @@ from pneumocxr.dicom import GATE_FIELDS, gate_and_load
 from pneumocxr.inputs import Found, walk_inputs
 from pneumocxr.localize.boxes import DEFAULT_BOX_THRESHOLD, cam_boxes, load_box_threshold
 from pneumocxr.preprocess import to_model_input
-from pneumocxr.privacy import SALT_ENV, display_path, input_hash, input_label, patient_hash, resolve_salt  # noqa: F401
+from pneumocxr.privacy import (  # noqa: F401 - SALT_ENV and input_hash re-exported
+    SALT_ENV,
+    display_path,
+    input_hash,
+    input_label,
+    patient_hash,
+    resolve_salt,
+    scrub,
+    scrub_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,14 +196,6 @@ def display_pixels(pixels: np.ndarray, max_side: int = DISPLAY_SIDE) -> np.ndarr
     return tf.image.resize(pixels[..., None], shape, method="area", antialias=True).numpy()[..., 0]
 
 
-def scrub(text: str, path: Path, label: str) -> str:
-    """``text`` with the input's path and file name replaced by its label (messages may quote them)."""
-    for raw in sorted({str(path), os.path.abspath(path), path.name}, key=len, reverse=True):
-        if raw:
-            text = text.replace(raw, label)
-    return text
-
-
 def load_case(found: Found, position: int, predictor: Predictor, options: Options) -> Case:
     """Gate, decode and preprocess one input. Never raises: failures become reasons."""
     path = found.path
@@ -220,8 +221,7 @@ def load_case(found: Found, position: int, predictor: Predictor, options: Option
         case.row.update(accepted=False, reasons=[*case.row["reasons"], f"could not be processed ({exc})"[:200]])
         case.model_input = case.pixels = case.header = None
     if not options.show_paths:
-        case.row["reasons"] = [scrub(r, path, label) for r in case.row["reasons"]]
-        case.row["warnings"] = [scrub(w, path, label) for w in case.row.get("warnings") or []]
+        scrub_row(case.row, path, label)
     return case
 
 

@@ -101,3 +101,19 @@ def input_label(position: int, path: str | os.PathLike, salt: str) -> str:
 def display_path(path: str | os.PathLike) -> str:
     """A path as printable text (``--show-paths``): bytes that are not UTF-8 shown as ``\\xNN`` escapes."""
     return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+def scrub(text: str, path: str | os.PathLike, label: str) -> str:
+    """``text`` with the input's path and file name replaced by its label (messages may quote them)."""
+    path = Path(path)
+    for raw in sorted({str(path), os.path.abspath(path), path.name}, key=len, reverse=True):
+        if raw:
+            text = text.replace(raw, label)
+    return text
+
+
+def scrub_row(row: dict, path: str | os.PathLike, label: str) -> dict:
+    """``row`` with its ``reasons`` and ``warnings`` scrubbed of the input's path (see ``scrub``), in place."""
+    row["reasons"] = [scrub(r, path, label) for r in row.get("reasons") or []]
+    row["warnings"] = [scrub(w, path, label) for w in row.get("warnings") or []]
+    return row
