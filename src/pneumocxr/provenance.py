@@ -50,19 +50,20 @@ def data_list_hash(rows: Iterable[tuple[Any, ...]]) -> str:
     return digest.hexdigest()
 
 
-def code_version() -> str:
-    """Package version plus the git commit (with '-dirty' when the tree has changes)."""
+def git_output(folder: str | os.PathLike, *args: str) -> str | None:
+    """Standard output of ``git -C folder ARGS`` (stripped), or None when git is missing, fails or takes over 10 s."""
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+        return subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        sha = "unknown"
-    return f"{__version__}+{sha}"
+        return None
+
+
+def code_version() -> str:
+    """Package version plus the git commit (with '-dirty' when the tree has changes)."""
+    sha = git_output(PROJECT_ROOT, "describe", "--always", "--dirty")
+    return f"{__version__}+{'unknown' if sha is None else sha}"
 
 
 def package_versions() -> dict[str, str]:

@@ -146,33 +146,20 @@ def cached_views(
 
 
 def cache_stage(
-    config: Config,
-    model,
-    model32,
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    run_dir: Path,
-    weights: str | None,
-    precision: str,
+    config: Config, models: tuple[Any, Any], layer: str, frames: tuple[pd.DataFrame, pd.DataFrame], cache: tuple
 ) -> tuple[Stage, Any]:
-    """Stage 1 on cached features of the frozen bottom, and - when no fine-tune follows - a function giving
-    the float32 validation probabilities from the float32 top (else None)."""
+    """Stage 1 on cached features of the layers below ``layer``, and - when no fine-tune follows - a function
+    giving the float32 validation probabilities from the float32 top (else None).
+
+    ``models`` is (model in the training precision, float32 model), ``frames`` (train, val) and ``cache``
+    (folder, cache-key settings, training precision).
+    """
     cfg = config.train
+    (model, model32), (train, val), (cache_dir, settings, precision) = models, frames, cache
     labels = train["label"].to_numpy()
-    layer = layer_before(model, cfg.stage1_trainable_from) if cfg.cache_layer == "auto" else cfg.cache_layer
     bottom, top = split_model(model, layer)
     bottom32, top32 = split_model(model32, layer)
-    cache_dir = resolve_path(cfg.cache_dir) if cfg.cache_dir else run_dir / "features"
-    views, val32 = cached_views(
-        config,
-        bottom,
-        bottom32,
-        train,
-        val,
-        Path(cache_dir),
-        cache_settings(config, weights, layer, precision),
-        precision,
-    )
+    views, val32 = cached_views(config, bottom, bottom32, train, val, cache_dir, settings, precision)
     train_ds = features.feature_dataset(views, labels, cfg.batch_size, shuffle=True, seed=config.data.seed, repeat=True)
     val_ds = features.feature_dataset([val32], val["label"].to_numpy(), cfg.batch_size)
     steps = math.ceil(len(train) * len(views) / cfg.batch_size)
@@ -200,7 +187,10 @@ def build_stages(
     stages: list[Stage] = []
     val_scores = None
     if cfg.feature_cache:
-        stage, val_scores = cache_stage(config, model, model32, train, val, run_dir, weights, precision)
+        layer = layer_before(model, cfg.stage1_trainable_from) if cfg.cache_layer == "auto" else cfg.cache_layer
+        cache_dir = Path(resolve_path(cfg.cache_dir) if cfg.cache_dir else run_dir / "features")
+        cache = (cache_dir, cache_settings(config, weights, layer, precision), precision)
+        stage, val_scores = cache_stage(config, (model, model32), layer, (train, val), cache)
         stages.append(stage)
     else:
         stages.append(
