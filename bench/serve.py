@@ -6,16 +6,19 @@ pixels) are scored by ``predict`` (files on disk, batches of 16, no outputs), th
 delivered to a real Orthanc on 127.0.0.1, then ``predict`` runs again. Throughput of the node is
 delivered instances over the span from the first receipt to the last delivery (the journal's
 times); the target is at least 80% of ``predict``'s rate (the mean of its two passes).
-Writes ``bench/serve_results.json``.
+Writes ``bench/serve_results.json`` (``--append``: after its earlier runs) and its section of
+docs/benchmarks.md (one row per run in that file).
 
-    .venv/bin/python bench/serve.py [--images 500] [--run RUN_DIR]
+    .venv/bin/python bench/serve.py [--images 500] [--run RUN_DIR] [--append] [--no-docs]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -30,8 +33,13 @@ for extra in (PROJECT_ROOT, PROJECT_ROOT / "tests", PROJECT_ROOT / "src"):
         sys.path.insert(0, str(extra))
 
 RESULTS = PROJECT_ROOT / "bench" / "serve_results.json"
+DOCS = PROJECT_ROOT / "docs" / "benchmarks.md"
+MARKERS = ("<!-- bench-serve:start (written by bench/serve.py) -->", "<!-- bench-serve:end -->")
 TARGET = 0.8
 ASSOCIATIONS = 4
+
+
+from bench.table import replace_generated_block  # noqa: E402 (after the path set-up above)
 
 
 def predict_rate(run_dir: Path, files: list[Path]) -> float:
@@ -45,6 +53,13 @@ def predict_rate(run_dir: Path, files: list[Path]) -> float:
     elapsed = time.perf_counter() - start
     assert sum(bool(r["accepted"]) for r in rows) == len(files), "bench files must all pass the gate"
     return len(files) / elapsed
+
+
+def delivered(journal: Path) -> int:
+    """Delivered instances in the node's journal (read-only SQLite; polling the CLI instead started a
+    Python process per poll, about 1.2 s of CPU each, taken from the node being measured)."""
+    with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=30)) as conn:
+        return conn.execute("SELECT COUNT(*) FROM instances WHERE status = 'delivered'").fetchone()[0]
 
 
 def serve_figures(run_dir: Path, files: list[Path], workdir: Path) -> dict:
@@ -71,7 +86,8 @@ def serve_figures(run_dir: Path, files: list[Path], workdir: Path) -> dict:
             t.start()
         for t in threads:
             t.join(timeout=3600)
-        wait_for(lambda: stats_of(config)["delivered"] >= len(files), 3600, "every result delivered", interval=1)
+        journal = workdir / "state" / "journal.sqlite"
+        wait_for(lambda: delivered(journal) >= len(files), 3600, "every result delivered", interval=0.5)
         return stats_of(config)
     finally:
         node.terminate()
@@ -92,11 +108,37 @@ def bench_files(folder: Path, n: int) -> list[Path]:
     return paths
 
 
+def docs_block(runs: list[dict]) -> str:
+    """The docs/benchmarks.md section: one row per run, the node's rate as a fraction of predict's."""
+    rows = [
+        "| finished | images | load avg before/after | predict passes (img/s) | node (img/s) | node / predict |"
+        " latency p50 / p95 (s) |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lat, passes = r["latency_seconds"] or {"p50": float("nan"), "p95": float("nan")}, r["predict_passes"]
+        rows.append(
+            f"| {r['finished']} | {r['images']} | {r['load_average_before_after'][0]} / "
+            f"{r['load_average_before_after'][1]} | {passes[0]:.2f}, {passes[1]:.2f} | "
+            f"{r['serve_images_per_second']:.2f} | **{r['serve_fraction_of_predict']:.0%}** | "
+            f"{lat['p50']:.1f} / {lat['p95']:.1f} |"
+        )
+    return (
+        f"`bench/serve.py` ({runs[-1]['associations']} associations, SR-only results, a real Orthanc on "
+        f"127.0.0.1; model {Path(runs[-1]['model']).name}; {runs[-1]['cores']} cores shared with other "
+        f"jobs, so rates move between runs and the ratio within a run is what counts; target "
+        f"{TARGET:.0%}):\n\n" + "\n".join(rows) + "\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--run", help="run directory (default: the benchmark's VGG16 run, as bench/run.py)")
+    parser.add_argument("--append", action="store_true", help="keep the earlier runs of bench/serve_results.json")
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="pneumocxr-bench-serve-") as tmp:
         workdir = Path(tmp)
         from bench.model import benchmark_run
@@ -110,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     predict = (before + after) / 2
     node = figures["throughput_per_second"] or 0.0
     results = {
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cores": os.cpu_count(),
+        "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
         "model": str(origin),
         "images": args.images,
         "associations": ASSOCIATIONS,
@@ -121,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         "latency_seconds": figures["latency_seconds"],
         "serve_stats": figures,
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    earlier = json.loads(RESULTS.read_text()).get("runs", []) if args.append and RESULTS.is_file() else []
+    runs = [*earlier, results]
+    RESULTS.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    if not args.no_docs:
+        DOCS.write_text(replace_generated_block(DOCS.read_text(), docs_block(runs), *MARKERS))
     print(
         f"serve: {node:.2f} images/s delivered vs predict {predict:.2f} images/s "
         f"({results['serve_fraction_of_predict']:.0%} of predict; target {TARGET:.0%}); receipt->delivery "

@@ -299,10 +299,11 @@ def machine_markdown(machine: dict[str, Any]) -> str:
     )
 
 
-def replace_generated_block(document: str, block: str) -> str:
-    """The document with the text between the bench markers replaced by ``block`` (appended when absent)."""
-    generated = f"{BEGIN}\n{block.strip()}\n{END}"
-    if BEGIN in document and END in document:
-        head, rest = document.split(BEGIN, 1)
-        return head + generated + rest.split(END, 1)[1]
+def replace_generated_block(document: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    """The document with the text between the markers ``begin``/``end`` (default: the bench's) replaced by
+    ``block`` (appended with its markers when absent)."""
+    generated = f"{begin}\n{block.strip()}\n{end}"
+    if begin in document and end in document:
+        head, rest = document.split(begin, 1)
+        return head + generated + rest.split(end, 1)[1]
     return document.rstrip() + "\n\n" + generated + "\n"

@@ -23,7 +23,7 @@ from PIL import Image
 import test_infer
 from dicom_factory import make_dicom
 from hostile_names import awkward_tree
-from pneumocxr import explain, infer
+from pneumocxr import explain, infer, overlay
 from pneumocxr.cli import main
 from pneumocxr.privacy import input_hash
 
@@ -86,11 +86,16 @@ def test_identity_in_a_file_name_reaches_no_output(tmp_path, run_dir, shared_cas
     folder.mkdir()
     shutil.copy(source, folder / source.name)
     titles = []
-    real_overlay = explain.overlay_figure
+    real_figure, real_rgb = explain.overlay_figure, overlay.overlay_rgb
     monkeypatch.setattr(
         explain,
         "overlay_figure",
-        lambda pixels, heat, title, **kw: titles.append(title) or real_overlay(pixels, heat, title, **kw),
+        lambda pixels, heat, title, **kw: titles.append(title) or real_figure(pixels, heat, title, **kw),
+    )
+    monkeypatch.setattr(
+        overlay,
+        "overlay_rgb",
+        lambda pixels, heat, title, **kw: titles.append(title) or real_rgb(pixels, heat, title, **kw),
     )
     out, heatmaps, sc_dir = tmp_path / "r.csv", tmp_path / "hm", tmp_path / "sc"
     assert (

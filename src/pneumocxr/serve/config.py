@@ -1,7 +1,8 @@
 """serve.toml: the node's network identity, who may call it, where results go, and its limits.
 
 Tables: ``[node]`` (listening AE, bind address, allowed callers, size limit, state directory),
-``[tls]`` (optional), ``[worker]`` (batching) and ``[destination]`` (the PACS and the retry policy).
+``[tls]`` (optional), ``[worker]`` (batching), ``[destination]`` (the PACS and the retry policy) and
+``[http]`` (optional read-only JSON worklist).
 Unknown tables or keys and invalid values raise ``ServeConfigError`` naming the file, key and value.
 """
 
@@ -109,6 +110,22 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The optional read-only HTTP JSON worklist (``GET /worklist``, ``/stats``, ``/health``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback by default: the list carries UIDs and the salted patient hash
+    port: int = 8104
+
+    def __post_init__(self) -> None:
+        _check_port(self.port, "[http] port")
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError as exc:
+            raise ServeConfigError(f"[http] host '{self.host}' is not an IP address") from exc
+
+
+@dataclass(frozen=True)
 class WorkerConfig:
     """Batching: a batch starts when ``batch_size`` instances wait or the oldest waited ``max_wait_seconds``."""
 
@@ -161,6 +178,7 @@ class ServeConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     destination: DestinationConfig = field(default_factory=DestinationConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     source: str = "<dict>"
 
     @property
@@ -188,7 +206,13 @@ class ServeConfig:
         return self.state_dir / "journal.sqlite"
 
 
-_TABLES = {"node": NodeConfig, "tls": TlsConfig, "worker": WorkerConfig, "destination": DestinationConfig}
+_TABLES = {
+    "node": NodeConfig,
+    "tls": TlsConfig,
+    "worker": WorkerConfig,
+    "destination": DestinationConfig,
+    "http": HttpConfig,
+}
 
 
 def _table(cls: type, values: Any, where: str) -> Any:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-import pydicom
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from pneumocxr.serve.config import ServeConfig
@@ -39,6 +41,9 @@ class Deliverer:
         self.config = config
         self.journal = journal
         dest = config.destination
+        # Result files are sent as written, without decoding and re-encoding them (the node's only
+        # C-STOREs from files; data sets passed as objects are unaffected by this pynetdicom option).
+        pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
         self.ae = AE(ae_title=dest.calling_ae_title)
         for sop_class in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
@@ -77,12 +82,18 @@ class Deliverer:
         """Send the objects of one source not yet acknowledged; True when all are in the PACS."""
         uid = item["sop_instance_uid"]
         done = self.journal.delivered_kinds(uid)
-        for kind, path in (("sc", item["sc_path"]), ("sr", item["sr_path"])):
-            if not path or kind in done:
-                continue
+        todo = [
+            (kind, path)
+            for kind, path in (("sc", item["sc_path"]), ("sr", item["sr_path"]))
+            if path and kind not in done
+        ]
+        if not todo:
+            self.journal.mark_delivered(uid)
+            return True
+        for position, (kind, path) in enumerate(todo, start=1):
             try:
-                ds = pydicom.dcmread(path)
-                status = assoc.send_c_store(ds)
+                result_uid = str(read_file_meta_info(path).MediaStorageSOPInstanceUID)
+                status = assoc.send_c_store(Path(path))  # streamed as written (STORE_SEND_CHUNKED_DATASET)
             except Exception as exc:
                 self._fail(item, f"{kind.upper()} not sent ({exc})")
                 return False
@@ -90,6 +101,6 @@ class Deliverer:
             if code not in OK_STATUSES:
                 self._fail(item, f"{kind.upper()} refused by the PACS (status {code if code is None else hex(code)})")
                 return False
-            self.journal.record_delivery(uid, kind, str(ds.SOPInstanceUID))
-        self.journal.mark_delivered(uid)
+            # the last object's row and the instance's "delivered" are one commit
+            self.journal.record_delivery(uid, kind, result_uid, complete=position == len(todo))
         return True

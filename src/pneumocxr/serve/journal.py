@@ -106,6 +106,15 @@ class Journal:
                 [(u,) for u in uids],
             )
 
+    def undo_start_scoring(self, uids: list[str]) -> None:
+        """Take back the attempt counted by ``start_scoring`` for instances that never reached the model."""
+        with self.connection() as conn:
+            conn.executemany(
+                "UPDATE instances SET score_attempts = MAX(score_attempts - 1, 0) WHERE sop_instance_uid = ?"
+                " AND status = 'queued'",
+                [(u,) for u in uids],
+            )
+
     def record_results(self, results: list[dict[str, Any]]) -> None:
         """Store a batch's outcomes in one transaction: each dict has the instance's uid and new columns."""
         now = time.time()
@@ -140,16 +149,22 @@ class Journal:
         """Which result objects of this source the PACS has already acknowledged."""
         return {r["kind"] for r in self.query("SELECT kind FROM deliveries WHERE source_uid = ?", (source_uid,))}
 
-    def record_delivery(self, source_uid: str, kind: str, result_uid: str) -> None:
-        """Journal one acknowledged C-STORE of a result object (at most one row per source and kind)."""
-        self._write("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)", (source_uid, kind, result_uid, time.time()))
+    def record_delivery(self, source_uid: str, kind: str, result_uid: str, complete: bool = False) -> None:
+        """Journal one acknowledged C-STORE of a result object (at most one row per source and kind);
+        with ``complete`` (it was the source's last object) the instance becomes delivered in the same commit."""
+        now = time.time()
+        with self.connection() as conn:
+            conn.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)", (source_uid, kind, result_uid, now))
+            if complete:
+                conn.execute(self.DELIVERED, (now, source_uid))
+
+    DELIVERED = (
+        "UPDATE instances SET status = 'delivered', delivered_at = ?, last_error = NULL WHERE sop_instance_uid = ?"
+    )
 
     def mark_delivered(self, source_uid: str) -> None:
         """Every result object of the source is in the PACS."""
-        self._write(
-            "UPDATE instances SET status = 'delivered', delivered_at = ?, last_error = NULL WHERE sop_instance_uid = ?",
-            (time.time(), source_uid),
-        )
+        self._write(self.DELIVERED, (time.time(), source_uid))
 
     def delivery_failed(self, source_uid: str, error: str, backoff_seconds: float, max_attempts: int) -> None:
         """Count a failed attempt and schedule the next (status ``failed`` once ``max_attempts`` is reached)."""

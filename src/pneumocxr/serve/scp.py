@@ -36,6 +36,7 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3: Refused: Out of Resources
 CANNOT_UNDERSTAND = 0xC000  # PS3.4 B.2.3: Error: Cannot understand
 UID_PATTERN = re.compile(r"^[0-9.]{1,64}$")
+MAX_PDU_BYTES = 4 * 1024 * 1024  # the maximum P-DATA PDU length the node offers callers
 
 
 def inbox_name(sop_instance_uid: str) -> str:
@@ -138,6 +139,9 @@ def build_ae(config: ServeConfig) -> AE:
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     ae.maximum_associations = 16
+    # Callers cut each data set into P-DATA PDUs of at most this size: at pynetdicom's default (16 KB) a
+    # 1 MB radiograph is 64 PDUs, each parsed in Python; 4 MiB makes it one (PS3.8 9.3.4, D.1).
+    ae.maximum_pdu_size = MAX_PDU_BYTES
     return ae
 
 
