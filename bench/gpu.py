@@ -38,14 +38,14 @@ def train_step_rate(config, steps: int, warmup: int = 5) -> float:
     import tensorflow as tf
 
     from pneumocxr.models import build_model, resolve_weights, set_trainable_from
-    from pneumocxr.train import pipeline
+    from pneumocxr.train.augment import device_augmented_model
     from pneumocxr.train.stages import compile_for_training, precision_policy, resolve_precision
 
     size, batch = config.data.image_size, config.train.batch_size
     with precision_policy(resolve_precision(config.train.mixed_precision)):
         model = build_model(config.model, size, resolve_weights(config.model.weights, config.model.backbone))
     set_trainable_from(model, config.model.trainable_from)
-    fitted = pipeline.device_augmented_model(model, config)
+    fitted = device_augmented_model(model, config)
     compile_for_training(fitted, config.train, 1e-5, steps + warmup)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8)

@@ -32,8 +32,9 @@ def tfdata_batches(frame: pd.DataFrame, batch_size: int, cache: bool, seed: int 
     """The package's training pipeline over ``frame``: decode, resize, augment, normalise, batch (one pass)."""
     from pneumocxr.config import TrainConfig
     from pneumocxr.train import pipeline
+    from pneumocxr.train.augment import augmentation_model
 
-    augment = pipeline.augmentation_model(TrainConfig(), seed) if augment else None
+    augment = augmentation_model(TrainConfig(), seed) if augment else None
     return pipeline.image_dataset(
         frame["path"].tolist(),
         frame["label"].tolist(),
@@ -54,11 +55,11 @@ def measure_loaders(frame: pd.DataFrame, batch_size: int = 32, rounds: int = 2) 
     tf.data pass runs a fresh iterator to its end, so no loader prefetches during another's turn; the
     cached pipeline first fills its in-memory cache in an untimed pass.
     """
-    from pneumocxr.train import pipeline
+    from pneumocxr.train.augment import classic_imagedatagenerator
 
     n_batches = -(-len(frame) // batch_size)
     with contextlib.redirect_stdout(io.StringIO()):  # keras prints "Found N non-validated image filenames."
-        generator = pipeline.classic_imagedatagenerator(frame, size=224, batch_size=batch_size)
+        generator = classic_imagedatagenerator(frame, size=224, batch_size=batch_size)
     from_disk = tfdata_batches(frame, batch_size, cache=False)
     from_cache = tfdata_batches(frame, batch_size, cache=True)
     plain = tfdata_batches(frame, batch_size, cache=True, augment=False)

@@ -40,7 +40,7 @@ def cpu_flags() -> list[str]:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, flags, logical/physical cores, RAM, load average, OS and package versions."""
-    from pneumocxr.runs import package_versions
+    from pneumocxr.provenance import package_versions
 
     return {
         "cpu_model": cpu_model(),

@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from pneumocxr.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
-from pneumocxr.train import pipeline
+from pneumocxr.train import augment, pipeline
 from pneumocxr.train.stages import check_strategy
 
 SIZE = 48
@@ -55,13 +55,13 @@ def test_augmentation_in_the_model_has_the_distribution_of_augmentation_in_tf_da
         size=SIZE,
         backbone="baseline_cnn",
         batch_size=32,
-        augment=pipeline.augmentation_model(config.train, seed=1),
+        augment=augment.augmentation_model(config.train, seed=1),
         cache=False,
     )
     on_host = np.concatenate([x for x, _ in host.as_numpy_iterator()])
     grey = pipeline.image_dataset([path] * copies, [0] * copies, size=SIZE, batch_size=32, output="grey", cache=False)
     probe = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Identity()])
-    wrapped = pipeline.device_augmented_model(probe, config, seed=2)
+    wrapped = augment.device_augmented_model(probe, config, seed=2)
     on_device = np.concatenate([wrapped(x, training=True).numpy() for x, _ in grey.as_numpy_iterator()])
     plain = np.concatenate([wrapped(x, training=False).numpy() for x, _ in grey.as_numpy_iterator()])
     host_stats, device_stats = summary(on_host), summary(on_device)
@@ -74,11 +74,11 @@ def test_augmentation_in_the_model_has_the_distribution_of_augmentation_in_tf_da
 
 
 def test_where_augmentation_runs_follows_the_config_and_the_device():
-    assert not pipeline.augments_on_device(TrainConfig())  # auto, and this machine has no GPU
-    assert pipeline.augments_on_device(TrainConfig(augment_on="model"))
-    assert not pipeline.augments_on_device(TrainConfig(augment_on="pipeline"))
+    assert not augment.augments_on_device(TrainConfig())  # auto, and this machine has no GPU
+    assert augment.augments_on_device(TrainConfig(augment_on="model"))
+    assert not augment.augments_on_device(TrainConfig(augment_on="pipeline"))
     with pytest.raises(ValueError, match="augment_on = 'gpu' is unknown"):
-        pipeline.augments_on_device(TrainConfig(augment_on="gpu"))
+        augment.augments_on_device(TrainConfig(augment_on="gpu"))
 
 
 def test_device_augmented_training_trains_the_wrapped_model(frame, config):

@@ -1,4 +1,4 @@
-"""Tests of the EDA step (pneumocxr.eda.tables, eda.figures, `pneumocxr eda`, EDA.ipynb).
+"""Tests of the EDA step (pneumocxr.eda: tables, pixels, figures, `pneumocxr eda`, EDA.ipynb).
 
 Real-data tests: they read the real NIH metadata, RSNA labels and NIH PNGs under the data root
 (`data/` or $PNEUMOCXR_DATA, linked to ../shared/data) and check the EDA's numbers against counts
@@ -16,6 +16,7 @@ from PIL import Image
 
 from pneumocxr.cli import main
 from pneumocxr.datasets import load_nih, load_nih_sample
+from pneumocxr.eda import pixels as pixel_stats
 from pneumocxr.eda import tables as eda
 from pneumocxr.runs import read_json
 
@@ -190,7 +191,7 @@ def test_official_split_summary_matches_lists(nih, raw, real_data):
 
 def test_pixel_statistics_on_real_pngs(nih):
     images = nih[nih["path"].notna()].head(5)
-    stats = eda.read_pixel_statistics(images, bins=32)
+    stats = pixel_stats.read_pixel_statistics(images, bins=32)
     assert len(stats.table) == 5 and stats.histograms.shape == (5, 32)
     assert stats.mean_image.shape == (1024, 1024)
     width = stats.bin_edges[1] - stats.bin_edges[0]
@@ -205,12 +206,12 @@ def test_pixel_statistics_on_real_pngs(nih):
 
 def test_pixel_statistics_refuse_an_empty_image_list(nih):
     with pytest.raises(ValueError, match="no image rows"):
-        eda.read_pixel_statistics(nih[nih["path"].notna()].head(0))
+        pixel_stats.read_pixel_statistics(nih[nih["path"].notna()].head(0))
 
 
 def test_pixel_group_decisions():
     frame = pd.DataFrame({"label": [1, 0, 0], "n_findings": [2, 0, 1]})
-    assert list(eda.pixel_group(frame)) == ["pneumonia", "no finding", "other finding"]
+    assert list(pixel_stats.pixel_group(frame)) == ["pneumonia", "no finding", "other finding"]
 
 
 def test_cli_writes_every_figure_table_and_eda_json(cli_out):

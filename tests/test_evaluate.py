@@ -14,7 +14,9 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
+from pneumocxr.evaluate import artifacts
 from pneumocxr.evaluate import metrics as ev
+from pneumocxr.evaluate import threshold as th
 from pneumocxr.evaluate.figures import PLOT_FILES
 
 # 10 hand-checkable predictions: at 0.5 -> tp 3 (0.8, 0.9, 0.95), fp 2 (0.6, 0.7), fn 1 (0.35), tn 4
@@ -101,29 +103,29 @@ RULE_PROBS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
 
 
 def test_max_f1_picks_the_f1_maximising_score():
-    rec = ev.choose_threshold(RULE_LABELS, RULE_PROBS, "max_f1")
+    rec = th.choose_threshold(RULE_LABELS, RULE_PROBS, "max_f1")
     assert rec["threshold"] == pytest.approx(0.4)
     assert rec["criterion"] == "f1" and rec["criterion_value"] == pytest.approx(8 / 9)
     assert (rec["rule"], rec["n"], rec["n_pos"]) == ("max_f1", 8, 4)
 
 
 def test_youden_picks_the_highest_of_tied_maxima():
-    rec = ev.choose_threshold(RULE_LABELS, RULE_PROBS, "youden")
+    rec = th.choose_threshold(RULE_LABELS, RULE_PROBS, "youden")
     assert rec["threshold"] == pytest.approx(0.6) and rec["criterion_value"] == pytest.approx(0.75)
 
 
 @pytest.mark.parametrize("target, expected", [(0.9, 0.4), (0.75, 0.6), (0.5, 0.7), (0.2, 0.8)])
 def test_sensitivity_target_picks_the_highest_threshold_meeting_the_target(target, expected):
-    rec = ev.choose_threshold(RULE_LABELS, RULE_PROBS, "sensitivity_target", target=target)
+    rec = th.choose_threshold(RULE_LABELS, RULE_PROBS, "sensitivity_target", target=target)
     assert rec["threshold"] == pytest.approx(expected)
     assert rec["sensitivity"] >= target and rec["target"] == target
 
 
 def test_youden_midpoint_sits_in_the_middle_of_the_gap_where_the_other_rules_hug_the_positives():
     labels, probs = np.array([0, 0, 0, 1, 1, 1]), np.array([0.05, 0.1, 0.2, 0.7, 0.8, 0.9])
-    assert ev.choose_threshold(labels, probs, "max_f1")["threshold"] == pytest.approx(0.7)
-    assert ev.choose_threshold(labels, probs, "youden")["threshold"] == pytest.approx(0.7)
-    rec = ev.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.0)
+    assert th.choose_threshold(labels, probs, "max_f1")["threshold"] == pytest.approx(0.7)
+    assert th.choose_threshold(labels, probs, "youden")["threshold"] == pytest.approx(0.7)
+    rec = th.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.0)
     assert (rec["low"], rec["high"], rec["threshold"]) == pytest.approx((0.2, 0.7, 0.45))
     assert rec["criterion_value"] == pytest.approx(1.0) and rec["tolerance"] == 0.0
 
@@ -133,11 +135,11 @@ def test_youden_midpoint_tolerance_bridges_outliers_to_the_middle_of_the_gap():
     negatives, positives = np.r_[np.linspace(0.01, 0.30, 50), 0.69], np.r_[np.linspace(0.70, 0.99, 50), 0.32]
     labels, probs = np.r_[np.zeros(51), np.ones(51)].astype(int), np.r_[negatives, positives]
     # best balanced accuracy (1 + 50/51) / 2 only in two narrow cells, (0.30, 0.32] and (0.69, 0.70]
-    strict = ev.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.0)
+    strict = th.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.0)
     assert (strict["low"], strict["high"], strict["threshold"]) == pytest.approx((0.30, 0.32, 0.31))
     # one more error on either side (balanced accuracy 50/51) is within 0.015: the run spans
     # (second-highest regular negative, second-lowest regular positive], centred on 0.5
-    loose = ev.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.015)
+    loose = th.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.015)
     assert (loose["low"], loose["high"]) == pytest.approx((negatives[48], positives[1]))
     assert loose["threshold"] == pytest.approx(0.5) and loose["criterion_value"] == pytest.approx(50 / 51)
 
@@ -146,7 +148,7 @@ def test_youden_midpoint_matches_a_brute_force_grid_search():
     rng = np.random.default_rng(7)
     labels = rng.integers(0, 2, 300)
     probs = np.clip(np.where(labels == 1, rng.beta(6, 2, 300), rng.beta(2, 6, 300)), 0, 1)
-    rec = ev.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.02)
+    rec = th.choose_threshold(labels, probs, "youden_midpoint", tolerance=0.02)
     grid = np.linspace(0.0005, 0.9995, 2000)
     ba = np.array(
         [(lambda m: (m["sensitivity"] + m["specificity"]) / 2)(ev.metrics_at_threshold(labels, probs, t)) for t in grid]
@@ -168,12 +170,12 @@ def test_youden_midpoint_matches_a_brute_force_grid_search():
 )
 def test_choose_threshold_rejects_bad_rules(rule, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ev.choose_threshold(RULE_LABELS, RULE_PROBS, rule, **kwargs)
+        th.choose_threshold(RULE_LABELS, RULE_PROBS, rule, **kwargs)
 
 
 def test_choose_threshold_needs_both_classes():
     with pytest.raises(ValueError, match="both classes"):
-        ev.choose_threshold([1, 1, 1], [0.2, 0.5, 0.9])
+        th.choose_threshold([1, 1, 1], [0.2, 0.5, 0.9])
 
 
 def test_bootstrap_ci_contains_the_estimate_is_reproducible_and_narrows_with_more_data():
@@ -306,7 +308,7 @@ def test_evaluate_predictions_on_one_class_gives_null_auc_and_rejects_missing_co
 def test_save_evaluation_writes_metrics_predictions_and_six_plots(tmp_path):
     frame = scored_frame(40, 2)
     metrics = ev.evaluate_predictions(frame, 0.5, n_boot=50, dataset="synthetic", split="val", threshold_rule="max_f1")
-    written = ev.save_evaluation(metrics, frame, tmp_path / "eval")
+    written = artifacts.save_evaluation(metrics, frame, tmp_path / "eval")
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 80
     saved = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     assert list(saved.columns[:4]) == ["path", "patient_id", "label", "probability"] and len(saved) == 80
@@ -320,7 +322,7 @@ def test_save_evaluation_writes_metrics_predictions_and_six_plots(tmp_path):
 def test_save_evaluation_draws_placeholders_when_one_class(tmp_path):
     frame = pd.DataFrame({"label": [0, 0], "probability": [0.2, 0.7], "patient_id": ["a", "b"]})
     metrics = ev.evaluate_predictions(frame, 0.5, n_boot=10)
-    written = ev.save_evaluation(metrics, frame, tmp_path, plots_dir=tmp_path / "figs")
+    written = artifacts.save_evaluation(metrics, frame, tmp_path, plots_dir=tmp_path / "figs")
     assert sorted(p.name for p in written if p.suffix == ".png") == sorted(PLOT_FILES)
     assert (tmp_path / "figs" / "roc.png").is_file()
 
@@ -338,7 +340,7 @@ def test_threshold_rules_on_real_pneumoniamnist_shift(real_data):
     val, test = model.predict_proba(x["val"])[:, 1], model.predict_proba(x["test"])[:, 1]
     assert roc_auc_score(y["val"], val) > 0.98 and roc_auc_score(y["test"], test) < 0.95
     accuracy = {
-        rule: ev.metrics_at_threshold(y["test"], test, ev.choose_threshold(y["val"], val, rule)["threshold"])[
+        rule: ev.metrics_at_threshold(y["test"], test, th.choose_threshold(y["val"], val, rule)["threshold"])[
             "accuracy"
         ]
         for rule in ("max_f1", "youden_midpoint")
@@ -351,22 +353,22 @@ def test_worst_group_midpoint_maximises_the_worst_groups_balanced_accuracy():
     # decides, so the operating point is the middle of (0.7, 0.8], not of a's wide gap
     labels = [0, 0, 1, 1, 0, 0, 1, 1]
     groups = ["a", "a", "a", "a", "b", "b", "b", "b"]
-    chosen = ev.choose_threshold(
+    chosen = th.choose_threshold(
         labels, [0.1, 0.2, 0.9, 0.95, 0.5, 0.7, 0.8, 0.95], "worst_group_midpoint", tolerance=0.0, groups=groups
     )
     assert chosen["low"] == pytest.approx(0.7) and chosen["high"] == pytest.approx(0.8)
     assert chosen["threshold"] == pytest.approx(0.75) and chosen["criterion_value"] == 1.0 and chosen["groups"] == 2
     # b's films score lower (a shifted acquisition): its gap (0.35, 0.4] now decides
-    moved = ev.choose_threshold(
+    moved = th.choose_threshold(
         labels, [0.1, 0.2, 0.9, 0.95, 0.3, 0.35, 0.4, 0.95], "worst_group_midpoint", tolerance=0.0, groups=groups
     )
     assert moved["low"] == pytest.approx(0.35) and moved["high"] == pytest.approx(0.4)
     # no threshold separates b (a normal above a positive): the best worst case, 0.75, holds on (0.5, 0.8]
     # and (0.85, 0.9]; the widest run wins
-    overlap = ev.choose_threshold(
+    overlap = th.choose_threshold(
         labels, [0.1, 0.2, 0.9, 0.95, 0.5, 0.85, 0.8, 0.95], "worst_group_midpoint", tolerance=0.0, groups=groups
     )
     assert overlap["best_worst_balanced_accuracy"] == pytest.approx(0.75)
     assert overlap["low"] == pytest.approx(0.5) and overlap["high"] == pytest.approx(0.8)
     with pytest.raises(ValueError, match="needs one group label per score"):
-        ev.choose_threshold(labels, [0.1] * 8, "worst_group_midpoint")
+        th.choose_threshold(labels, [0.1] * 8, "worst_group_midpoint")

@@ -19,9 +19,9 @@ from pneumocxr.datasets.acquire.fetch import (
     download,
     extract_archive,
     extract_member,
-    file_digest,
     member_path,
 )
+from pneumocxr.provenance import file_digest
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -10,7 +10,7 @@ import pytest
 
 from pneumocxr.config import Config, DataConfig, TrainConfig
 from pneumocxr.preprocess import grey_to_model_input, load_pixels, preprocess_file, resize_pixels
-from pneumocxr.train import pipeline
+from pneumocxr.train import augment, pipeline
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +46,14 @@ def test_evaluation_batches_equal_the_one_preprocessing_function(frame, config):
 
 
 def test_augmentation_layers_follow_the_config():
-    names = lambda cfg: [type(l).__name__ for l in pipeline.augmentation_model(cfg).layers]  # noqa: E731
+    names = lambda cfg: [type(l).__name__ for l in augment.augmentation_model(cfg).layers]  # noqa: E731
     default = names(TrainConfig())
     assert default == ["RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"]
     assert names(TrainConfig(aug_flip=True))[0] == "RandomFlip"
     assert names(TrainConfig(aug_rotation=0, aug_contrast=0)) == ["RandomZoom", "RandomTranslation", "RandomBrightness"]
     robust = TrainConfig(aug_gamma=0.3, aug_blur=0.5, aug_noise=0.02, aug_border=0.1)
     assert names(robust)[-4:] == ["RandomGamma", "RandomGaussianBlur", "GaussianNoise", "BorderErasing"]
-    mapped = {key for _, key in pipeline.CLASSIC_AUGMENTATION.values() if key}
+    mapped = {key for _, key in augment.CLASSIC_AUGMENTATION.values() if key}
     layers = {
         f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("aug_") and not f.name.endswith("_rate")
     }
@@ -74,10 +74,10 @@ def test_training_batches_are_augmented_and_labelled(frame, config):
 
 def test_augmented_grey_stays_in_unit_range(frame, config):
     grey = np.stack([resize_pixels(load_pixels(p), 64).numpy() for p in frame["path"].iloc[:4]])
-    out = pipeline.augmentation_model(config.train, seed=1)(grey, training=True).numpy()
+    out = augment.augmentation_model(config.train, seed=1)(grey, training=True).numpy()
     assert out.shape == grey.shape and out.min() >= 0.0 and out.max() <= 1.0
     assert not np.allclose(out, grey)
-    np.testing.assert_array_equal(pipeline.augmentation_model(config.train)(grey, training=False).numpy(), grey)
+    np.testing.assert_array_equal(augment.augmentation_model(config.train)(grey, training=False).numpy(), grey)
 
 
 def test_predict_files_keeps_file_order(frame):
@@ -97,7 +97,7 @@ def test_predict_files_keeps_file_order(frame):
 
 def test_classic_imagedatagenerator_baseline(frame):
     part = frame[frame["split"] == "train"]
-    flow = pipeline.classic_imagedatagenerator(part, size=64, batch_size=5, seed=0)
+    flow = augment.classic_imagedatagenerator(part, size=64, batch_size=5, seed=0)
     x, y = next(flow)
     assert x.shape == (5, 64, 64, 3) and set(np.unique(y)) <= {0.0, 1.0}
     assert flow.n == len(part) and x.min() < -50  # VGG16 mean-subtracted values

@@ -21,7 +21,9 @@ import pytest
 
 from pneumocxr.cli import main
 from pneumocxr.config import Config, DataConfig, GateConfig, ModelConfig, TrainConfig
-from pneumocxr.evaluate.metrics import choose_threshold, evaluate_predictions, save_evaluation
+from pneumocxr.evaluate.artifacts import save_evaluation
+from pneumocxr.evaluate.metrics import evaluate_predictions
+from pneumocxr.evaluate.threshold import choose_threshold
 from pneumocxr.report.pdf import image_sources, markdown_to_html
 from pneumocxr.report.render import write_report
 from pneumocxr.report.trace import PUBLISHED, format_number, lookup
@@ -185,7 +187,8 @@ def nih_report(tmp_path_factory):
 def trained_report(request, tmp_path_factory):
     """A REAL tiny trained run (configs/tiny-test.toml on real Kermany images; the shared `tiny_run` fixture when
     conftest provides it) plus an evaluation of the official Kermany val folder, reported with --pdf."""
-    from pneumocxr.train.run import evaluate_run, train_run
+    from pneumocxr.train.run import train_run
+    from pneumocxr.train.score import evaluate_run
 
     root = tmp_path_factory.mktemp("trained")
     try:  # a copy, so the evaluation added below does not change the shared run

@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 
 from pneumocxr.config import Config
+from pneumocxr.provenance import data_list_hash, sha256_file
 from pneumocxr.runs import (
     RunError,
     RunFileError,
     create_run_dir,
-    data_list_hash,
     load_run_config,
     load_threshold,
     read_json,
     save_threshold,
-    sha256_file,
     write_json,
     write_manifest,
 )
@@ -90,7 +89,7 @@ def test_data_list_hash_ignores_order_but_not_content():
 def test_records_accept_every_key_the_shift_validation_path_writes(tmp_path):
     """What finish_run writes with worst_group_midpoint, temperature calibration and shift validation
     (choose_threshold and fit_calibration's own output on synthetic plumbing scores) reads back typed."""
-    from pneumocxr.evaluate.metrics import choose_threshold
+    from pneumocxr.evaluate.threshold import choose_threshold
     from pneumocxr.runs import load_manifest, load_metrics, save_metrics
     from pneumocxr.train.calibrate import fit_calibration
 

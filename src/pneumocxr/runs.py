@@ -14,25 +14,18 @@ and notebooks read a run only through the ``load_*`` functions here, never from 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
-import platform
-import subprocess
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pneumocxr import __version__
 from pneumocxr.atomic import atomic_write_text
-from pneumocxr.config import PROJECT_ROOT, Config, ThresholdRule, describe_error, load_config, save_config
-
-TRACKED_PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "scikit-image", "pydicom", "pneumocxr")
-
+from pneumocxr.config import Config, ThresholdRule, describe_error, load_config, save_config
+from pneumocxr.provenance import code_version, package_versions, sha256_file
 
 SCHEMA_VERSION = 1
 
@@ -357,49 +350,6 @@ def load_model(run_dir: str | os.PathLike):
     if not path.is_file():
         raise RunError(f"{path}: missing (train first: `pneumocxr train`)")
     return keras.models.load_model(path, compile=False)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def data_list_hash(rows: Iterable[tuple[Any, ...]]) -> str:
-    """SHA-256 over sorted (path name, label, split) tuples: identifies exactly which images a run saw."""
-    digest = hashlib.sha256()
-    for row in sorted(tuple(str(v) for v in r) for r in rows):
-        digest.update(("\t".join(row) + "\n").encode())
-    return digest.hexdigest()
-
-
-def code_version() -> str:
-    """Package version plus the git commit (with '-dirty' when the tree has changes)."""
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = "unknown"
-    return f"{__version__}+{sha}"
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that decide a run's numbers."""
-    out = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def write_manifest(

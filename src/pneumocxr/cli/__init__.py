@@ -17,6 +17,7 @@ import pkgutil
 import sys
 
 from pneumocxr import __version__
+from pneumocxr.plotting import use_headless_backend
 from pneumocxr.quiet import quiet_native_logs
 
 quiet_native_logs()  # before TensorFlow is imported anywhere: its C++ start-up lines are not the product's
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    use_headless_backend()  # the command writes figures to files only
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:

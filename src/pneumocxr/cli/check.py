@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from pneumocxr.cli.options import add_command
 from pneumocxr.cli.table import format_table
 from pneumocxr.config import GateConfig, load_config
 from pneumocxr.dicom import GATE_FIELDS, GateResult, gate_dicom
@@ -34,8 +35,10 @@ TABLE_COLUMNS = [
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``check`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "check",
+        run,
         help="judge DICOM files against the intended use (one row per input)",
         description="Read each DICOM header and say whether the device may run on it, and why not. "
         "Folders are searched recursively; every input named or found gets one row (dangling links, "
@@ -52,7 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="put each input's path in the rows (default: inputs are named by position and a salted "
         "path hash, since file names may carry identity)",
     )
-    parser.set_defaults(func=run)
 
 
 def check_row(found: Found, position: int, gate: GateConfig, salt: str, show_paths: bool = False) -> dict[str, Any]:

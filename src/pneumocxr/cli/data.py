@@ -7,6 +7,7 @@ import json
 import sys
 from collections import Counter
 
+from pneumocxr.cli.options import add_command, add_root
 from pneumocxr.cli.table import format_table
 
 QUIET_ACTIONS = {"present"}
@@ -21,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    setup = actions.add_parser(
+    setup = add_command(
+        actions,
         "setup",
+        run_setup,
         help="link the shared data folder, or download the public releases",
         description="Links every dataset folder of a shared data folder (--shared, $PNEUMOCXR_SHARED or "
         "../shared beside the project) into the data root; without one, downloads the public "
@@ -46,20 +49,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     setup.add_argument("--keep-archives", action="store_true", help="keep downloaded archives after unpacking")
     setup.add_argument("--retries", type=int, default=4, help="attempts per download (default: %(default)s)")
     setup.add_argument("--list", action="store_true", help="print the source table's groups and exit")
-    setup.set_defaults(func=run_setup)
 
-    verify = actions.add_parser(
+    verify = add_command(
+        actions,
         "verify",
+        run_verify,
         help="report what each dataset has and lacks (exit 1 when something required is missing)",
         description="Counts label rows, images per folder and checks digests against the source table.",
     )
-    verify.add_argument("--root", help="data root (default: $PNEUMOCXR_DATA or data/ of the project)")
+    add_root(verify, "$PNEUMOCXR_DATA or data/ of the project")
     verify.add_argument(
         "--project",
         help="folder whose test_dicoms and sample_labels.csv links are checked (default: the project folder)",
     )
     verify.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
-    verify.set_defaults(func=run_verify)
 
 
 def run_setup(args: argparse.Namespace) -> int:

@@ -13,14 +13,17 @@ import argparse
 import time
 from pathlib import Path
 
+from pneumocxr.cli.options import add_command, add_run_dir
 from pneumocxr.config import PROJECT_ROOT
 from pneumocxr.notebooks import compact_outputs, execute_notebook
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` and ``deliverables`` sub-commands."""
-    demo = subparsers.add_parser(
+    demo = add_command(
+        subparsers,
         "demo",
+        run_demo,
         help="train the demo config, execute the three notebooks and write the report into reports/demo/",
         description="Runs the whole path on the default data without touching tracked files: trains CONFIG into "
         "RUN_DIR, executes copies of EDA, training and inference notebooks into OUT, and writes "
@@ -29,20 +32,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--config", default="configs/demo-cpu.toml", help="training config (default: %(default)s)")
     demo.add_argument("--run-dir", default="runs/demo", help="run directory to write (default: %(default)s)")
     demo.add_argument("--out", default="reports/demo", help="executed notebooks, EDA and report (default: %(default)s)")
-    demo.set_defaults(func=run_demo)
 
-    deliverables = subparsers.add_parser(
+    deliverables = add_command(
+        subparsers,
         "deliverables",
+        run_deliverables,
         help="refresh the committed notebooks and FDA_Submission.md/.pdf from a finished run",
         description="Executes EDA.ipynb, Build_and_train_model.ipynb and Inference.ipynb IN PLACE against RUN_DIR "
         "(a finished run: nothing is retrained), compacts their outputs (JPEG figures) and writes "
         "FDA_Submission.md/.pdf at the project root. These are the tracked files a visitor reads.",
     )
-    deliverables.add_argument("run_dir", metavar="RUN_DIR", help="finished run directory, e.g. runs/kermany-cpu")
+    add_run_dir(deliverables, "finished run directory, e.g. runs/kermany-cpu")
     deliverables.add_argument("--eda-dir", default="reports/eda", help="EDA output folder (default: %(default)s)")
     deliverables.add_argument("--dicom-dir", default="test_dicoms", help="inputs of the inference notebook")
     deliverables.add_argument("--root", default=str(PROJECT_ROOT), help="folder holding the notebooks and report")
-    deliverables.set_defaults(func=run_deliverables)
 
 
 def execute_all(

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import argparse
 
+from pneumocxr.cli.options import add_command, add_root
 from pneumocxr.config import data_root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eda`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "eda",
+        run,
         help="write the EDA figures (PNG), tables (CSV) and numbers (eda.json) to a folder",
         description="Reads the NIH ChestX-ray14 metadata (full 112,120 rows and sample_labels.csv), the RSNA "
         "labels and the real NIH PNGs present, and writes every EDA figure, table and eda.json.",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if absent)")
-    parser.add_argument(
-        "--root", default=None, metavar="DIR", help="data root (default: $PNEUMOCXR_DATA, else data/ of the project)"
-    )
-    parser.set_defaults(func=run)
+    add_root(parser, "$PNEUMOCXR_DATA, else data/ of the project", metavar="DIR")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the EDA and print where the files went and the headline numbers."""
-    from pneumocxr.eda.tables import run_eda
+    from pneumocxr.eda import run_eda
 
     result = run_eda(data_root(args.root), args.out)
     summary = result.summary

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pneumocxr.cli.options import add_command, add_run_dir
+
 DESCRIPTION = (
     "Runs the model on the boxed films of DATA/boxes (manifest.csv), turns each Grad-CAM into "
     "boxes, chooses the box threshold on the 'tune' half of the films and reports on the other "
@@ -18,12 +20,14 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``localize`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "localize",
+        run,
         description=DESCRIPTION,
         help="score a run's Grad-CAM boxes against radiologists' boxes on real films",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (config.toml, model.keras, threshold.json)")
+    add_run_dir(parser)
     parser.add_argument(
         "--root",
         default=None,
@@ -47,7 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid", type=int, default=8, metavar="G", help="occlusion patches per side (default 8)")
     parser.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="films per model call (default 8)")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

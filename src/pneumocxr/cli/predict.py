@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from pneumocxr.cli.options import add_command, add_run_dir
 from pneumocxr.cli.table import format_table
 
 TABLE_COLUMNS = ["input", "path", "accepted", "probability", "label", "threshold", "heatmap", "reasons"]
@@ -18,8 +19,10 @@ TABLE_COLUMNS = ["input", "path", "accepted", "probability", "label", "threshold
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "predict",
+        run,
         help="gate, preprocess and score DICOM files with a trained run (one row per input)",
         description="For each input: the DICOM gate, the one preprocessing function, the run's model and saved "
         "threshold. Rejected inputs get null probability and label and their reasons. Folders are "
@@ -30,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "atomically and locked against a second writer. Output is a decision aid, not a diagnosis. "
         "Exit status 0 when every input got a row; 2 when the options or the run are refused.",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (config.toml, model.keras, threshold.json)")
+    add_run_dir(parser)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
     parser.add_argument("--json", action="store_true", help="print a JSON array of rows on stdout")
     parser.add_argument(
@@ -71,7 +74,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="float32 (bit-reproducible, default) or bfloat16 (faster on CPUs with bf16)",
     )
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="decoding threads (default 2)")
-    parser.set_defaults(func=run)
 
 
 def csv_record(row: dict[str, Any]) -> dict[str, Any]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pneumocxr.cli.options import add_command, add_root
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``prepare`` sub-command."""
-    prepare = subparsers.add_parser(
+    prepare = add_command(
+        subparsers,
         "prepare",
+        run_prepare,
         help="decode a config's images once into uint8 TFRecord shards that training reads",
         description="Decodes every image of the config's dataset and splits once, through the one preprocessing "
         "function, on every core, and writes the uint8 grey view at [data] image_size into sharded "
@@ -19,10 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     prepare.add_argument("--config", required=True, help="TOML config whose data is prepared")
     prepare.add_argument("--out", help="shard folder (default: the config's [data] shards)")
-    prepare.add_argument("--root", help="data root (default: the config's, or $PNEUMOCXR_DATA)")
+    add_root(prepare)
     prepare.add_argument("--shard-size", type=int, default=1024, help="images per shard (default: %(default)s)")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
-    prepare.set_defaults(func=run_prepare)
 
 
 def run_prepare(args: argparse.Namespace) -> int:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from pneumocxr.cli.options import add_command, add_run_dir
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "report",
+        run,
         help="write FDA_Submission.md (and .pdf) from a run directory",
         description="Fill every section of the FDA submission template from RUN_DIR (config.toml, threshold.json, "
         "history.csv, metrics.json, eval/*/metrics.json, plots/, manifest.json) and the EDA folder. "
         "Figures go to <OUT stem>_files/ beside the markdown; Appendix A traces every number.",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `pneumocxr train`")
+    add_run_dir(parser, "run directory written by `pneumocxr train`")
     parser.add_argument(
         "--eda",
         metavar="DIR",
@@ -32,7 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SERVE_TOML",
         help="the DICOM node's serve.toml: the flowchart and device description then show the node",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

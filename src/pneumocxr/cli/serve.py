@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from pneumocxr.cli.options import add_command, add_run_dir
 from pneumocxr.cli.table import format_table
 
 WORKLIST_COLUMNS = ["received", "status", "label", "probability", "study_instance_uid", "sop_instance_uid", "reasons"]
@@ -14,8 +15,10 @@ WORKLIST_COLUMNS = ["received", "status", "label", "probability", "study_instanc
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``serve`` and ``worklist`` sub-commands."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "serve",
+        run_serve,
         help="run a DICOM node: receive radiographs, triage them, send SR + SC results to the PACS",
         description="Storage SCP (AE title, allowed callers, optional TLS) writing each instance to a durable inbox "
         "and a SQLite journal before answering success; a worker scoring batches with the run's model "
@@ -24,11 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "source SOPInstanceUID. SIGTERM stops gracefully; a restart resumes from the journal. "
         "Decision aid, not a diagnosis. See docs/serve.md.",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (config.toml, model.keras, threshold.json)")
+    add_run_dir(parser)
     parser.add_argument("--config", required=True, metavar="SERVE_TOML", help="node configuration (serve.toml)")
-    parser.set_defaults(func=run_serve)
-    wl = subparsers.add_parser(
+    wl = add_command(
+        subparsers,
         "worklist",
+        run_worklist,
         help="list a node's received studies by priority, or its health figures (--stats)",
         description="Rows from the node's journal: flagged first, then by probability, then by arrival, with status "
         "(queued, scored, rejected, delivered, failed) and reasons. No patient identity is shown.",
@@ -38,7 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     wl.add_argument("--status", action="append", default=[], metavar="STATUS", help="only this status (repeatable)")
     wl.add_argument("--limit", type=int, metavar="N", help="at most N rows")
     wl.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    wl.set_defaults(func=run_worklist)
 
 
 def _config(path: str, command: str):

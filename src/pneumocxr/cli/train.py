@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 
+from pneumocxr.cli.options import add_command, add_root, add_run_dir
 from pneumocxr.cli.table import format_table
 from pneumocxr.datasets.registry import DATASETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``evaluate`` and ``sweep`` sub-commands."""
-    train = subparsers.add_parser(
+    train = add_command(
+        subparsers,
         "train",
+        run_train,
         help="train a config into a run directory (model, threshold, metrics, plots, manifest)",
         description="Fits the config's model (feature cache and fine-tune stages as configured), chooses the "
         "threshold on the validation split, and writes RUN_DIR. --resume continues an interrupted run.",
@@ -20,22 +23,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", help="TOML config (optional with --resume: the run's own config is used)")
     train.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    train.add_argument("--root", help="data root (default: the config's, or $PNEUMOCXR_DATA)")
-    train.set_defaults(func=run_train)
+    add_root(train)
 
-    evaluate = subparsers.add_parser(
+    evaluate = add_command(
+        subparsers,
         "evaluate",
+        run_evaluate,
         help="score a dataset split with a run's model at its saved threshold",
         description="Writes RUN_DIR/eval/DATASET-SPLIT/metrics.json, predictions.csv and plots/.",
     )
-    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    add_run_dir(evaluate, "run directory written by `pneumocxr train`")
     evaluate.add_argument(
         "--dataset",
         required=True,
         choices=sorted(DATASETS),
         help="a dataset of pneumocxr.datasets.registry: %(choices)s",
     )
-    evaluate.add_argument("--root", help="data root (default: the run config's, or $PNEUMOCXR_DATA)")
+    add_root(evaluate, "the run config's, or $PNEUMOCXR_DATA")
     evaluate.add_argument("--split", required=True, help="train | val | official_val | test")
     evaluate.add_argument("--limit", type=int, help="score at most N images (label mix kept)")
     evaluate.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default: the run config's)")
@@ -47,10 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also score every image under N acquisition shifts (shift validation, 0-16)",
     )
     evaluate.add_argument("--json", action="store_true", help="print the metrics object as JSON")
-    evaluate.set_defaults(func=run_evaluate)
 
-    sweep = subparsers.add_parser(
+    sweep = add_command(
+        subparsers,
         "sweep",
+        run_sweep,
         help="train several configs (or a sweep TOML's variants) and write one comparison table",
         description="Each config trains into OUT/NAME (finished runs are reused); writes OUT/sweep.csv and OUT/sweep.md.",
     )
@@ -62,8 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run configs, or one sweep TOML with a [base] and [[variant]] tables",
     )
     sweep.add_argument("--out", default="runs/sweep", help="sweep directory (default: %(default)s)")
-    sweep.add_argument("--root", help="data root (default: each config's, or $PNEUMOCXR_DATA)")
-    sweep.set_defaults(func=run_sweep)
+    add_root(sweep, "each config's, or $PNEUMOCXR_DATA")
 
 
 def _progress_logging() -> None:
@@ -87,7 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate and print a summary row, or the whole metrics object with ``--json``."""
-    from pneumocxr.train.run import evaluate_dir, evaluate_run
+    from pneumocxr.train.score import evaluate_dir, evaluate_run
 
     metrics = evaluate_run(
         args.run_dir,

@@ -1,10 +1,10 @@
-"""Exploratory data analysis step: every EDA number, table and figure, from the dataset loaders.
+"""Exploratory data analysis step, tables: every EDA number and table, from the dataset loaders.
 
 The data come only through ``pneumocxr.datasets`` (``load_nih`` for the full 112,120-row metadata
 and the official split, ``load_nih_sample`` for ``sample_labels.csv``, ``load_rsna``) and, for the
 pixel statistics, the real NIH PNGs present under ``data/nih/images`` read with
-``pneumocxr.preprocess.load_pixels``. ``run_eda(root, out_dir)`` writes PNG figures, CSV tables and
-``eda.json``.
+``pneumocxr.preprocess.load_pixels`` (``pixels``). ``pneumocxr.eda.run_eda(root, out_dir)`` writes PNG
+figures, CSV tables and ``eda.json``.
 
 ``eda.json`` keys (stable; the report generator reads them). Counts are ints, rates are fractions in
 [0, 1], ages are years, sizes are pixels, spacings are millimetres per pixel:
@@ -43,26 +43,21 @@ pixel statistics, the real NIH PNGs present under ``data/nih/images`` read with
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pneumocxr.datasets import load_nih, load_nih_sample, load_rsna, with_images
+from pneumocxr.datasets import load_nih, load_nih_sample, load_rsna
 from pneumocxr.datasets.nih import FINDINGS
-from pneumocxr.preprocess import load_pixels
-from pneumocxr.runs import write_json
-
-log = logging.getLogger(__name__)
+from pneumocxr.eda.pixels import PixelStatistics, pixel_summary
 
 MAX_PLAUSIBLE_AGE = 100
 AGE_BAND_EDGES = (0, 18, 30, 40, 50, 60, 70, 80, np.inf)
 AGE_BAND_LABELS = ("0-17", "18-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+")
 LABELS = (*FINDINGS, "No Finding")
-PIXEL_GROUPS = ("pneumonia", "other finding", "no finding")
 RSNA_IMAGE_SIZE = 1024
 
 
@@ -73,26 +68,6 @@ class EdaInputs:
     nih: pd.DataFrame
     sample: pd.DataFrame
     rsna: pd.DataFrame
-
-
-@dataclass
-class PixelStatistics:
-    """Per-image pixel statistics, intensity histograms and mean/std images of the real PNGs."""
-
-    table: pd.DataFrame
-    histograms: np.ndarray
-    bin_edges: np.ndarray
-    mean_image: np.ndarray
-    std_image: np.ndarray
-
-
-@dataclass
-class EdaResult:
-    """What ``run_eda`` computed and wrote: the eda.json summary, tables and figure paths."""
-
-    summary: dict
-    tables: dict[str, pd.DataFrame]
-    figures: dict[str, Path] = field(default_factory=dict)
 
 
 def load_eda_inputs(root: str | os.PathLike) -> EdaInputs:
@@ -312,77 +287,6 @@ def rsna_summary(rsna: pd.DataFrame, boxes: pd.DataFrame) -> dict:
     return summary
 
 
-def pixel_group(df: pd.DataFrame) -> pd.Series:
-    """'pneumonia', 'other finding' or 'no finding' for each image."""
-    groups = np.where(df["label"] == 1, "pneumonia", np.where(df["n_findings"] == 0, "no finding", "other finding"))
-    return pd.Series(groups, index=df.index, name="group")
-
-
-def read_pixel_statistics(images: pd.DataFrame, bins: int = 64) -> PixelStatistics:
-    """Load every image in ``images`` (rows with a ``path``) once; per-image stats, histograms, mean image."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    rows, histograms, total, total_sq, shape = [], [], None, None, None
-    for row, group in zip(images.itertuples(index=False), pixel_group(images)):
-        pixels = load_pixels(row.path).astype(np.float64)
-        if shape is None:
-            shape, total, total_sq = pixels.shape, np.zeros(pixels.shape), np.zeros(pixels.shape)
-        if pixels.shape == shape:
-            total += pixels
-            total_sq += pixels**2
-        histograms.append(np.histogram(pixels, bins=edges, density=True)[0])
-        p05, p50, p95 = np.percentile(pixels, [5, 50, 95])
-        rows.append(
-            {
-                "image_index": row.image_index,
-                "patient_id": row.patient_id,
-                "group": group,
-                "png_height": pixels.shape[0],
-                "png_width": pixels.shape[1],
-                "mean": pixels.mean(),
-                "std": pixels.std(),
-                "p05": p05,
-                "median": p50,
-                "p95": p95,
-                "original_width": row.width,
-                "original_pixel_spacing": row.pixel_spacing_x,
-                "effective_pixel_spacing": row.pixel_spacing_x * row.width / pixels.shape[1],
-            }
-        )
-    table = pd.DataFrame(rows)
-    if table.empty:
-        raise ValueError("read_pixel_statistics: no image rows with a path were given")
-    n_same = int(((table["png_height"] == shape[0]) & (table["png_width"] == shape[1])).sum())
-    mean = total / n_same
-    std = np.sqrt(np.maximum(total_sq / n_same - mean**2, 0.0))
-    return PixelStatistics(table, np.vstack(histograms), edges, mean.astype(np.float32), std.astype(np.float32))
-
-
-def pixel_summary(stats: PixelStatistics) -> dict:
-    """How many real images the pixel statistics rest on, per group, sizes and intensity summaries."""
-    table = stats.table
-    sizes = (table["png_width"].astype(str) + "x" + table["png_height"].astype(str)).value_counts()
-    spacing = table["effective_pixel_spacing"]
-    return {
-        "n_images": int(len(table)),
-        "n_patients": int(table["patient_id"].nunique()),
-        "groups": {g: int((table["group"] == g).sum()) for g in PIXEL_GROUPS},
-        "png_size": {str(k): int(v) for k, v in sizes.items()},
-        "intensity": {
-            g: {
-                "mean": float(part["mean"].mean()),
-                "std": float(part["std"].mean()),
-                "median": float(part["median"].median()),
-            }
-            for g, part in table.groupby("group")
-        },
-        "effective_pixel_spacing": {
-            "median": float(spacing.median()),
-            "min": float(spacing.min()),
-            "max": float(spacing.max()),
-        },
-    }
-
-
 def sample_summary(sample: pd.DataFrame) -> dict:
     """Counts, age (cleaned), sex and view of sample_labels.csv, and how many of its PNGs are present."""
     population = population_summary(sample)
@@ -457,26 +361,3 @@ def compute_summary(inputs: EdaInputs, tables: dict[str, pd.DataFrame], pixels: 
         "pixels": pixel_summary(pixels),
         "sample": sample_summary(inputs.sample),
     }
-
-
-def run_eda(root: str | os.PathLike, out_dir: str | os.PathLike) -> EdaResult:
-    """Compute the whole EDA from data root ``root``; write figures, CSV tables and eda.json to ``out_dir``."""
-    from pneumocxr.eda import figures as eda_plots  # the figures module builds on this one's functions
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = load_eda_inputs(root)
-    images = with_images(inputs.nih)
-    if images.empty:
-        raise FileNotFoundError(f"{Path(root) / 'nih' / 'images'}: no NIH PNG images; the pixel statistics need some")
-    pixels = read_pixel_statistics(images)
-    tables = compute_tables(inputs, pixels)
-    summary = compute_summary(inputs, tables, pixels)
-    figures = eda_plots.save_figures(eda_plots.all_figures(inputs.nih, tables, pixels, summary), out_dir)
-    for name, table in tables.items():
-        table.to_csv(out_dir / f"{name}.csv", index=False)
-    summary["figures"] = sorted(path.name for path in figures.values())
-    summary["tables"] = sorted(f"{name}.csv" for name in tables)
-    write_json(out_dir / "eda.json", summary)
-    log.info("EDA: %d figures, %d tables and eda.json written to %s", len(figures), len(tables), out_dir)
-    return EdaResult(summary=summary, tables=tables, figures=figures)

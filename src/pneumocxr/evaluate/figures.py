@@ -1,6 +1,6 @@
 """Evaluate (figures): ROC, precision-recall, threshold curves, confusion matrix, reliability, subgroups.
 
-Each ``plot_*`` returns a matplotlib Figure (Agg backend, nothing shown); ``save_evaluation_plots``
+Each ``plot_*`` returns a matplotlib Figure (nothing shown; the command renders with Agg, ``plotting``); ``save_evaluation_plots``
 writes them under stable names (roc.png, pr.png, threshold.png, confusion.png, calibration.png,
 subgroups.png) and closes them. Numbers come from ``pneumocxr.evaluate.metrics``; nothing is recomputed here
 beyond sklearn's curves.
@@ -13,9 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -20,7 +20,8 @@ import pandas as pd
 from pneumocxr import runs
 from pneumocxr.config import Config
 from pneumocxr.datasets.registry import DATASETS
-from pneumocxr.runs import RunError, data_list_hash, load_run_config, read_json
+from pneumocxr.provenance import data_list_hash
+from pneumocxr.runs import RunError, load_run_config, read_json
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Evaluate step, calibration: make the saved model's probabilities mean what they say on validation.
+"""Training step (model selection), calibration: make the saved model's probabilities mean what they say on validation.
 
 Balanced class weights and label smoothing train a model whose raw outputs are compressed towards
 0.5 and centred on a 50 % prior, whatever the real prevalence. Calibration fits a monotone map of the

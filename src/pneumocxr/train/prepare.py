@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pneumocxr import runs
 from pneumocxr.config import Config, resolve_path
+from pneumocxr.provenance import data_list_hash
 from pneumocxr.train import pipeline, shards
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def manifest_for(config: Config, planned: pd.DataFrame) -> dict[str, Any]:
             "key": shards.split_key(part),
             "shards": list(dict.fromkeys(part["shard"])),
         }
-    data_hash = runs.data_list_hash(
+    data_hash = data_list_hash(
         (shards.image_name(p), label, split)
         for p, label, split in planned[["path", "label", "split"]].itertuples(index=False)
     )

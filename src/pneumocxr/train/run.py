@@ -1,7 +1,7 @@
-"""Training step, whole runs: config -> run directory (``train_run``), and run -> scored split (``evaluate_run``).
+"""Training step, whole runs: config -> run directory (``train_run``); a run scored on a split is ``score``.
 
 ``train_run`` builds the model twice from the same weights - once in the training precision (bf16 on
-this CPU) and once in float32 - trains the first in stages (``train.fit_stage``), copies the weights
+this CPU) and once in float32 - trains the first in stages (``stages.fit_stage``), copies the weights
 into the float32 model and writes the run directory (docs/design.md, ``runs``) from it: ``config.toml``,
 ``model.keras`` (float32, image -> probability), ``threshold.json`` (chosen on the validation split
 only), ``history.csv``, ``metrics.json`` + ``predictions.csv`` of the validation split, ``plots/`` and
@@ -27,8 +27,10 @@ import pandas as pd
 from pneumocxr import runs
 from pneumocxr.config import Config, load_config, resolve_path
 from pneumocxr.models import build_model, layer_before, resolve_weights, set_trainable_from, split_model
+from pneumocxr.provenance import data_list_hash
 from pneumocxr.train import clock, features, pipeline
-from pneumocxr.train.shift import PLAIN, shift_description, shift_frame, shift_summary, validation_rows
+from pneumocxr.train.score import write_evaluation
+from pneumocxr.train.shift import PLAIN, shift_description, shift_summary, validation_rows
 from pneumocxr.train.stages import (
     Stage,
     check_strategy,
@@ -143,6 +145,32 @@ def cached_views(
     return views, val32
 
 
+def cache_stage(
+    config: Config, models: tuple[Any, Any], layer: str, frames: tuple[pd.DataFrame, pd.DataFrame], cache: tuple
+) -> tuple[Stage, Any]:
+    """Stage 1 on cached features of the layers below ``layer``, and - when no fine-tune follows - a function
+    giving the float32 validation probabilities from the float32 top (else None).
+
+    ``models`` is (model in the training precision, float32 model), ``frames`` (train, val) and ``cache``
+    (folder, cache-key settings, training precision).
+    """
+    cfg = config.train
+    (model, model32), (train, val), (cache_dir, settings, precision) = models, frames, cache
+    labels = train["label"].to_numpy()
+    bottom, top = split_model(model, layer)
+    bottom32, top32 = split_model(model32, layer)
+    views, val32 = cached_views(config, bottom, bottom32, train, val, cache_dir, settings, precision)
+    train_ds = features.feature_dataset(views, labels, cfg.batch_size, shuffle=True, seed=config.data.seed, repeat=True)
+    val_ds = features.feature_dataset([val32], val["label"].to_numpy(), cfg.batch_size)
+    steps = math.ceil(len(train) * len(views) / cfg.batch_size)
+    stage = Stage(
+        "stage1-cache", top, train_ds, val_ds, cfg.epochs, steps, cfg.learning_rate, cfg.stage1_trainable_from
+    )
+    if cfg.finetune_epochs == 0:
+        return stage, lambda: np.asarray(top32.predict(val_ds, verbose=0), np.float32).ravel()
+    return stage, None
+
+
 def build_stages(
     config: Config,
     model,
@@ -156,36 +184,14 @@ def build_stages(
     """The configured stages, and a function giving float32 validation probabilities after training."""
     cfg = config.train
     batches = math.ceil(len(train) / cfg.batch_size)
-    labels = train["label"].to_numpy()
     stages: list[Stage] = []
     val_scores = None
     if cfg.feature_cache:
         layer = layer_before(model, cfg.stage1_trainable_from) if cfg.cache_layer == "auto" else cfg.cache_layer
-        bottom, top = split_model(model, layer)
-        bottom32, top32 = split_model(model32, layer)
-        cache_dir = resolve_path(cfg.cache_dir) if cfg.cache_dir else run_dir / "features"
-        views, val32 = cached_views(
-            config,
-            bottom,
-            bottom32,
-            train,
-            val,
-            Path(cache_dir),
-            cache_settings(config, weights, layer, precision),
-            precision,
-        )
-        train_ds = features.feature_dataset(
-            views, labels, cfg.batch_size, shuffle=True, seed=config.data.seed, repeat=True
-        )
-        val_ds = features.feature_dataset([val32], val["label"].to_numpy(), cfg.batch_size)
-        steps = math.ceil(len(train) * len(views) / cfg.batch_size)
-        stages.append(
-            Stage(
-                "stage1-cache", top, train_ds, val_ds, cfg.epochs, steps, cfg.learning_rate, cfg.stage1_trainable_from
-            )
-        )
-        if cfg.finetune_epochs == 0:
-            val_scores = lambda: np.asarray(top32.predict(val_ds, verbose=0), np.float32).ravel()  # noqa: E731
+        cache_dir = Path(resolve_path(cfg.cache_dir) if cfg.cache_dir else run_dir / "features")
+        cache = (cache_dir, cache_settings(config, weights, layer, precision), precision)
+        stage, val_scores = cache_stage(config, (model, model32), layer, (train, val), cache)
+        stages.append(stage)
     else:
         stages.append(
             Stage(
@@ -229,36 +235,6 @@ def check_stage_config(config: Config) -> None:
         )
 
 
-def write_evaluation(
-    run_dir: Path,
-    config: Config,
-    scored: pd.DataFrame,
-    threshold: runs.ThresholdRecord,
-    out_dir: Path,
-    split: str,
-    dataset: str,
-    n_boot: int | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``evaluate_predictions`` at the run's threshold (plus ``extra`` keys), written with
-    ``save_evaluation`` into ``out_dir``."""
-    from pneumocxr.evaluate.metrics import evaluate_predictions, save_evaluation
-
-    metrics = evaluate_predictions(
-        scored,
-        threshold.threshold,
-        n_boot=config.threshold.n_boot if n_boot is None else n_boot,
-        seed=config.data.seed,
-        dataset=dataset,
-        split=split,
-        threshold_rule=threshold.rule,
-    )
-    metrics["run_id"] = run_dir.resolve().name
-    metrics.update(extra or {})
-    save_evaluation(metrics, scored, out_dir, out_dir / "plots")
-    return metrics
-
-
 def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probabilities: np.ndarray) -> dict:
     """Calibrate (folded into the model), save model.keras, choose threshold.json and write metrics/plots.
 
@@ -269,7 +245,7 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
     condition at the same threshold. Returns the metrics.
     """
     from pneumocxr.evaluate.figures import save_figure
-    from pneumocxr.evaluate.metrics import choose_threshold
+    from pneumocxr.evaluate.threshold import choose_threshold
     from pneumocxr.train.calibrate import apply_calibration, fit_calibration, fold_into_model
 
     rule = config.threshold
@@ -312,14 +288,22 @@ def finish_run(run_dir: Path, config: Config, model32, val: pd.DataFrame, probab
 
 
 def build_models(config: Config, weights: str | None, precision: str) -> tuple[Any, Any]:
-    """(model to train, float32 model): the config's model built from the same weights under dtype policy
-    ``precision`` and under float32 (one object when ``precision`` is float32). Call inside the strategy scope."""
+    """``(model to train, float32 model to save)`` from the same weights: one object when training in float32.
+    Call inside the strategy scope."""
     with precision_policy("float32"):
         model32 = build_model(config.model, config.data.image_size, weights)
     if precision == "float32":
         return model32, model32
     with precision_policy(precision):
         return build_model(config.model, config.data.image_size, weights), model32
+
+
+def write_run_manifest(run_dir: Path, config: Config, frame: pd.DataFrame, weights: str | None, extra: dict) -> None:
+    """``manifest.json``: the data list hash of ``frame`` (file name, label, split), the weights file, ``extra``."""
+    data_hash = data_list_hash(
+        (Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False)
+    )
+    runs.write_manifest(run_dir, config, data_hash, weights if weights and Path(weights).is_file() else None, extra)
 
 
 def train_run(
@@ -352,106 +336,37 @@ def train_run(
         log.info(
             "run %s: %d train / %d val images (%d shifted copies each), precision %s, strategy %s "
             "(%d replica(s)), weights %s",
-            run_dir,
-            len(train),
-            int((val["condition"] == PLAIN).sum()),
-            config.data.shift_copies,
-            precision,
-            config.train.strategy,
-            strategy.num_replicas_in_sync,
-            weights,
+            *(run_dir, len(train), int((val["condition"] == PLAIN).sum()), config.data.shift_copies, precision),
+            *(config.train.strategy, strategy.num_replicas_in_sync, weights),
         )
         with strategy.scope():
             model, model32 = build_models(config, weights, precision)
             stages, val_scores = build_stages(config, model, model32, train, val, run_dir, weights, precision)
     with strategy.scope():
+        previous = [None, *(stage.name for stage in stages[:-1])]
         summaries = [
-            fit_stage(
-                stage,
-                model,
-                run_dir,
-                config,
-                train["label"],
-                extra_callbacks,
-                previous=stages[i - 1].name if i else None,
-            )
-            for i, stage in enumerate(stages)
+            fit_stage(stage, model, run_dir, config, train["label"], extra_callbacks, previous=before)
+            for stage, before in zip(stages, previous)
         ]
     with clock.timed(run_dir, "finish"):
         if model is not model32:
             model32.set_weights(model.get_weights())
         metrics = finish_run(run_dir, config, model32, val, val_scores())
-        data_hash = runs.data_list_hash(
-            (Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False)
-        )
-    wall_time, parts = clock.wall_time(runs.load_state(run_dir))
-    runs.write_manifest(
-        run_dir,
-        config,
-        data_hash,
-        weights if weights and Path(weights).is_file() else None,
-        extra={
-            "precision": precision,
-            "strategy": config.train.strategy,
-            "replicas": int(strategy.num_replicas_in_sync),
-            "n_train": len(train),
-            "n_val": int((val["condition"] == PLAIN).sum()),
-            "n_val_shifted": int((val["condition"] != PLAIN).sum()),
-            "stages": summaries,
-            "val_auc": metrics["auc"],
-            "wall_time_s": wall_time,
-            "wall_time_parts": parts,
-        },
-    )
+    wall_time, parts = clock.wall_time(runs.load_state(run_dir))  # every process of the run, resumes included
+    extra = {
+        "precision": precision,
+        "strategy": config.train.strategy,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "n_train": len(train),
+        "n_val": int((val["condition"] == PLAIN).sum()),
+        "n_val_shifted": int((val["condition"] != PLAIN).sum()),
+        "stages": summaries,
+        "val_auc": metrics["auc"],
+        "wall_time_s": wall_time,
+        "wall_time_parts": parts,
+    }
+    write_run_manifest(run_dir, config, frame, weights, extra)
     runs.save_state(run_dir, runs.load_state(run_dir).model_copy(update={"finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
     log.info("run %s finished: validation AUC %.4f, %.0f s of wall time", run_dir, metrics["auc"], wall_time)
     return run_dir
-
-
-def evaluate_dir(run_dir: str | os.PathLike, dataset: str, split: str, shift_copies: int = 0) -> Path:
-    """Where ``evaluate_run`` writes: ``RUN/eval/DATASET-SPLIT`` (``-shiftN`` with shifted copies)."""
-    return Path(run_dir) / "eval" / (f"{dataset}-{split}" + (f"-shift{shift_copies}" if shift_copies else ""))
-
-
-def evaluate_run(
-    run_dir: str | os.PathLike,
-    dataset: str,
-    split: str,
-    root: str | os.PathLike | None = None,
-    limit: int | None = None,
-    n_boot: int | None = None,
-    shift_copies: int = 0,
-) -> dict[str, Any]:
-    """Score ``dataset``/``split`` with a run's model at its saved threshold; write ``evaluate_dir(...)``.
-
-    ``shift_copies`` > 0 also renders every image under that many acquisition shifts
-    (``shift.shift_frame``): the metrics stay those of the plain images and gain a
-    ``shift_validation`` record (pooled and per condition). Raises ``ValueError`` for an empty split.
-    """
-    run_dir = Path(run_dir)
-    config = runs.load_run_config(run_dir)
-    data = dataclasses.replace(config.data, dataset=dataset, limit_per_split=limit)
-    frame = pipeline.data_frame(dataclasses.replace(config, data=data), root)
-    part = frame[frame["split"] == split].reset_index(drop=True)
-    if part.empty:
-        raise ValueError(
-            f"dataset '{dataset}' has no images in split '{split}'; splits present: {sorted(frame['split'].unique())}"
-        )
-    model = runs.load_model(run_dir)
-    rows = shift_frame(part, shift_copies)
-    scored = pipeline.score_frame(model, rows, config.data.image_size, config.model.backbone, config.train.batch_size)
-    threshold = runs.load_threshold(run_dir)
-    extra = {"shift_validation": shift_summary(scored, threshold.threshold, config)} if shift_copies else {}
-    plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
-    return write_evaluation(
-        run_dir,
-        config,
-        plain,
-        threshold,
-        evaluate_dir(run_dir, dataset, split, shift_copies),
-        split,
-        dataset,
-        n_boot,
-        extra=extra,
-    )

@@ -1,4 +1,4 @@
-"""Evaluate step, shift validation: the validation patients again, under documented acquisition shifts.
+"""Training step (model selection), shift validation: the validation patients again, under documented acquisition shifts.
 
 A patient-wise split carved from one collection is easier than images from another site or time: the
 model has seen the same detector, exposure habits, post-processing and export path. The shift

@@ -206,6 +206,68 @@ def load_weights_quietly(model, path: Path) -> None:
         model.load_weights(path)
 
 
+def _finished_stage(
+    stage: Stage, full_model, state: runs.RunState, done_weights: Path, best_path: Path, previous: str | None
+) -> runs.StageSummary:
+    """A stage finished before a resume: its weights loaded back, its summary marked ``skipped``."""
+    load_weights_quietly(full_model, done_weights)
+    log.info("stage %s already finished; weights loaded from %s", stage.name, done_weights)
+    # a state.json of a run started before summaries were kept: rebuild it (best checkpoint = kept)
+    summary = state.stages.get(stage.name) or runs.StageSummary(
+        stage=stage.name,
+        trainable_from=stage.trainable_from,
+        epochs=stage.epochs,
+        steps_per_epoch=stage.steps_per_epoch,
+        kept=best_path.is_file() or previous is None,
+    )
+    return summary.model_copy(update={"skipped": True})
+
+
+def _stage_callbacks(stage: Stage, run_dir: Path, train_cfg: TrainConfig, best_path: Path, extra_callbacks) -> list:
+    """Backup for resume, best-on-validation checkpoint (over the whole run), early stopping, NaN stop, history."""
+    import keras
+
+    from pneumocxr.train.backup import AtomicBackupAndRestore, AtomicModelCheckpoint
+
+    monitor, mode = train_cfg.monitor, "min" if train_cfg.monitor.endswith("loss") else "max"
+    return [
+        AtomicBackupAndRestore(str(run_dir / "backup" / stage.name)),
+        AtomicModelCheckpoint(
+            str(best_path),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=checkpoint_threshold(run_dir, stage.name, monitor, train_cfg.stage_tolerance),
+        ),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.early_stopping_patience),
+        keras.callbacks.TerminateOnNaN(),
+        _history_logger(run_dir, stage.name),
+        *extra_callbacks,
+    ]
+
+
+def _keep_best(
+    stage: Stage, full_model, best_path: Path, checkpoints: Path, previous: str | None, train_cfg: TrainConfig
+) -> bool:
+    """After ``fit``: load the stage's best checkpoint and return True; without one (the stage never came
+    within ``stage_tolerance`` of the earlier best) put the ``previous`` stage's weights back and return False."""
+    if best_path.is_file():
+        load_weights_quietly(stage.model, best_path)
+        return True
+    if previous:
+        load_weights_quietly(full_model, checkpoints / f"{previous}-done.weights.h5")
+        log.warning(
+            "stage %s never came within %g of stage %s's best %s; keeping %s's weights",
+            stage.name,
+            train_cfg.stage_tolerance,
+            previous,
+            train_cfg.monitor,
+            previous,
+        )
+    return False
+
+
 def fit_stage(
     stage: Stage,
     full_model,
@@ -224,7 +286,7 @@ def fit_stage(
     import keras
 
     from pneumocxr.models import set_trainable_from
-    from pneumocxr.train.backup import AtomicBackupAndRestore, AtomicModelCheckpoint, save_weights_atomic
+    from pneumocxr.train.backup import save_weights_atomic
 
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
@@ -232,70 +294,30 @@ def fit_stage(
     state = runs.load_state(run_dir)
     best_path = checkpoints / f"{stage.name}-best.weights.h5"
     if stage.name in state.done and done_weights.is_file():
-        load_weights_quietly(full_model, done_weights)
-        log.info("stage %s already finished; weights loaded from %s", stage.name, done_weights)
-        # a state.json of a run started before summaries were kept: rebuild it (best checkpoint = kept)
-        summary = state.stages.get(stage.name) or runs.StageSummary(
-            stage=stage.name,
-            trainable_from=stage.trainable_from,
-            epochs=stage.epochs,
-            steps_per_epoch=stage.steps_per_epoch,
-            kept=best_path.is_file() or previous is None,
-        )
-        return summary.model_copy(update={"skipped": True})
+        return _finished_stage(stage, full_model, state, done_weights, best_path, previous)
     train_cfg = config.train
     started = time.perf_counter()  # the stage's clock (below) counts from here: compiling included
-    set_trainable_from(full_model, stage.trainable_from)
-    compile_for_training(stage.model, train_cfg, stage.learning_rate, stage.epochs * stage.steps_per_epoch)
-    monitor, mode = train_cfg.monitor, "min" if train_cfg.monitor.endswith("loss") else "max"
-    callbacks = [
-        AtomicBackupAndRestore(str(run_dir / "backup" / stage.name)),
-        AtomicModelCheckpoint(
-            str(best_path),
-            monitor=monitor,
-            mode=mode,
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=checkpoint_threshold(run_dir, stage.name, monitor, train_cfg.stage_tolerance),
-        ),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.early_stopping_patience),
-        keras.callbacks.TerminateOnNaN(),
-        _history_logger(run_dir, stage.name),
-    ]
-    log.info(
-        "stage %s: %d epoch(s) x %d steps, lr %.1e, trainable from %s, %d trainable tensors",
-        stage.name,
-        stage.epochs,
-        stage.steps_per_epoch,
-        stage.learning_rate,
-        stage.trainable_from,
-        len(stage.model.trainable_weights),
-    )
-    with clock.timed(run_dir, stage.name, since=started) as commit:  # summed over the processes that train this stage
+    with clock.timed(run_dir, stage.name, since=started) as commit:  # summed over the processes that train it
+        set_trainable_from(full_model, stage.trainable_from)
+        compile_for_training(stage.model, train_cfg, stage.learning_rate, stage.epochs * stage.steps_per_epoch)
         epoch_clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: commit())
+        callbacks = _stage_callbacks(stage, run_dir, train_cfg, best_path, [epoch_clock, *extra_callbacks])
+        log.info(
+            "stage %s: %d epoch(s) x %d steps, lr %.1e, trainable from %s, %d trainable tensors",
+            *(stage.name, stage.epochs, stage.steps_per_epoch, stage.learning_rate, stage.trainable_from),
+            len(stage.model.trainable_weights),
+        )
         stage.model.fit(
             stage.train_data,
             validation_data=stage.val_data,
             epochs=stage.epochs,
             steps_per_epoch=stage.steps_per_epoch,
             class_weight=class_weights(labels, train_cfg.class_weight),
-            callbacks=[*callbacks, epoch_clock, *extra_callbacks],
+            callbacks=callbacks,
             shuffle=False,
             verbose=2,
         )
-        improved = best_path.is_file()
-        if improved:
-            load_weights_quietly(stage.model, best_path)
-        elif previous:
-            load_weights_quietly(full_model, checkpoints / f"{previous}-done.weights.h5")
-            log.warning(
-                "stage %s never came within %g of stage %s's best %s; keeping %s's weights",
-                stage.name,
-                train_cfg.stage_tolerance,
-                previous,
-                monitor,
-                previous,
-            )
+        improved = _keep_best(stage, full_model, best_path, checkpoints, previous, train_cfg)
         save_weights_atomic(full_model, done_weights)
     state = runs.load_state(run_dir)  # re-read: the clock wrote it since
     seconds = state.seconds[stage.name]

@@ -139,7 +139,7 @@ def config_change(reference: Config, config: Config) -> str:
 
 def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], root=None) -> dict[str, Any]:
     """Validation metrics, extra-split metrics and training time of one finished run."""
-    from pneumocxr.train.run import evaluate_run
+    from pneumocxr.train.score import evaluate_run
 
     metrics = runs.load_metrics(run_dir / "metrics.json").model_dump()
     manifest = runs.load_manifest(run_dir)
@@ -182,7 +182,7 @@ def sweep_row(entry: SweepEntry, run_dir: Path, evaluate_splits: Sequence[str], 
 
 def _shift_validation(run_dir: Path, config: Config, root=None) -> dict[str, Any]:
     """The run's shift-validation record; runs trained without one are scored on 2 shifted copies."""
-    from pneumocxr.train.run import evaluate_dir, evaluate_run
+    from pneumocxr.train.score import evaluate_dir, evaluate_run
 
     path = evaluate_dir(run_dir, config.data.dataset, "val", 2) / "metrics.json"
     metrics = (

@@ -10,7 +10,6 @@ a single member of an archive (even of an archive inside it) is written the same
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import http.client
 import io
 import logging
@@ -27,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from pneumocxr import __version__
+from pneumocxr.provenance import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,6 @@ class DownloadError(RuntimeError):
 
 class _Retryable(Exception):
     """A transient failure (connection dropped, 5xx): the transfer is resumed."""
-
-
-def file_digest(path: str | os.PathLike, algorithm: str) -> str:
-    """Hex digest (``sha256`` or ``md5``) of a file's bytes."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_range_start(header: str | None) -> tuple[int | None, int | None]:

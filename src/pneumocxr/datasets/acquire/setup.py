@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from pneumocxr.config import PROJECT_ROOT
 from pneumocxr.datasets.acquire import fetch
 from pneumocxr.datasets.acquire.derive import DeriveError, derive_file
 from pneumocxr.datasets.acquire.sources import Source, SourceTable, load_sources, select_sources, top_folders
+from pneumocxr.provenance import git_output
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,8 @@ def find_shared(explicit: str | os.PathLike | None = None) -> Path | None:
 
 def local_origin(project: Path) -> Path | None:
     """The folder of the ``origin`` remote when it is a local path, else None."""
-    try:
-        url = subprocess.run(
-            ["git", "-C", str(project), "config", "--get", "remote.origin.url"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    url = git_output(project, "config", "--get", "remote.origin.url")
+    if url is None:  # no git, no repository or no origin remote
         return None
     path = Path(url.removeprefix("file://")) if url and "://" not in url.replace("file://", "") else None
     return path if path is not None and path.is_dir() else None

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from pneumocxr.datasets.acquire.fetch import file_digest
 from pneumocxr.datasets.acquire.sources import SourceTable, load_sources
 from pneumocxr.datasets.kermany import CLASSES as KERMANY_CLASSES
 from pneumocxr.datasets.nih import image_folders, index_images
+from pneumocxr.provenance import file_digest
 
 IMAGE_SUFFIXES = (".png", ".jpeg", ".jpg")
 PROBLEMS = ("missing", "partial", "mismatch")
