@@ -298,12 +298,18 @@ def build_models(config: Config, weights: str | None, precision: str) -> tuple[A
         return build_model(config.model, config.data.image_size, weights), model32
 
 
-def write_run_manifest(run_dir: Path, config: Config, frame: pd.DataFrame, weights: str | None, extra: dict) -> None:
-    """``manifest.json``: the data list hash of ``frame`` (file name, label, split), the weights file, ``extra``."""
+def write_run_manifest(
+    run_dir: Path, config: Config, frame: pd.DataFrame, weights: str | None, extra: dict
+) -> runs.Manifest:
+    """``manifest.json``: the data list hash of ``frame`` (file name, label, split), the weights file, ``extra``,
+    and the wall time of every process of the run so far (``clock.wall_time``: resumes included)."""
     data_hash = data_list_hash(
         (Path(p).name, l, s) for p, l, s in frame[["path", "label", "split"]].itertuples(index=False)
     )
-    runs.write_manifest(run_dir, config, data_hash, weights if weights and Path(weights).is_file() else None, extra)
+    wall_time, parts = clock.wall_time(runs.load_state(run_dir))
+    extra = {**extra, "wall_time_s": wall_time, "wall_time_parts": parts}
+    weights_file = weights if weights and Path(weights).is_file() else None
+    return runs.write_manifest(run_dir, config, data_hash, weights_file, extra)
 
 
 def train_run(
@@ -352,7 +358,6 @@ def train_run(
         if model is not model32:
             model32.set_weights(model.get_weights())
         metrics = finish_run(run_dir, config, model32, val, val_scores())
-    wall_time, parts = clock.wall_time(runs.load_state(run_dir))  # every process of the run, resumes included
     extra = {
         "precision": precision,
         "strategy": config.train.strategy,
@@ -362,11 +367,9 @@ def train_run(
         "n_val_shifted": int((val["condition"] != PLAIN).sum()),
         "stages": summaries,
         "val_auc": metrics["auc"],
-        "wall_time_s": wall_time,
-        "wall_time_parts": parts,
     }
-    write_run_manifest(run_dir, config, frame, weights, extra)
+    manifest = write_run_manifest(run_dir, config, frame, weights, extra)
     runs.save_state(run_dir, runs.load_state(run_dir).model_copy(update={"finished": True}))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # BackupAndRestore's per-epoch state, spent
-    log.info("run %s finished: validation AUC %.4f, %.0f s of wall time", run_dir, metrics["auc"], wall_time)
+    log.info("run %s finished: AUC %.4f, %.0f s of wall time", run_dir, metrics["auc"], manifest.wall_time_s)
     return run_dir

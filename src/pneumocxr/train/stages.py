@@ -296,8 +296,7 @@ def fit_stage(
     if stage.name in state.done and done_weights.is_file():
         return _finished_stage(stage, full_model, state, done_weights, best_path, previous)
     train_cfg = config.train
-    started = time.perf_counter()  # the stage's clock (below) counts from here: compiling included
-    with clock.timed(run_dir, stage.name, since=started) as commit:  # summed over the processes that train it
+    with clock.timed(run_dir, stage.name) as commit:  # compiling included; summed over the processes training it
         set_trainable_from(full_model, stage.trainable_from)
         compile_for_training(stage.model, train_cfg, stage.learning_rate, stage.epochs * stage.steps_per_epoch)
         epoch_clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: commit())
@@ -320,20 +319,19 @@ def fit_stage(
         improved = _keep_best(stage, full_model, best_path, checkpoints, previous, train_cfg)
         save_weights_atomic(full_model, done_weights)
     state = runs.load_state(run_dir)  # re-read: the clock wrote it since
-    seconds = state.seconds[stage.name]
     summary = runs.StageSummary(
         stage=stage.name,
         trainable_from=stage.trainable_from,
         epochs=stage.epochs,
         steps_per_epoch=stage.steps_per_epoch,
-        seconds=round(seconds, 1),
+        seconds=round(state.seconds[stage.name], 1),
         kept=improved or previous is None,
     )
     runs.save_state(
         run_dir,
         state.model_copy(update={"done": [*state.done, stage.name], "stages": {**state.stages, stage.name: summary}}),
     )
-    log.info("stage %s finished in %.0f s (all processes)", stage.name, seconds)
+    log.info("stage %s finished in %.0f s (all processes)", stage.name, summary.seconds)
     return summary
 
 
