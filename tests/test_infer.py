@@ -63,6 +63,30 @@ def test_real_test_dicoms_scored_or_rejected_with_reasons(tmp_path, predictor, t
     ]
 
 
+def test_renamed_run_copy_keeps_the_manifest_run_id_in_sc_and_sr(tmp_path, run_dir, predictor, test_dicoms):
+    """A copy of the run under another folder name is the same model: the run id (manifest.json's, not the
+    folder's name) and so the Secondary Capture comment/UIDs and the SR UIDs derived from it are unchanged."""
+    import shutil
+
+    from pneumocxr import runs
+    from pneumocxr.serve.report_sr import sr_uids
+
+    copy = infer.load_predictor(
+        shutil.copytree(run_dir, tmp_path / "renamed-copy", ignore=shutil.ignore_patterns("eval"))
+    )
+    manifest_id = runs.load_manifest(run_dir).run_id
+    assert predictor.run_id == copy.run_id == manifest_id != "renamed-copy"
+    scs = []
+    for name, pred in (("original", predictor), ("copy", copy)):
+        (row,) = infer.predict_paths(pred, [test_dicoms[0]], dicom_out_dir=tmp_path / name, salt="s")
+        scs.append(pydicom.dcmread(row["dicom_out"]))
+    assert f"model run {manifest_id};" in scs[0].ImageComments
+    for keyword in ("ImageComments", "SeriesInstanceUID", "SOPInstanceUID"):
+        assert scs[0].get(keyword) == scs[1].get(keyword)
+    uid = str(pydicom.dcmread(test_dicoms[0], stop_before_pixels=True).SOPInstanceUID)
+    assert sr_uids(uid, copy.run_id) == sr_uids(uid, predictor.run_id) != sr_uids(uid, "renamed-copy")
+
+
 def test_same_inputs_give_bit_identical_probabilities(run_dir, test_dicoms):
     """Real data, float32: two runs with separately loaded models give the same bits."""
     first = [r["probability"] for r in infer.predict_paths(run_dir, test_dicoms[:3], batch_size=2)]

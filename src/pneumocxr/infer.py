@@ -81,12 +81,13 @@ class Predictor:
     gate: GateConfig
     precision: str = "float32"
     box_threshold: float = DEFAULT_BOX_THRESHOLD  # fraction of the Grad-CAM peak (pneumocxr.localize.boxes)
+    run_name: str | None = None  # ``runs.load_run_id``: the manifest's run id (set by ``load_predictor``)
     _grad_model: Any = field(default=None, repr=False)
 
     @property
     def run_id(self) -> str:
-        """The run directory's name (identifies the model in outputs)."""
-        return self.run_dir.resolve().name
+        """The run's id from its manifest (``runs.load_run_id``; identifies the model in outputs)."""
+        return self.run_name or runs.load_run_id(self.run_dir)
 
     def grad_model(self):
         """The Grad-CAM model (built once, on first use)."""
@@ -131,6 +132,7 @@ def load_predictor(run_dir: str | os.PathLike, precision: str = "float32") -> Pr
         config.gate,
         precision,
         load_box_threshold(run_dir),
+        runs.load_run_id(run_dir),
     )
 
 

@@ -295,6 +295,15 @@ def load_manifest(run_dir: str | os.PathLike) -> Manifest:
     return manifest
 
 
+def load_run_id(run_dir: str | os.PathLike) -> str:
+    """The run's id: ``run_id`` of its ``manifest.json``, so a copied or renamed run folder keeps the id
+    written into its outputs (predict rows, Secondary Capture comments, SR UIDs); the folder's name only
+    for a run without ``manifest.json``. Raises ``RunFileError`` when the manifest is there but invalid."""
+    if not (Path(run_dir) / "manifest.json").is_file():
+        return Path(run_dir).resolve().name
+    return load_manifest(run_dir).run_id
+
+
 def load_state(run_dir: str | os.PathLike) -> RunState:
     """The run's ``state.json`` (an empty state for a run not started yet), validated."""
     path = Path(run_dir) / "state.json"
