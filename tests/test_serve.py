@@ -19,6 +19,7 @@ import pytest
 from orthanc import Orthanc, free_port
 from pneumocxr.datasets.acquire.setup import find_shared
 from pneumocxr.dicom.secondary_capture import instance_uids
+from pneumocxr.runs import load_manifest
 from pneumocxr.serve.config import ServeConfigError, load_serve_config, serve_config_from_dict
 from pneumocxr.serve.journal import Journal
 from pneumocxr.serve.report_sr import report_values, sr_uids
@@ -140,8 +141,10 @@ def test_end_to_end_results_in_orthanc_match_predict(node_sc, pacs, tiny_run, te
         else:
             assert record["status"] == "rejected" and row.uid not in srs
             assert json.loads(record["reasons"]) == row.reasons
+            header = pydicom.dcmread(first[row.uid], stop_before_pixels=True, force=True)  # kept for rejected too
+            assert record["study_instance_uid"] == (str(header.get("StudyInstanceUID", "") or "") or None)
     assert set(srs) == set(accepted["uid"])
-    run_id = tiny_run.resolve().name
+    run_id = load_manifest(tiny_run).run_id
     for uid in accepted["uid"]:  # one Secondary Capture per accepted image, filed under its derived UID
         header = pydicom.dcmread(first[uid], stop_before_pixels=True, force=True)
         assert instance_uids(header, run_id)[1] in in_pacs
@@ -157,6 +160,8 @@ def test_end_to_end_results_in_orthanc_match_predict(node_sc, pacs, tiny_run, te
     for ds in datasets:
         name = str(ds.get("PatientName", "") or "")
         assert not name or name not in log, "a patient name reached the log"
+    # pydicom logs the header values it finds invalid (and highdicom person names): its loggers are off
+    assert "Invalid value for VR" not in log and "allowed for VR" not in log
 
 
 def _worklist(config: Path) -> list[dict]:
@@ -229,8 +234,11 @@ def test_pacs_outage_results_are_retried_and_delivered_after_restart(node_sc, pa
     finally:
         pacs.start()
     wait_for(lambda: settled(config, uids), 60, "delivery once Orthanc is back")
+    log = node.log_path.read_text()  # failed attempts are reported by the node's own line, not pynetdicom's
+    assert "delivery of results of" in log and "failed (attempt" in log
+    assert "Association request failed" not in log and "TCP Initialisation Error" not in log
     rows = {r["sop_instance_uid"]: r for r in journal.query("SELECT * FROM instances")}
-    run_id = tiny_run.resolve().name
+    run_id = load_manifest(tiny_run).run_id
     in_pacs = set(pacs_uids(pacs))
     for uid in uids:
         assert rows[uid]["status"] == "delivered" and rows[uid]["delivery_attempts"] >= 2
@@ -279,7 +287,7 @@ def test_load_500_images_over_4_associations(node_sr, pacs, tiny_run, test_dicom
     statuses = _send_concurrently(batches, node.port)
     assert len(statuses) == LOAD_IMAGES and set(statuses.values()) == {SUCCESS}
     wait_for(lambda: settled(config, set(statuses)), 900, "500 results delivered", interval=2)
-    run_id = tiny_run.resolve().name
+    run_id = load_manifest(tiny_run).run_id
     expected = {sr_uids(uid, run_id)[1] for uid in statuses}
     found = [u for u in pacs_uids(pacs) if u in expected]
     assert len(found) == len(set(found)) == LOAD_IMAGES  # 0 lost, 0 duplicated
@@ -312,7 +320,7 @@ def test_sigkill_mid_stream_then_restart_gives_exactly_one_result(node_sr, pacs,
     assert all(rows[u]["status"] == "delivered" for u in uids)
     deliveries = journal.query("SELECT source_uid FROM deliveries")
     assert sorted(r["source_uid"] for r in deliveries if r["source_uid"] in set(uids)) == sorted(uids)
-    run_id = tiny_run.resolve().name
+    run_id = load_manifest(tiny_run).run_id
     expected = {sr_uids(u, run_id)[1] for u in uids}
     found = [u for u in pacs_uids(pacs) if u in expected]
     assert len(found) == len(set(found)) == len(uids)
@@ -465,3 +473,44 @@ def test_fda_report_describes_the_node_when_a_serve_config_is_given(tiny_run, tm
     assert "**Deployment:**" in with_node and "AE title `PNEUMOCXR`, port 11112" in with_node
     assert "accepting images only from MODALITY" in with_node and "PACS `ORTHANC`" in with_node
     assert "**Deployment:**" not in without and "pneumocxr serve" not in without
+
+
+def test_node_logging_setup_drops_library_log_lines_that_quote_headers():
+    """After the node's logging set-up, pydicom's VR warning (it quotes the header value), highdicom's and
+    pynetdicom's failed-association ERROR lines reach no handler; the node's own WARNING still does."""
+    import logging
+
+    from pydicom import config as pydicom_config
+    from pydicom.valuerep import validate_value
+
+    from pneumocxr.serve.node import LIBRARY_LOGGERS, quiet_library_logs
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    root, saved = logging.getLogger(), {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    root.addHandler(handler)
+    try:
+        quiet_library_logs()
+        validate_value("UI", "999.999.0999", pydicom_config.WARN)  # pydicom: "Invalid value for VR UI: '999...'"
+        logging.getLogger("pynetdicom.assoc").error("Association request failed: unable to connect to remote")
+        logging.getLogger("pynetdicom.transport").error("TCP Initialisation Error: Connection refused")
+        logging.getLogger("highdicom.sr").warning("PatientName 'DOE^JANE'")
+        logging.getLogger("pneumocxr.serve.delivery").warning("delivery of results of 1.2 failed (attempt 1)")
+    finally:
+        root.removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+    assert [r.getMessage() for r in records] == ["delivery of results of 1.2 failed (attempt 1)"]
+
+
+def test_rejected_instance_keeps_the_study_instance_uid_of_its_header(shared_cases, tmp_path):
+    """A rejected file's StudyInstanceUID is read from its header for the journal (``worklist`` shows it);
+    a file without one, or no file, gives None."""
+    from pneumocxr.serve.worker import read_study_instance_uid
+
+    quirk = shared_cases / "dicom-quirks" / "blank_all-zero.dcm"
+    expected = str(pydicom.dcmread(quirk, stop_before_pixels=True).StudyInstanceUID)
+    assert read_study_instance_uid(quirk) == expected and expected
+    (tmp_path / "junk.dcm").write_bytes(b"not dicom")
+    assert read_study_instance_uid(tmp_path / "junk.dcm") is None and read_study_instance_uid("") is None

@@ -63,7 +63,6 @@ def run_serve(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     logging.getLogger("pneumocxr").setLevel(logging.INFO)
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     try:
         return serve(config, args.run_dir)
     except (OSError, ValueError, KeyError) as exc:

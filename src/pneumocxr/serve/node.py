@@ -7,7 +7,8 @@ run (including a batch interrupted by a crash) are scored first, scored-but-unde
 delivered. SIGTERM or SIGINT: stop accepting associations, finish the batch being scored and the
 object being sent, leave everything else in the journal for the next start. Health figures
 (``worklist.stats``) are logged every ``metrics_interval_seconds`` (when they changed) and at exit.
-Library ``UserWarning``s are silenced in the node: they can quote header values such as PatientName.
+Library ``UserWarning``s and library loggers are silenced in the node (``quiet_library_logs``): they can
+quote header values such as PatientName or a malformed UID.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ from pneumocxr.serve.worklist_http import start_worklist_http
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 0.05
+# Library loggers switched off in the node (level above CRITICAL). pydicom (``misc.warn_and_log``)
+# and highdicom log header values ("Invalid value for VR UI: '999...'"); pynetdicom logs two ERROR lines
+# per failed association, which the deliverer already reports with its own WARNING.
+LIBRARY_LOGGERS = ("pydicom", "highdicom", "pynetdicom")
+
+
+def quiet_library_logs() -> None:
+    """Silence what libraries say in the node: their ``UserWarning``s and their loggers
+    (``LIBRARY_LOGGERS``), so no header value reaches the log and delivery failures are reported
+    once, by the node's own lines. The node's own logger (``pneumocxr``) is untouched."""
+    warnings.simplefilter("ignore", UserWarning)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def recover_inbox(config: ServeConfig, journal: Journal) -> int:
@@ -70,9 +84,9 @@ def serve(
 ) -> int:
     """Run the node until ``stop`` is set or SIGTERM/SIGINT arrives (signals only from the main thread)."""
     stop = stop or threading.Event()
-    # Library warnings may quote header values (highdicom's person-name check prints PatientName);
+    # Library warnings and logs may quote header values (highdicom's person-name check prints PatientName);
     # the node's log must carry no identity, so they are silenced here. Rejections are logged with reasons.
-    warnings.simplefilter("ignore", UserWarning)
+    quiet_library_logs()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())

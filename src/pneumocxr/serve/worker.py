@@ -12,8 +12,9 @@ A crash before that commit leaves the batch queued, so it is scored again after 
 gets exactly one result; an instance that was in ``max_score_attempts`` interrupted batches (a
 prefetched batch counts as started) is rejected instead of crashing the node for ever.
 
-Rejected instances keep the gate's reasons in the journal (shown by ``pneumocxr worklist``) and get
-one log line with their SOPInstanceUID and reasons; no patient identity is logged.
+Rejected instances keep the gate's reasons and the header's StudyInstanceUID (when the file has one) in
+the journal (shown by ``pneumocxr worklist``) and get one log line with their SOPInstanceUID and reasons;
+no patient identity is logged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 
 from pneumocxr import explain, infer
@@ -37,6 +39,22 @@ from pneumocxr.serve.report_sr import ReportTemplates
 from pneumocxr.serve.scp import inbox_name, write_durably
 
 log = logging.getLogger(__name__)
+
+
+def study_instance_uid(header: Any) -> str | None:
+    """The header's StudyInstanceUID (0020,000D) as text, None when it has none or is not a dataset."""
+    return str(getattr(header, "StudyInstanceUID", "") or "") or None
+
+
+def read_study_instance_uid(path: str | os.PathLike) -> str | None:
+    """The StudyInstanceUID of the DICOM file at ``path`` (the header only); None when unreadable or absent."""
+    if not path:
+        return None
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID"])
+    except Exception:
+        return None
+    return study_instance_uid(header)
 
 
 @dataclass
@@ -187,7 +205,7 @@ class Worker:
             "status": "rejected",
             "reasons": reasons,
             "warnings": row.get("warnings"),
-            "study_instance_uid": None,
+            "study_instance_uid": read_study_instance_uid(record.get("inbox_path")),
             "patient_hash": row.get("patient_hash"),
             "probability": None,
             "label": None,
@@ -207,7 +225,7 @@ class Worker:
             sr_path = write_durably(self.results / "sr", inbox_name(record["sop_instance_uid"]), encoded)
         except Exception as exc:
             return self._rejected(record, [f"result report could not be written ({exc})"[:200]], row)
-        study = str(getattr(case.header, "StudyInstanceUID", "") or "") or None
+        study = study_instance_uid(case.header)
         return {
             "sop_instance_uid": record["sop_instance_uid"],
             "status": "scored",
