@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +179,38 @@ def test_cli_writes_one_row_per_input_as_csv_and_json(tmp_path, run_dir, test_di
 def test_cli_names_a_missing_run_and_exits_2(tmp_path, test_dicoms, capsys):
     assert main(["predict", str(tmp_path / "no-run"), str(test_dicoms[0])]) == 2
     assert "no-run/config.toml: missing" in capsys.readouterr().err
+
+
+def test_cli_names_a_damaged_model_file_as_such(tmp_path, run_dir, test_dicoms, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "eval", "plots"))
+    (copy / "model.keras").write_bytes(b"not a model")
+    assert main(["predict", str(copy), str(test_dicoms[0])]) == 2
+    err = capsys.readouterr().err
+    assert "model.keras: not a valid .keras file" in err and "File not found" not in err
+
+
+def test_summary_counts_accepted_rows_with_warnings():
+    from collections import Counter
+
+    from pneumocxr.cli.predict import summary
+
+    counts = Counter(rows=3, accepted=2, pneumonia=2, warned=2)
+    assert "2 accepted with warnings" in summary(counts, 3, None)
+    assert "with warnings" not in summary(Counter(rows=1, accepted=1, pneumonia=1), 1, None)
+
+
+def test_cli_stops_quietly_when_its_reader_goes_away(tmp_path, monkeypatch, capsys):
+    from pneumocxr.cli import check
+
+    def reader_gone(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(check, "walk_inputs", reader_gone)
+    with open(tmp_path / "stdout", "w") as stdout:
+        monkeypatch.setattr("sys.stdout", stdout)
+        assert main(["check", str(tmp_path)]) == 141
+    assert "error" not in capsys.readouterr().err
 
 
 def test_results_and_logs_carry_no_patient_identity(tmp_path, run_dir, capsys, caplog):

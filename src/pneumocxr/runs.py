@@ -17,6 +17,7 @@ import csv
 import json
 import math
 import os
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -352,6 +353,8 @@ def load_model(run_dir: str | os.PathLike):
     path = Path(run_dir) / "model.keras"
     if not path.is_file():
         raise RunError(f"{path}: missing (train first: `pneumocxr train`)")
+    if not zipfile.is_zipfile(path):  # Keras would call it "File not found" (the .keras format is a zip)
+        raise RunError(f"{path}: not a valid .keras file (not a zip archive; damaged or not a saved model)")
     return keras.models.load_model(path, compile=False)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     use_headless_backend()  # the command writes figures to files only
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a SIGPIPE-killed tool would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python docs, "Note on SIGPIPE"
+        return 141
     except USER_ERRORS as exc:
         print(f"pneumocxr {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2

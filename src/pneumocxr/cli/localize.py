@@ -11,7 +11,7 @@ DESCRIPTION = (
     "Runs the model on the boxed films of DATA/boxes (manifest.csv), turns each Grad-CAM into "
     "boxes, chooses the box threshold on the 'tune' half of the films and reports on the other "
     "half: the RSNA challenge metric (IoU 0.40:0.05:0.75), the IoU of the top box and the "
-    "pointing game against the RSNA readers' boxes and each NIH finding's boxes, with 95%% "
+    "pointing game against the RSNA readers' boxes and each NIH finding's boxes, with 95 % "
     "bootstrap CIs; then Grad-CAM against occlusion sensitivity, the share of attribution in "
     "the image centre and how much the probability moves when the border is masked or "
     "cropped. Writes localisation.json, films.json and localisation.md."

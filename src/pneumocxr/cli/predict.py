@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from pneumocxr.cli.options import add_command, add_run_dir
 from pneumocxr.cli.table import format_table
 
-TABLE_COLUMNS = ["input", "path", "accepted", "probability", "label", "threshold", "heatmap", "reasons"]
+TABLE_COLUMNS = ["input", "path", "accepted", "probability", "label", "threshold", "heatmap", "reasons", "warnings"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -147,6 +147,8 @@ def summary(counts: Counter, n_inputs: int, destination: str | None) -> str:
         f"({counts['pneumonia']} pneumonia, {counts['no_pneumonia']} no_pneumonia), "
         f"{counts['rows'] - counts['accepted']} rejected"
     )
+    if counts["warned"]:  # e.g. outside the training population: the console must say so, not only the CSV
+        text += f"; {counts['warned']} accepted with warnings (see the warnings column)"
     return text + (f"; results in {destination}" if destination else "") + ". Decision aid, not a diagnosis."
 
 
@@ -214,6 +216,7 @@ def predict_outputs(predictor, paths: Iterable[Any], args: argparse.Namespace) -
         rows = stream_table(rows, sys.stdout, every=args.batch_size)
     for row in rows:
         counts.update(rows=1, accepted=int(bool(row["accepted"])), **({row["label"]: 1} if row["label"] else {}))
+        counts.update(warned=int(bool(row["accepted"] and row.get("warnings"))))
     return counts
 
 

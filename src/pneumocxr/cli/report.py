@@ -25,7 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder with eda.json from `pneumocxr eda --out DIR`; "
         "without it the dataset numbers come from the configured data",
     )
-    parser.add_argument("--out", default="FDA_Submission.md", help="markdown to write (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        default="reports/FDA_Submission.md",
+        help="markdown to write (default: %(default)s; the committed FDA_Submission.md at the project root is "
+        "refreshed only by `pneumocxr deliverables`)",
+    )
     parser.add_argument("--pdf", metavar="PDF", help="also render the markdown to this PDF")
     parser.add_argument(
         "--author", default="pneumocxr project", help="the template's 'Your Name' (default: %(default)s)"

@@ -81,10 +81,10 @@ def run_worklist(args: argparse.Namespace) -> int:
         return 2
     bad = sorted(set(args.status) - set(STATUSES))
     if bad:
-        print(f"pneumocxr worklist: unknown status {bad}; expected {list(STATUSES)}", file=sys.stderr)
+        print(f"pneumocxr worklist: error: unknown status {bad}; expected {list(STATUSES)}", file=sys.stderr)
         return 2
     if not config.journal_path.is_file():
-        print(f"pneumocxr worklist: no journal at {config.journal_path} (has the node run?)", file=sys.stderr)
+        print(f"pneumocxr worklist: error: no journal at {config.journal_path} (has the node run?)", file=sys.stderr)
         return 2
     journal = Journal(config.journal_path)
     if args.stats:
