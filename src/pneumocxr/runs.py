@@ -152,6 +152,9 @@ class MetricsRecord(Record):
     threshold: Probability
     threshold_rule: str | None = None
     confusion: dict[str, Count]
+    n_boot: Count | None = None  # bootstrap resamples behind the CIs; absent in records of older versions
+    limit: Count | None = None  # ``evaluate --limit`` when it left images out; None = the whole split
+    n_split: Count | None = None  # images in the whole split (``evaluate``); absent for a run's own validation
     shift_validation: dict[str, Any] | None = None  # shift.shift_validation_summary: per-condition results
 
 

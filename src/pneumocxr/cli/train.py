@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         run_evaluate,
         help="score a dataset split with a run's model at its saved threshold",
-        description="Writes RUN_DIR/eval/DATASET-SPLIT/metrics.json, predictions.csv and plots/.",
+        description="Writes RUN_DIR/eval/DATASET-SPLIT/metrics.json, predictions.csv and plots/. "
+        "`pneumocxr report` shows only evaluations of a whole split: an evaluation run with --limit is left out "
+        "(named in the report, with the reason).",
     )
     add_run_dir(evaluate, "run directory written by `pneumocxr train`")
     evaluate.add_argument(
@@ -41,7 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_root(evaluate, "the run config's, or $PNEUMOCXR_DATA")
     evaluate.add_argument("--split", required=True, help="train | val | official_val | test")
-    evaluate.add_argument("--limit", type=int, help="score at most N images (label mix kept)")
+    evaluate.add_argument(
+        "--limit",
+        type=int,
+        help="score at most N images (label mix kept); a limited evaluation is not reported by `pneumocxr report`",
+    )
     evaluate.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default: the run config's)")
     evaluate.add_argument(
         "--shift",

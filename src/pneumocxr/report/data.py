@@ -71,6 +71,7 @@ class RunArtifacts:
     dataset: Artifact | None = None  # written by the report: counts of the configured data
     model: Artifact | None = None  # written by the report: layers and parameters of model.keras
     notes: list[str] = field(default_factory=list)  # what could not be read, in words
+    left_out: list[str] = field(default_factory=list)  # evaluations saved with the run but not reported, and why
 
     @property
     def validation(self) -> Evaluation:
@@ -104,29 +105,58 @@ def evaluation_role(train_dataset: str, dataset: str, split: str, own_validation
     )
 
 
-def load_evaluations(run_dir: Path, config: Config) -> list[Evaluation]:
-    """The run's validation metrics.json first, then every eval/*/metrics.json, sorted by folder name."""
+def limited_note(name: str, data: dict[str, Any]) -> str | None:
+    """Why an ``evaluate --limit`` evaluation is not reported (None when it covers the whole split)."""
+    if data.get("limit") is None:
+        return None
+    whole = data.get("n_split")
+    return (
+        f"{name}: {data['n']} of {whole if whole is not None else 'the'} images (--limit {data['limit']}), "
+        "not reported: a limited evaluation is a quick check, not a result on the split"
+    )
+
+
+def load_evaluations(run_dir: Path, config: Config) -> tuple[list[Evaluation], list[str]]:
+    """The evaluations the report shows, and a note for each one it leaves out.
+
+    The run's validation ``metrics.json`` comes first, then every ``eval/*/metrics.json`` that covers its
+    whole split (no ``limit``), in folder-name order. Each dataset + split appears once: the run's own
+    validation (the split the threshold was chosen on) wins over a re-evaluation of that split, and among
+    re-evaluations the most recently written ``metrics.json`` wins.
+    """
     own = runs.load_metrics(run_dir / "metrics.json").model_dump(mode="json")
     train = config.data.dataset
-    found = [
-        Evaluation(
-            Artifact("run:metrics.json", own),
-            own.get("dataset") or train,
-            own.get("split") or "val",
-            "internal validation",
-            "",
-        )
-    ]
+    first = Evaluation(
+        Artifact("run:metrics.json", own),
+        own.get("dataset") or train,
+        own.get("split") or "val",
+        "internal validation",
+        "",
+    )
+    left_out: list[str] = []
+    candidates: list[tuple[int, Evaluation]] = []
     for path in sorted(run_dir.glob("eval/*/metrics.json")):
         data = runs.load_metrics(path).model_dump(mode="json")
         folder = path.parent.name
+        note = limited_note(f"eval/{folder}", data)
+        if note is not None:
+            left_out.append(note)
+            continue
         dataset = data.get("dataset") or folder.split("-")[0]
         split = data.get("split") or folder.partition("-")[2] or "unknown"
         role = evaluation_role(train, dataset, split, own_validation=False)
-        found.append(
-            Evaluation(Artifact(f"run:eval/{folder}/metrics.json", data), dataset, split, role, f"eval-{folder}-")
-        )
-    return found
+        artifact = Artifact(f"run:eval/{folder}/metrics.json", data)
+        candidates.append((path.stat().st_mtime_ns, Evaluation(artifact, dataset, split, role, f"eval-{folder}-")))
+    shown = {(first.dataset, first.split): first}
+    for _, e in sorted(candidates, key=lambda c: c[0], reverse=True):
+        kept = shown.setdefault((e.dataset, e.split), e)
+        if kept is not e:
+            left_out.append(
+                f"{e.artifact.name.removeprefix('run:').removesuffix('/metrics.json')}: "
+                f"{evaluation_title(e.dataset, e.split)} is already reported from {kept.artifact.name}, not repeated"
+            )
+    order = [first] + [e for _, e in candidates if shown[(e.dataset, e.split)] is e]
+    return order, sorted(left_out)
 
 
 def load_run_artifacts(run_dir: str | Path, eda_dir: str | Path | None = None) -> RunArtifacts:
@@ -143,8 +173,9 @@ def load_run_artifacts(run_dir: str | Path, eda_dir: str | Path | None = None) -
         threshold=Artifact("run:threshold.json", runs.load_threshold(run).model_dump(mode="json")),
         manifest=Artifact("run:manifest.json", runs.load_manifest(run).model_dump(mode="json")),
         history=Artifact("run:history.csv", runs.history_records(run)),
-        evaluations=load_evaluations(run, config),
+        evaluations=[],
     )
+    artifacts.evaluations, artifacts.left_out = load_evaluations(run, config)
     if eda_dir is not None:
         artifacts.eda = Artifact("eda:eda.json", read_json(Path(eda_dir) / "eda.json"))
     return artifacts

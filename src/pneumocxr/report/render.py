@@ -110,6 +110,7 @@ def template_context(
         },
         manifest=manifest_rows(art.manifest),
         notes=art.notes,
+        left_out=art.left_out,
     )
     return context
 

@@ -37,16 +37,18 @@ def write_evaluation(
     from pneumocxr.evaluate.artifacts import save_evaluation
     from pneumocxr.evaluate.metrics import evaluate_predictions
 
+    n_boot = config.threshold.n_boot if n_boot is None else n_boot
     metrics = evaluate_predictions(
         scored,
         threshold.threshold,
-        n_boot=config.threshold.n_boot if n_boot is None else n_boot,
+        n_boot=n_boot,
         seed=config.data.seed,
         dataset=dataset,
         split=split,
         threshold_rule=threshold.rule,
     )
     metrics["run_id"] = run_dir.resolve().name
+    metrics["n_boot"] = n_boot
     metrics.update(extra or {})
     save_evaluation(metrics, scored, out_dir, out_dir / "plots")
     return metrics
@@ -70,22 +72,30 @@ def evaluate_run(
 
     ``shift_copies`` > 0 also renders every image under that many acquisition shifts
     (``shift.shift_frame``): the metrics stay those of the plain images and gain a
-    ``shift_validation`` record (pooled and per condition). Raises ``ValueError`` for an empty split.
+    ``shift_validation`` record (pooled and per condition). ``metrics.json`` records ``n_boot``,
+    ``n_split`` (images in the whole split) and ``limit`` (None when the whole split was scored): the
+    report leaves a limited evaluation out (``report.data.load_evaluations``). Raises ``ValueError``
+    for an empty split.
     """
+    from pneumocxr.datasets import stratified_limit
+
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    data = dataclasses.replace(config.data, dataset=dataset, limit_per_split=limit)
+    data = dataclasses.replace(config.data, dataset=dataset, limit_per_split=None)
     frame = pipeline.data_frame(dataclasses.replace(config, data=data), root)
-    part = frame[frame["split"] == split].reset_index(drop=True)
-    if part.empty:
+    whole = frame[frame["split"] == split]
+    if whole.empty:
         raise ValueError(
             f"dataset '{dataset}' has no images in split '{split}'; splits present: {sorted(frame['split'].unique())}"
         )
+    part = stratified_limit(whole, limit, config.data.seed).reset_index(drop=True)
+    coverage = {"limit": limit if len(part) < len(whole) else None, "n_split": len(whole)}
     model = runs.load_model(run_dir)
     rows = shift_frame(part, shift_copies)
     scored = pipeline.score_frame(model, rows, config.data.image_size, config.model.backbone, config.train.batch_size)
     threshold = runs.load_threshold(run_dir)
     extra = {"shift_validation": shift_summary(scored, threshold.threshold, config)} if shift_copies else {}
+    extra.update(coverage)
     plain = scored[scored["condition"] == PLAIN].drop(columns="condition")
     return write_evaluation(
         run_dir,
