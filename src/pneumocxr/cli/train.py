@@ -12,6 +12,12 @@ from pneumocxr.datasets.registry import DATASETS
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``evaluate`` and ``sweep`` sub-commands."""
+    _register_train(subparsers)
+    _register_evaluate(subparsers)
+    _register_sweep(subparsers)
+
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
     train = add_command(
         subparsers,
         "train",
@@ -25,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     add_root(train)
 
+
+def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     evaluate = add_command(
         subparsers,
         "evaluate",
@@ -58,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--json", action="store_true", help="print the metrics object as JSON")
 
+
+def _register_sweep(subparsers: argparse._SubParsersAction) -> None:
     sweep = add_command(
         subparsers,
         "sweep",
