@@ -87,15 +87,16 @@ def plot_flowchart(config: Config, threshold: float, rule: str, node: dict | Non
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_axis_off()
-    height, gap, left, width = 0.12, 0.042, 0.02, 0.68
+    gap, left, width, line = 0.035, 0.02, 0.68, 0.018  # line: one 7.3 pt detail line in axes units
     centre = left + width / 2
-    tops = [0.955 - i * (height + gap) for i in range(len(steps))]
-    for i, ((title, detail), top) in enumerate(zip(steps, tops)):
+    details = ["\n".join(textwrap.fill(part, 78) for part in detail.split("\n")) for _, detail in steps]
+    heights = [max(0.1, 0.062 + line * (text.count("\n") + 1)) for text in details]  # the box fits its text
+    tops = [0.955 - sum(heights[:i]) - i * gap for i in range(len(steps))]
+    for i, ((title, _), wrapped, top, height) in enumerate(zip(steps, details, tops, heights)):
         colour = "#fde2c8" if i == 1 else "#d9e8f5" if i < 5 else "#d8f0d8"
         ax.add_patch(FancyBboxPatch((left, top - height), width, height, facecolor=colour, edgecolor="#333333", **_BOX))
         ax.text(centre, top - 0.024, title, ha="center", va="center", fontsize=10, fontweight="bold")
-        wrapped = "\n".join(textwrap.fill(line, 78) for line in detail.split("\n"))
-        ax.text(centre, top - 0.072, wrapped, ha="center", va="center", fontsize=7.3, linespacing=1.3)
+        ax.text(centre, top - 0.045, wrapped, ha="center", va="top", fontsize=7.3, linespacing=1.3)
         if i + 1 < len(steps):
             ax.annotate(
                 "",
@@ -103,7 +104,7 @@ def plot_flowchart(config: Config, threshold: float, rule: str, node: dict | Non
                 xytext=(centre, top - height - 0.003),
                 arrowprops={"arrowstyle": "-|>", "lw": 1.6, "color": "#333333"},
             )
-    gate_mid = tops[1] - height / 2
+    gate_mid = tops[1] - heights[1] / 2
     reject_left = left + width + 0.08
     ax.add_patch(
         FancyBboxPatch((reject_left, gate_mid - 0.06), 0.2, 0.12, facecolor="#f6c9c9", edgecolor="#333333", **_BOX)
@@ -123,7 +124,7 @@ def plot_flowchart(config: Config, threshold: float, rule: str, node: dict | Non
         arrowprops={"arrowstyle": "-|>", "lw": 1.6, "color": "#a33"},
     )
     ax.text(left + width + 0.04, gate_mid + 0.014, "fails", ha="center", fontsize=8, color="#a33")
-    ax.text(centre + 0.015, tops[1] - height - gap / 2, "passes", ha="left", va="center", fontsize=8, color="#2a6")
+    ax.text(centre + 0.015, tops[1] - heights[1] - gap / 2, "passes", ha="left", va="center", fontsize=8, color="#2a6")
     ax.set_title(f"Algorithm flowchart (run config '{config.name}')", fontsize=12)
     return fig
 
